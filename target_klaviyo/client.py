@@ -1,0 +1,179 @@
+"""HTTP to Klaviyo: authentication, the revision header, retries and JSON:API errors.
+
+Retries follow Klaviyo's guidance: a 429 waits for its ``Retry-After``; a 5xx, a
+dropped connection or a timeout backs off exponentially with full jitter. Both are
+bounded. Any other error is final and raised as :class:`KlaviyoApiError`, whose
+message carries Klaviyo's own ``detail`` but never the API key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import backoff
+import requests
+
+from target_klaviyo import __version__
+
+logger = logging.getLogger("target_klaviyo.client")
+
+JSON_API = "application/vnd.api+json"
+TIMEOUT = (10.0, 60.0)
+TRANSIENT_STATUSES = {500, 502, 503, 504}
+MAX_SERVER_TRIES = 6
+MAX_THROTTLED_TRIES = 20
+MAX_RETRY_AFTER = 60.0
+
+
+class KlaviyoError(Exception):
+    """A failure talking to Klaviyo that ends the run; its message is one sentence."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One entry of a JSON:API ``errors[]`` array."""
+
+    status: int
+    code: str
+    detail: str
+    pointer: str | None
+
+
+class KlaviyoApiError(KlaviyoError):
+    """Klaviyo answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, errors: list[ErrorDetail]) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.errors = errors
+        first = errors[0] if errors else None
+        detail = f"{first.code}: {first.detail}" if first else "no error detail"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"Klaviyo answered {status} to {method} {path}: {detail}{more}")
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``final`` is what to raise when the retries run out."""
+
+    def __init__(self, final: KlaviyoError, retry_after: float | None = None) -> None:
+        super().__init__(str(final))
+        self.final = final
+        self.retry_after = retry_after
+
+
+def parse_errors(response: requests.Response) -> list[ErrorDetail]:
+    """Klaviyo's ``errors[]``, tolerating bodies that are not JSON:API at all."""
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        errors = []
+    parsed = []
+    for error in errors:
+        if isinstance(error, dict):
+            source = error.get("source") or {}
+            parsed.append(
+                ErrorDetail(
+                    status=int(error.get("status") or response.status_code),
+                    code=str(error.get("code") or "error"),
+                    detail=str(error.get("detail") or error.get("title") or ""),
+                    pointer=source.get("pointer") if isinstance(source, dict) else None,
+                )
+            )
+    return parsed
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
+def _log_retry(details: dict[str, Any]) -> None:
+    logger.warning(
+        "%s; retry %d in %.1f s.", details["exception"], details["tries"], details["wait"]
+    )
+
+
+class KlaviyoClient:
+    """A ``requests`` session bound to one account (API key) and one API revision."""
+
+    def __init__(self, api_url: str, api_key: str, revision: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Klaviyo-API-Key {api_key}",
+                "revision": revision,
+                "Accept": JSON_API,
+                "User-Agent": f"target-klaviyo/{__version__}",
+            }
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("GET", path, params=params) or {}
+
+    def post(self, path: str, body: bytes) -> dict[str, Any] | None:
+        """POST an already-serialised JSON:API body."""
+        return self.request("POST", path, body=body)
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: bytes | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            return self._request_with_retries(method, path, params, body)
+        except _Transient as exhausted:
+            raise exhausted.final from None
+
+    @backoff.on_exception(
+        backoff.runtime,
+        _Transient,
+        value=lambda error: error.retry_after,
+        giveup=lambda error: error.retry_after is None,
+        max_tries=MAX_THROTTLED_TRIES,
+        jitter=None,
+        on_backoff=_log_retry,
+        logger=None,
+    )
+    @backoff.on_exception(
+        backoff.expo,
+        _Transient,
+        giveup=lambda error: error.retry_after is not None,
+        max_tries=MAX_SERVER_TRIES,
+        factor=0.5,
+        max_value=30,
+        jitter=backoff.full_jitter,
+        on_backoff=_log_retry,
+        logger=None,
+    )
+    def _request_with_retries(
+        self, method: str, path: str, params: dict[str, Any] | None, body: bytes | None
+    ) -> dict[str, Any] | None:
+        headers = {"Content-Type": JSON_API} if body is not None else None
+        try:
+            response = self.session.request(
+                method, self.api_url + path, params=params, data=body, headers=headers, timeout=TIMEOUT
+            )
+        except (requests.ConnectionError, requests.Timeout) as error:
+            kind = "timed out" if isinstance(error, requests.Timeout) else "failed to connect"
+            raise _Transient(KlaviyoError(f"{method} {path} {kind}: {type(error).__name__}")) from None
+        if response.status_code == 429:
+            raise _Transient(
+                KlaviyoApiError(method, path, 429, parse_errors(response)), _retry_after(response)
+            )
+        if response.status_code in TRANSIENT_STATUSES:
+            raise _Transient(KlaviyoApiError(method, path, response.status_code, parse_errors(response)))
+        if response.status_code >= 400:
+            raise KlaviyoApiError(method, path, response.status_code, parse_errors(response))
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise KlaviyoError(f"Klaviyo answered {method} {path} with a body that is not JSON.") from None

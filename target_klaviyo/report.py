@@ -1,0 +1,136 @@
+"""What a run did: its counts, the rejects file, the summary line and the JSON report.
+
+Every record read ends in exactly one place: exported, merged into a later record
+of the same profile (deduplicated), rejected with a reason, or skipped over the
+profile limit. ``RunReport.unaccounted`` is zero at the end of every complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from target_klaviyo.mapping import Reject, to_json_value
+
+
+class RunReport:
+    def __init__(self, rejects_path: Path | None = None, *, dry_run: bool = False) -> None:
+        self.started = time.time()
+        self.dry_run = dry_run
+        self.distinct_profiles = 0
+        self.read = 0
+        self.exported = 0
+        self.deduplicated = 0
+        self.sent_again = 0
+        self.skipped_over_limit = 0
+        self.rejected: Counter[str] = Counter()
+        self.attributes_dropped: Counter[str] = Counter()
+        self.job_ids: list[str] = []
+        self.jobs_in_flight = 0
+        self.import_seconds = 0.0
+        self.outcome = "running"
+        self._rejects_path = rejects_path
+        self._rejects_file: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def unaccounted(self) -> int:
+        """Records read but not yet exported, merged, rejected or skipped (pending in a batch)."""
+        return self.read - self.exported - self.deduplicated - self.rejected_total - self.skipped_over_limit
+
+    def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
+        """Count a reject and append it to the rejects file.
+
+        ``counted=False`` is for a value dropped from a profile that was still
+        exported: it goes to the file, but the record is not counted as rejected.
+        """
+        with self._lock:
+            if counted:
+                if reject.reason == "over_limit":
+                    self.skipped_over_limit += 1
+                else:
+                    self.rejected[reject.reason] += 1
+            else:
+                self.attributes_dropped[reject.reason] += 1
+            if self._rejects_path is not None:
+                self._write_reject(stream, record, reject, exported=not counted)
+
+    def _write_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
+        if self._rejects_file is None:
+            self._rejects_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rejects_file = self._rejects_path.open("a", encoding="utf-8")
+        line = {
+            "reason": reject.reason,
+            "detail": reject.detail,
+            "stream": stream,
+            "profile_exported": exported,
+            "rejected_at": datetime.now(timezone.utc).isoformat(),
+            "record": to_json_value(record),
+        }
+        self._rejects_file.write(json.dumps(line, default=str) + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._rejects_file is not None:
+                self._rejects_file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._rejects_file is not None:
+                self._rejects_file.close()
+                self._rejects_file = None
+
+    def summary(self) -> str:
+        rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(self.rejected.items()))
+        dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.attributes_dropped.items()))
+        exported = (
+            f"{self.exported} profiles would be exported (dry run: nothing was sent)"
+            if self.dry_run
+            else f"{self.exported} profiles exported in {len(self.job_ids)} import job(s)"
+        )
+        return (
+            f"Run {self.outcome}: {self.read} records read, {exported}, "
+            f"{self.distinct_profiles} distinct, {self.deduplicated} deduplicated, "
+            f"{self.rejected_total} rejected ({rejected or 'none'}), "
+            f"{self.skipped_over_limit} skipped over the profile limit, "
+            f"values dropped ({dropped or 'none'}), in {time.time() - self.started:.1f} s."
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        finished = time.time()
+        return {
+            "outcome": self.outcome,
+            "dry_run": self.dry_run,
+            "counts": {
+                "read": self.read,
+                "exported": self.exported,
+                "distinct_profiles": self.distinct_profiles,
+                "deduplicated": self.deduplicated,
+                "sent_again": self.sent_again,
+                "rejected": self.rejected_total,
+                "rejected_by_reason": dict(sorted(self.rejected.items())),
+                "skipped_over_limit": self.skipped_over_limit,
+                "values_dropped_by_reason": dict(sorted(self.attributes_dropped.items())),
+                "unaccounted": self.unaccounted,
+            },
+            "job_ids": list(self.job_ids),
+            "timings": {
+                "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+                "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+                "seconds": round(finished - self.started, 3),
+                "import_seconds": round(self.import_seconds, 3),
+            },
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,3 @@
+from target_klaviyo.sandbox.cli import main
+
+main()

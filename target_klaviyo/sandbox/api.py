@@ -1,0 +1,391 @@
+"""What each sandbox endpoint does, independent of HTTP plumbing.
+
+Every handler takes a parsed :class:`Request` and returns a :class:`Response` or
+raises :class:`ApiError`, which the server turns into a JSON:API ``errors[]`` body.
+Behaviour follows Klaviyo's revision 2026-07-15 for the endpoints target-klaviyo uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from target_klaviyo.sandbox.store import Job, SandboxStore, iso, new_id
+
+MAX_PROFILES_PER_JOB = 10_000
+MAX_JOB_BYTES = 5_000_000
+MAX_PROFILE_BYTES = 100_000
+MAX_RELATIONSHIP_IDS = 1000
+MAX_PAGE_SIZE = 100
+MAX_ERRORS_PER_RESPONSE = 100
+IDENTIFIERS = ("email", "phone_number", "external_id")
+MEMBER_ATTRIBUTES = (
+    "email", "phone_number", "external_id", "first_name", "last_name", "organization",
+    "locale", "title", "image", "location", "properties",
+)
+
+
+class ApiError(Exception):
+    """A Klaviyo error response: status, ``code`` and a sentence, with its source."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        pointer: str | None = None,
+        parameter: str | None = None,
+        headers: dict[str, str] | None = None,
+        more: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.headers = headers or {}
+        first = error_object(status, code, detail, pointer=pointer, parameter=parameter)
+        self.errors = [first, *(more or [])]
+
+
+TITLES = {
+    400: "Invalid input.",
+    401: "Authentication credentials were not provided.",
+    403: "You do not have permission to perform this action.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "Request entity too large.",
+    415: "Unsupported media type.",
+    429: "Request was throttled.",
+}
+
+
+def error_object(
+    status: int, code: str, detail: str, *, pointer: str | None = None, parameter: str | None = None
+) -> dict[str, Any]:
+    source: dict[str, str] = {}
+    if pointer is not None:
+        source["pointer"] = pointer
+    if parameter is not None:
+        source["parameter"] = parameter
+    return {
+        "id": str(uuid.uuid4()),
+        "status": status,
+        "code": code,
+        "title": TITLES.get(status, "A server error occurred."),
+        "detail": detail,
+        "source": source,
+        "links": {},
+        "meta": {},
+    }
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    raw_body: bytes
+    base_url: str
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SandboxOptions:
+    """What a sandbox instance allows and how it behaves; see ``klaviyo-sandbox serve --help``."""
+
+    api_key: str
+    lists: dict[str, str] = field(default_factory=dict)
+    job_delay: float = 0.2
+    fail_domains: frozenset[str] = frozenset()
+
+
+class SandboxApi:
+    def __init__(self, store: SandboxStore, options: SandboxOptions) -> None:
+        self.store = store
+        self.options = options
+        for list_id, name in options.lists.items():
+            store.ensure_list(list_id, name)
+
+    # Lists
+
+    def get_list(self, request: Request) -> Response:
+        found = self._require_list(request.params["id"])
+        url = f"{request.base_url}/api/lists/{found['id']}/"
+        attributes = {
+            "name": found["name"],
+            "created": found["created"],
+            "updated": found["created"],
+            "opt_in_process": "single_opt_in",
+        }
+        if "profile_count" in request.query.get("additional-fields[list]", ""):
+            attributes["profile_count"] = self.store.count_members(found["id"])
+        return Response(200, {"data": {"type": "list", "id": found["id"], "attributes": attributes, "links": {"self": url}}, "links": {"self": url}})
+
+    def list_profiles(self, request: Request) -> Response:
+        list_id = self._require_list(request.params["id"])["id"]
+        size = page_size(request.query)
+        after = decode_cursor(request.query.get("page[cursor]"))
+        rows = self.store.members(list_id, after, size + 1)
+        url = f"{request.base_url}/api/lists/{list_id}/profiles/"
+        links = {"self": url}
+        if len(rows) > size:
+            rows = rows[:size]
+            links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1]['cursor'])}"
+        data = [member_resource(row, request.base_url) for row in rows]
+        return Response(200, {"data": data, "links": links})
+
+    def add_list_members(self, request: Request) -> Response:
+        list_id, profile_ids = self._relationship_ids(request)
+        unknown = [pid for pid in profile_ids if pid not in self.store.existing_profile_ids(profile_ids)]
+        if unknown:
+            position = profile_ids.index(unknown[0])
+            raise ApiError(404, "not_found", f"A profile with id {unknown[0]} does not exist.", pointer=f"/data/{position}/id")
+        self.store.add_members(list_id, profile_ids)
+        return Response(204)
+
+    def remove_list_members(self, request: Request) -> Response:
+        list_id, profile_ids = self._relationship_ids(request)
+        self.store.remove_members(list_id, profile_ids)
+        return Response(204)
+
+    def _relationship_ids(self, request: Request) -> tuple[str, list[str]]:
+        list_id = self._require_list(request.params["id"])["id"]
+        data = request.body["data"]
+        if len(data) > MAX_RELATIONSHIP_IDS:
+            raise ApiError(400, "invalid", f"A maximum of {MAX_RELATIONSHIP_IDS} profiles can be given per request.", pointer="/data")
+        return list_id, [item["id"] for item in data]
+
+    def _require_list(self, list_id: str) -> dict[str, Any]:
+        found = self.store.get_list(list_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"A list with id {list_id} does not exist.", parameter="id")
+        return found
+
+    # Bulk profile import jobs
+
+    def create_import_job(self, request: Request) -> Response:
+        job_data = request.body["data"]
+        profiles = job_data["attributes"]["profiles"]["data"]
+        if len(profiles) > MAX_PROFILES_PER_JOB:
+            raise ApiError(400, "invalid", f"A maximum of {MAX_PROFILES_PER_JOB} profiles can be imported per request; {len(profiles)} were given.", pointer="/data/attributes/profiles/data")
+        list_ids = [item["id"] for item in job_data.get("relationships", {}).get("lists", {}).get("data", [])]
+        for position, list_id in enumerate(list_ids):
+            if self.store.get_list(list_id) is None:
+                raise ApiError(404, "not_found", f"A list with id {list_id} does not exist.", pointer=f"/data/relationships/lists/data/{position}/id")
+        raise_profile_errors(
+            [error for position, profile in enumerate(profiles) for error in profile_errors(profile, f"/data/attributes/profiles/data/{position}")]
+        )
+        failures = {
+            position: self._processing_failure(position, profile)
+            for position, profile in enumerate(profiles)
+            if email_domain(profile["attributes"]) in self.options.fail_domains
+        }
+        job = self.store.create_job(list_ids, [p["attributes"] for p in profiles], failures, self.options.job_delay)
+        return Response(202, {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}})
+
+    def _processing_failure(self, position: int, profile: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "code": "invalid",
+            "title": "Invalid profile.",
+            "detail": "The profile could not be imported: its email domain does not accept mail.",
+            "source": {"pointer": f"/data/attributes/profiles/data/{position}"},
+            "original_payload": profile,
+        }
+
+    def get_import_job(self, request: Request) -> Response:
+        job = self._require_job(request.params["job_id"])
+        return Response(200, {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}})
+
+    def list_import_errors(self, request: Request) -> Response:
+        job = self._require_job(request.params["id"])
+        size = page_size(request.query)
+        after = decode_cursor(request.query.get("page[cursor]"), default=-1)
+        rows = self.store.import_errors(job.id, after, size + 1)
+        url = f"{job_url(job, request.base_url)}import-errors/"
+        links = {"self": url}
+        if len(rows) > size:
+            rows = rows[:size]
+            links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1][0])}"
+        data = [
+            {"type": "import-error", "id": error["id"], "attributes": {key: error[key] for key in ("code", "title", "detail", "source", "original_payload")}}
+            for _, error in rows
+        ]
+        return Response(200, {"data": data, "links": links})
+
+    def _require_job(self, job_id: str) -> Job:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"A profile bulk import job with id {job_id} does not exist.", parameter="id")
+        return job
+
+    # Single profiles and subscriptions
+
+    def import_profile(self, request: Request) -> Response:
+        raise_profile_errors(profile_errors(request.body["data"], "/data"))
+        profile_id, created = self.store.upsert_profile(request.body["data"]["attributes"])
+        stored = self.store.get_profile(profile_id)
+        assert stored is not None
+        url = f"{request.base_url}/api/profiles/{profile_id}/"
+        attributes = {**{key: stored["attributes"].get(key) for key in MEMBER_ATTRIBUTES}, "created": stored["created"], "updated": stored["updated"]}
+        return Response(201 if created else 200, {"data": {"type": "profile", "id": profile_id, "attributes": attributes, "links": {"self": url}}, "links": {"self": url}})
+
+    def subscribe_profiles(self, request: Request) -> Response:
+        data = request.body["data"]
+        list_id = data["relationships"]["list"]["data"]["id"]
+        self._require_list(list_id)
+        profiles = data["attributes"]["profiles"]["data"]
+        errors = []
+        for position, profile in enumerate(profiles):
+            pointer = f"/data/attributes/profiles/data/{position}"
+            attributes = {key: profile["attributes"].get(key) for key in ("email", "phone_number") if profile["attributes"].get(key)}
+            errors += profile_errors({"attributes": attributes}, pointer, identifiers=("email", "phone_number"))
+        raise_profile_errors(errors)
+        profile_ids = []
+        for profile in profiles:
+            attributes = {key: profile["attributes"][key] for key in ("email", "phone_number") if profile["attributes"].get(key)}
+            profile_ids.append(self.store.upsert_profile(attributes)[0])
+        self.store.add_members(list_id, profile_ids)
+        return Response(202)
+
+
+# Helpers shared by the handlers
+
+
+def profile_errors(
+    profile: dict[str, Any], pointer: str, identifiers: tuple[str, ...] = IDENTIFIERS
+) -> list[dict[str, Any]]:
+    """What Klaviyo would reject in one profile, beyond the schema: size, identity, email, phone."""
+    attributes = profile.get("attributes") or {}
+    if len(json.dumps(profile, separators=(",", ":"))) > MAX_PROFILE_BYTES:
+        return [error_object(400, "invalid", f"A profile may be at most {MAX_PROFILE_BYTES} bytes.", pointer=pointer)]
+    if not any(attributes.get(key) for key in identifiers):
+        names = ", ".join(identifiers)
+        return [error_object(400, "invalid", f"A profile needs at least one identifier ({names}).", pointer=f"{pointer}/attributes")]
+    errors = []
+    if attributes.get("email") is not None and not is_valid_email(attributes["email"]):
+        errors.append(error_object(400, "invalid", "Invalid email address.", pointer=f"{pointer}/attributes/email"))
+    if attributes.get("phone_number") is not None and not is_e164(attributes["phone_number"]):
+        errors.append(error_object(400, "invalid", "Invalid phone number format (Example of a valid phone number: +13239169023).", pointer=f"{pointer}/attributes/phone_number"))
+    return errors
+
+
+def raise_profile_errors(errors: list[dict[str, Any]]) -> None:
+    """Fail the whole request, as Klaviyo does, naming (up to 100 of) the bad profiles."""
+    if errors:
+        first, *more = errors[:MAX_ERRORS_PER_RESPONSE]
+        raise ApiError(400, first["code"], first["detail"], pointer=first["source"]["pointer"], more=more)
+
+
+def is_valid_email(email: str) -> bool:
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def is_e164(phone: str) -> bool:
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def email_domain(attributes: dict[str, Any]) -> str | None:
+    email = attributes.get("email")
+    return email.rsplit("@", 1)[-1].lower() if isinstance(email, str) else None
+
+
+def page_size(query: dict[str, str]) -> int:
+    raw = query.get("page[size]", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ApiError(400, "invalid", f"page[size] must be an integer between 1 and {MAX_PAGE_SIZE}.", parameter="page[size]")
+    return int(raw)
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, default: int = 0) -> int:
+    if not cursor:
+        return default
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise ApiError(400, "invalid", "page[cursor] is not a cursor this API returned.", parameter="page[cursor]") from None
+
+
+def member_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
+    attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
+    return {"type": "profile", "id": row["id"], "attributes": attributes, "links": {"self": f"{base_url}/api/profiles/{row['id']}/"}}
+
+
+def job_url(job: Job, base_url: str) -> str:
+    return f"{base_url}/api/profile-bulk-import-jobs/{job.id}/"
+
+
+def job_resource(job: Job, base_url: str) -> dict[str, Any]:
+    now = time.time()
+    status = job.status(now)
+    complete = status == "complete"
+    attributes = {
+        "status": status,
+        "created_at": iso(job.created_at),
+        "total_count": job.total_count,
+        "completed_count": job.total_count - job.failed_count if complete else 0,
+        "failed_count": job.failed_count,
+        "completed_at": iso(job.completed_at) if job.completed_at else None,
+        "expires_at": iso(job.created_at + 7 * 86400),
+        "started_at": iso((job.created_at + job.due_at) / 2) if status != "queued" else None,
+    }
+    lists = [{"type": "list", "id": list_id} for list_id in job.list_ids]
+    return {"type": "profile-bulk-import-job", "id": job.id, "attributes": attributes, "relationships": {"lists": {"data": lists}}, "links": {"self": job_url(job, base_url)}}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    spec_path: str
+    handler: Callable[[SandboxApi, Request], Response]
+    has_body: bool
+
+
+def _route(method: str, spec_path: str, handler: Callable[[SandboxApi, Request], Response]) -> Route:
+    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", spec_path) + "/?$")
+    return Route(method, pattern, spec_path, handler, method in {"POST", "PATCH", "DELETE"})
+
+
+ROUTES = (
+    _route("GET", "/api/lists/{id}", SandboxApi.get_list),
+    _route("GET", "/api/lists/{id}/profiles", SandboxApi.list_profiles),
+    _route("POST", "/api/lists/{id}/relationships/profiles", SandboxApi.add_list_members),
+    _route("DELETE", "/api/lists/{id}/relationships/profiles", SandboxApi.remove_list_members),
+    _route("POST", "/api/profile-bulk-import-jobs", SandboxApi.create_import_job),
+    _route("GET", "/api/profile-bulk-import-jobs/{job_id}", SandboxApi.get_import_job),
+    _route("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", SandboxApi.list_import_errors),
+    _route("POST", "/api/profile-import", SandboxApi.import_profile),
+    _route("POST", "/api/profile-subscription-bulk-create-jobs", SandboxApi.subscribe_profiles),
+)

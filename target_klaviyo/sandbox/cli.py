@@ -1,0 +1,129 @@
+"""``klaviyo-sandbox``: run the local Klaviyo API, or show what a run left in a list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from target_klaviyo.sandbox.api import SandboxOptions
+from target_klaviyo.sandbox.faults import FaultPlan
+from target_klaviyo.sandbox.server import SandboxServer, SandboxSettings
+from target_klaviyo.sandbox.store import SandboxStore
+
+MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klaviyo-sandbox",
+        description="A local, Klaviyo-compatible API for trying and testing target-klaviyo.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API on 127.0.0.1 until SIGINT/SIGTERM")
+    serve.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    serve.add_argument("--port-file", type=Path, help="write the bound port to this file")
+    serve.add_argument("--db", default=":memory:", help="SQLite file for the state (default: in memory)")
+    serve.add_argument("--api-key", required=True, help="the private API key requests must carry")
+    serve.add_argument(
+        "--list", action="append", default=[], metavar="ID[=NAME]", help="a list that exists (repeatable)"
+    )
+    serve.add_argument("--job-delay", type=float, default=0.2, help="seconds an import job takes")
+    serve.add_argument(
+        "--fail-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="profiles with an email at DOMAIN fail in job processing (import errors)",
+    )
+    serve.add_argument("--no-rate-limits", action="store_true", help="turn Klaviyo's rate limits off")
+    serve.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate limit")
+    serve.add_argument("--fault-429", type=float, default=0.0, metavar="P", help="probability of a 429")
+    serve.add_argument("--fault-5xx", type=float, default=0.0, metavar="P", help="probability of a 5xx")
+    serve.add_argument("--fault-drop", type=float, default=0.0, metavar="P", help="probability of a dropped connection")
+    serve.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="added to every request")
+    serve.add_argument("--seed", type=int, help="seed for the fault draws, to repeat a run")
+
+    members = commands.add_parser("members", help="print the members of a list")
+    members.add_argument("--db", required=True, help="the SQLite file the server used")
+    members.add_argument("list_id")
+    members.add_argument("--json", action="store_true", help="one JSON object per member")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> None:
+    lists = dict(item.split("=", 1) if "=" in item else (item, f"Sandbox list {item}") for item in args.list)
+    settings = SandboxSettings(
+        options=SandboxOptions(
+            api_key=args.api_key,
+            lists=lists,
+            job_delay=args.job_delay,
+            fail_domains=frozenset(domain.lower() for domain in args.fail_domain),
+        ),
+        db=args.db,
+        rate_limits=not args.no_rate_limits,
+        rate_scale=args.rate_scale,
+        faults=FaultPlan(
+            throttle=args.fault_429,
+            server_error=args.fault_5xx,
+            drop=args.fault_drop,
+            latency=args.latency,
+            seed=args.seed,
+        ),
+    )
+    server = SandboxServer(settings, args.port)
+    if args.port_file:
+        args.port_file.write_text(f"{server.server_address[1]}\n")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    print(f"Klaviyo sandbox listening on {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    print("Klaviyo sandbox stopped.", flush=True)
+
+
+def show_members(args: argparse.Namespace) -> None:
+    store = SandboxStore(args.db)
+    if store.get_list(args.list_id) is None:
+        sys.exit(f"klaviyo-sandbox: no list {args.list_id!r} in {args.db}")
+    rows, after = [], 0
+    while page := store.members(args.list_id, after):
+        rows += page
+        after = page[-1]["cursor"]
+    if args.json:
+        for row in rows:
+            print(json.dumps({"id": row["id"], **row["attributes"]}, sort_keys=True))
+        return
+    table = [MEMBER_COLUMNS] + [
+        tuple(str(row["attributes"].get(column) or "") for column in MEMBER_COLUMNS) for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(MEMBER_COLUMNS))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print(f"{len(rows)} member(s) in list {args.list_id}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            serve(args)
+        else:
+            show_members(args)
+    except (OSError, ValueError) as error:
+        sys.exit(f"klaviyo-sandbox: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The sandbox's HTTP layer: routing, Klaviyo's request checks, rate limits and faults.
+
+Checks run in Klaviyo's order: authentication, the ``revision`` header, the rate
+limit, the content type, then the body against the OpenAPI schema; only a request
+that passes them all reaches its handler in :mod:`target_klaviyo.sandbox.api`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from target_klaviyo.sandbox import spec
+from target_klaviyo.sandbox.api import (
+    MAX_JOB_BYTES,
+    ROUTES,
+    ApiError,
+    Request,
+    Response,
+    Route,
+    SandboxApi,
+    SandboxOptions,
+)
+from target_klaviyo.sandbox.faults import Fault, FaultPlan
+from target_klaviyo.sandbox.limits import RateLimiter
+from target_klaviyo.sandbox.store import SandboxStore
+
+logger = logging.getLogger("klaviyo_sandbox")
+JSON_API = "application/vnd.api+json"
+REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the sandbox saw it, and its answer; kept for tests to inspect."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    status: int | None
+    response: Any
+    spec_path: str | None
+
+
+@dataclass
+class SandboxSettings:
+    options: SandboxOptions
+    db: str = ":memory:"
+    rate_limits: bool = True
+    rate_scale: float = 1.0
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    record_requests: bool = False
+
+
+class SandboxServer(ThreadingHTTPServer):
+    """A Klaviyo-compatible API on 127.0.0.1; ``port=0`` picks a free port."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, settings: SandboxSettings, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), SandboxHandler)
+        self.settings = settings
+        self.store = SandboxStore(settings.db)
+        self.api = SandboxApi(self.store, settings.options)
+        self.limiter = RateLimiter(settings.rate_scale)
+        self.recorded: list[RecordedRequest] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> SandboxServer:
+        """Serve from a background thread (for tests and embedding)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="klaviyo-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.store.close()
+
+    def record(self, entry: RecordedRequest) -> None:
+        if self.settings.record_requests:
+            self.recorded.append(entry)
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SandboxServer
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        logger.debug(format, *args)
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = Request(
+            method=method,
+            path=url.path,
+            params={},
+            query=dict(parse_qsl(url.query)),
+            headers={key.lower(): value for key, value in self.headers.items()},
+            body=None,
+            raw_body=raw_body,
+            base_url=f"http://{self.headers.get('Host', '127.0.0.1')}",
+        )
+        route = None
+        try:
+            route = self._route(request)
+            response = self._handle(route, request)
+        except ApiError as error:
+            response = Response(error.status, {"errors": error.errors}, error.headers)
+        except _DropConnection:
+            self._record(request, route, None)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._record(request, route, response)
+        self._send(response)
+
+    def _route(self, request: Request) -> Route:
+        allowed = []
+        for route in ROUTES:
+            match = route.pattern.match(request.path)
+            if match:
+                allowed.append(route.method)
+                if route.method == request.method:
+                    request.params = match.groupdict()
+                    return route
+        if allowed:
+            raise ApiError(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+        raise ApiError(404, "not_found", f"No API endpoint matches {request.path}.")
+
+    def _handle(self, route: Route, request: Request) -> Response:
+        settings = self.server.settings
+        faults = settings.faults
+        if faults.latency:
+            time.sleep(faults.latency)
+        fault, status = faults.draw()
+        if fault is Fault.DROP:
+            raise _DropConnection
+        if fault is Fault.THROTTLE:
+            raise _throttled(1)
+        if fault is Fault.SERVER_ERROR:
+            raise ApiError(status, "error", "A server error occurred (injected by the sandbox).")
+        self._check_auth(request)
+        self._check_revision(request)
+        if settings.rate_limits:
+            rates = spec.rate_limit(route.spec_path, route.method.lower())
+            wait = self.server.limiter.acquire(f"{route.method} {route.spec_path}", rates)
+            if wait is not None:
+                raise _throttled(wait)
+        if route.has_body:
+            request.body = self._parse_body(route, request)
+        return route.handler(self.server.api, request)
+
+    def _check_auth(self, request: Request) -> None:
+        expected = f"Klaviyo-API-Key {self.server.settings.options.api_key}"
+        given = request.headers.get("authorization")
+        if given is None:
+            raise ApiError(401, "not_authenticated", "Authentication credentials were not provided.")
+        if given != expected:
+            raise ApiError(401, "authentication_failed", "Incorrect authentication credentials.")
+
+    @staticmethod
+    def _check_revision(request: Request) -> None:
+        revision = request.headers.get("revision")
+        if revision is None:
+            raise ApiError(400, "invalid", "Missing required header: revision.", parameter="revision")
+        if not REVISION.match(revision):
+            raise ApiError(400, "invalid", f"Invalid revision header: {revision!r}.", parameter="revision")
+
+    @staticmethod
+    def _parse_body(route: Route, request: Request) -> Any:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type != JSON_API:
+            raise ApiError(415, "unsupported_media_type", f'Unsupported media type "{content_type}" in request; use "{JSON_API}".')
+        if len(request.raw_body) > MAX_JOB_BYTES:
+            raise ApiError(413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes.")
+        try:
+            body = json.loads(request.raw_body)
+        except ValueError:
+            raise ApiError(400, "parse_error", "The request body is not valid JSON.", pointer="/") from None
+        error = spec.request_validator(route.spec_path, route.method.lower()).first_error(body)
+        if error:
+            raise ApiError(400, "invalid", error.message, pointer=error.pointer)
+        return body
+
+    def _send(self, response: Response) -> None:
+        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        self.send_response(response.status)
+        if payload:
+            self.send_header("Content-Type", JSON_API)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _record(self, request: Request, route: Route | None, response: Response | None) -> None:
+        body = request.body
+        if body is None and request.raw_body:
+            try:
+                body = json.loads(request.raw_body)
+            except ValueError:
+                body = request.raw_body
+        self.server.record(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                body=body,
+                status=None if response is None else response.status,
+                response=None if response is None else response.body,
+                spec_path=None if route is None else route.spec_path,
+            )
+        )
+
+
+class _DropConnection(Exception):
+    """Close the socket without an answer, as a failing load balancer would."""
+
+
+def _throttled(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "throttled",
+        f"Request was throttled. Expected available in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -1,0 +1,325 @@
+"""The sandbox's state in SQLite: lists, profiles, memberships, import jobs and their errors.
+
+One connection, guarded by a lock, serves every request thread; that keeps
+``:memory:`` databases working and writes serialised, as they are in one account.
+Import jobs finish lazily: whenever anything reads the store, jobs whose time has
+come are applied, so no background thread is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lists (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    id TEXT PRIMARY KEY,
+    email TEXT UNIQUE COLLATE NOCASE,
+    phone_number TEXT,
+    external_id TEXT,
+    attributes TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS profiles_phone ON profiles (phone_number);
+CREATE INDEX IF NOT EXISTS profiles_external_id ON profiles (external_id);
+CREATE TABLE IF NOT EXISTS memberships (
+    list_id TEXT NOT NULL, profile_id TEXT NOT NULL, joined_group_at TEXT NOT NULL,
+    PRIMARY KEY (list_id, profile_id)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    list_ids TEXT NOT NULL,
+    profiles TEXT NOT NULL,
+    failures TEXT NOT NULL,
+    total_count INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    completed_at REAL
+);
+CREATE TABLE IF NOT EXISTS import_errors (
+    job_id TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL,
+    PRIMARY KEY (job_id, position)
+);
+"""
+
+
+def new_id() -> str:
+    """A 26-character upper-case id, the shape of Klaviyo's profile and job ids."""
+    return uuid.uuid4().hex[:26].upper()
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+
+
+@dataclass
+class Job:
+    """A bulk import job as the API reports it."""
+
+    id: str
+    list_ids: list[str]
+    total_count: int
+    created_at: float
+    due_at: float
+    completed_at: float | None
+    failed_count: int = 0
+    profile_ids: list[str] = field(default_factory=list)
+
+    def status(self, now: float) -> str:
+        if self.completed_at is not None:
+            return "complete"
+        return "processing" if now >= (self.created_at + self.due_at) / 2 else "queued"
+
+
+def merge_attributes(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """Apply an upsert: given fields replace, ``null`` clears, objects merge key by key."""
+    merged = dict(current)
+    for key, value in incoming.items():
+        if value is None:
+            merged.pop(key, None)
+        elif key in {"location", "properties"} and isinstance(value, dict):
+            merged[key] = merge_attributes(merged.get(key) or {}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class SandboxStore:
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # Lists and members
+
+    def ensure_list(self, list_id: str, name: str | None = None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO lists (id, name, created) VALUES (?, ?, ?)",
+                (list_id, name or f"Sandbox list {list_id}", iso(time.time())),
+            )
+
+    def get_list(self, list_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, created FROM lists WHERE id = ?", (list_id,)
+            ).fetchone()
+        return None if row is None else {"id": row[0], "name": row[1], "created": row[2]}
+
+    def count_members(self, list_id: str) -> int:
+        self.finish_due_jobs()
+        with self._lock:
+            return self._db.execute(
+                "SELECT count(*) FROM memberships WHERE list_id = ?", (list_id,)
+            ).fetchone()[0]
+
+    def members(self, list_id: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Members in join order, from membership row ``after`` on (a cursor)."""
+        self.finish_due_jobs()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.rowid, p.id, p.attributes, p.created, p.updated, m.joined_group_at"
+                " FROM memberships m JOIN profiles p ON p.id = m.profile_id"
+                " WHERE m.list_id = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
+                (list_id, after, limit),
+            ).fetchall()
+        return [
+            {
+                "cursor": row[0],
+                "id": row[1],
+                "attributes": json.loads(row[2]),
+                "created": row[3],
+                "updated": row[4],
+                "joined_group_at": row[5],
+            }
+            for row in rows
+        ]
+
+    def add_members(self, list_id: str, profile_ids: list[str]) -> None:
+        joined = iso(time.time())
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at)"
+                " VALUES (?, ?, ?)",
+                [(list_id, profile_id, joined) for profile_id in profile_ids],
+            )
+
+    def remove_members(self, list_id: str, profile_ids: list[str]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM memberships WHERE list_id = ? AND profile_id = ?",
+                [(list_id, profile_id) for profile_id in profile_ids],
+            )
+
+    def existing_profile_ids(self, profile_ids: list[str]) -> set[str]:
+        with self._lock:
+            marks = ",".join("?" * len(profile_ids))
+            rows = self._db.execute(
+                f"SELECT id FROM profiles WHERE id IN ({marks})",  # noqa: S608 - only placeholders
+                profile_ids,
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    # Profiles
+
+    def upsert_profile(self, attributes: dict[str, Any]) -> tuple[str, bool]:
+        """Create or update the profile the identifiers name; returns (id, created)."""
+        with self._transaction() as db:
+            return self._upsert(db, attributes)
+
+    def _upsert(self, db: sqlite3.Connection, attributes: dict[str, Any]) -> tuple[str, bool]:
+        now = iso(time.time())
+        row = None
+        for identifier in ("email", "phone_number", "external_id"):
+            if attributes.get(identifier):
+                row = db.execute(
+                    f"SELECT id, attributes FROM profiles WHERE {identifier} = ?",  # noqa: S608
+                    (attributes[identifier],),
+                ).fetchone()
+                if row:
+                    break
+        if row is None:
+            profile_id = new_id()
+            merged = merge_attributes({}, attributes)
+            db.execute(
+                "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (profile_id, *_identifiers(merged), json.dumps(merged), now, now),
+            )
+            return profile_id, True
+        merged = merge_attributes(json.loads(row[1]), attributes)
+        db.execute(
+            "UPDATE profiles SET email = ?, phone_number = ?, external_id = ?, attributes = ?,"
+            " updated = ? WHERE id = ?",
+            (*_identifiers(merged), json.dumps(merged), now, row[0]),
+        )
+        return row[0], False
+
+    def get_profile(self, profile_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT attributes, created, updated FROM profiles WHERE id = ?", (profile_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {"id": profile_id, "attributes": json.loads(row[0]), "created": row[1], "updated": row[2]}
+
+    # Bulk import jobs
+
+    def create_job(
+        self,
+        list_ids: list[str],
+        profiles: list[dict[str, Any]],
+        failures: dict[int, dict[str, Any]],
+        delay: float,
+    ) -> Job:
+        """Queue a job; ``failures`` maps profile positions to the import error each will get."""
+        now = time.time()
+        job = Job(new_id(), list_ids, len(profiles), now, now + delay, None)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    job.id,
+                    json.dumps(list_ids),
+                    json.dumps(profiles),
+                    json.dumps(failures),
+                    job.total_count,
+                    job.created_at,
+                    job.due_at,
+                ),
+            )
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        self.finish_due_jobs()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, list_ids, total_count, created_at, due_at, completed_at"
+                " FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            failed = self._db.execute(
+                "SELECT count(*) FROM import_errors WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+        return Job(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], failed)
+
+    def import_errors(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        self.finish_due_jobs()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT position, error FROM import_errors WHERE job_id = ? AND position > ?"
+                " ORDER BY position LIMIT ?",
+                (job_id, after, limit),
+            ).fetchall()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    def finish_due_jobs(self) -> None:
+        """Apply every job whose processing time has passed, oldest first."""
+        now = time.time()
+        with self._transaction() as db:
+            due = db.execute(
+                "SELECT id, list_ids, profiles, failures FROM jobs"
+                " WHERE completed_at IS NULL AND due_at <= ? ORDER BY created_at",
+                (now,),
+            ).fetchall()
+            for job_id, list_ids, profiles, failures in due:
+                self._apply_job(db, job_id, json.loads(list_ids), json.loads(profiles), json.loads(failures))
+                db.execute("UPDATE jobs SET completed_at = ?, profiles = '[]' WHERE id = ?", (now, job_id))
+
+    def _apply_job(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        list_ids: list[str],
+        profiles: list[dict[str, Any]],
+        failures: dict[str, dict[str, Any]],
+    ) -> None:
+        joined = iso(time.time())
+        imported = []
+        for position, attributes in enumerate(profiles):
+            if str(position) in failures:
+                db.execute(
+                    "INSERT INTO import_errors VALUES (?, ?, ?)",
+                    (job_id, position, json.dumps(failures[str(position)])),
+                )
+                continue
+            imported.append(self._upsert(db, attributes)[0])
+        db.executemany(
+            "INSERT OR IGNORE INTO memberships VALUES (?, ?, ?)",
+            [(list_id, profile_id, joined) for list_id in list_ids for profile_id in imported],
+        )
+
+
+def _identifiers(attributes: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return attributes.get("email"), attributes.get("phone_number"), attributes.get("external_id")

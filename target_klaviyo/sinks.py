@@ -1,0 +1,100 @@
+"""Singer records -> batches of Klaviyo profiles.
+
+Each record is validated against its stream's schema, mapped to a profile, checked
+against the run's profile limit, and handed to the run, which holds it until a
+drain. Draining sends what the run holds and returns only when Klaviyo has settled
+it, so the SDK's STATE that follows a drain never runs ahead of the data.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import fastjsonschema
+from singer_sdk.exceptions import InvalidJSONSchema
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+from target_klaviyo.jobs import MAX_PROFILES_PER_JOB, PendingProfile
+from target_klaviyo.mapping import Reject
+from target_klaviyo.run import Admission, ExportRun
+
+
+def _without_formats(schema: Any) -> Any:
+    """Drop ``format`` keywords: like the SDK's default, string formats are not enforced."""
+    if isinstance(schema, dict):
+        return {key: _without_formats(value) for key, value in schema.items() if key != "format"}
+    if isinstance(schema, list):
+        return [_without_formats(item) for item in schema]
+    return schema
+
+
+class RecordCheck(BaseJSONSchemaValidator):
+    """Validates records against their stream schema without stopping the run.
+
+    The SDK raises on the first invalid record; here the problem is kept so the sink
+    can reject that one record with its reason. The message names the property and
+    the rule, never the value, which may be personal data.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        super().__init__(schema)
+        try:
+            self._check = fastjsonschema.compile(_without_formats(copy.deepcopy(schema)))
+        except fastjsonschema.JsonSchemaDefinitionException as error:
+            msg = f"Schema Validation Error: {error}"
+            raise InvalidJSONSchema(msg) from error
+        self.problem: str | None = None
+
+    def validate(self, record: dict[str, Any]) -> None:
+        try:
+            self._check(record)
+        except fastjsonschema.JsonSchemaValueException as error:
+            self.problem = "The record does not match its stream schema: " + error.message.replace(
+                "data", "record", 1
+            )
+        else:
+            self.problem = None
+
+
+class KlaviyoSink(BatchSink):
+    """One stream's records, batched into Klaviyo bulk import jobs."""
+
+    MAX_SIZE_DEFAULT = MAX_PROFILES_PER_JOB
+
+    def __init__(self, target: Any, stream_name: str, schema: dict, key_properties: Any) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self.run: ExportRun = target.run
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        return RecordCheck(self.schema) if self.validate_schema else None
+
+    def process_record(self, record: dict, context: dict) -> None:
+        report = self.run.report
+        report.read += 1
+        problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
+        if problem:
+            report.reject(self.stream_name, record, Reject("schema_violation", problem))
+            return
+        profile = self.run.mapper.map(record)
+        if isinstance(profile, Reject):
+            report.reject(self.stream_name, record, profile)
+            return
+        admission = self.run.admit(profile.key)
+        if admission is Admission.OVER_LIMIT:
+            if self.run.settings.on_limit_exceeded == "fail":
+                report.read -= 1
+                raise self.run.limit_error()
+            report.reject(
+                self.stream_name,
+                record,
+                Reject("over_limit", f"The run already has max_profiles_per_run ({self.run.settings.max_profiles:,}) profiles."),
+            )
+            return
+        for dropped in profile.dropped:
+            report.reject(self.stream_name, record, dropped, counted=False)
+        self.run.hold(PendingProfile(profile, self.stream_name, record), admission)
+
+    def process_batch(self, context: dict) -> None:
+        self.run.send_pending()
