@@ -126,7 +126,9 @@ class BulkImporter:
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
         """Reject the profiles a 400 names; re-raise when it names anything else."""
         if error.status == 413:
-            self._reject(chunk[0], Reject("profile_too_large", error.errors[0].detail if error.errors else str(error)))
+            self._reject(
+                chunk[0], Reject("profile_too_large", error.errors[0].detail if error.errors else str(error))
+            )
             return []
         refused: dict[int, str] = {}
         for detail in error.errors:
@@ -138,21 +140,40 @@ class BulkImporter:
             raise error
         for position, detail in refused.items():
             self._reject(chunk[position], Reject("rejected_by_klaviyo", detail))
-        logger.warning("Klaviyo refused %d profile(s) of a job; submitting the other %d again.", len(refused), len(chunk) - len(refused))
+        logger.warning(
+            "Klaviyo refused %d profile(s) of a job; submitting the other %d again.",
+            len(refused),
+            len(chunk) - len(refused),
+        )
         return [item for position, item in enumerate(chunk) if position not in refused]
 
     def _settle(self, job: SubmittedJob) -> None:
         attributes = self._wait(job.id)
         self.report.jobs_in_flight -= 1
         if attributes["status"] == "cancelled":
-            raise KlaviyoError(f"Klaviyo import job {job.id} was cancelled before it completed; the run stops so that no profile is lost unnoticed.")
+            raise KlaviyoError(
+                f"Klaviyo import job {job.id} was cancelled before it completed; "
+                "the run stops so that no profile is lost unnoticed."
+            )
         failed = int(attributes.get("failed_count") or 0)
         matched = self._reject_import_errors(job) if failed else 0
         unmatched = max(0, failed - matched)
         for _ in range(unmatched):
-            self.report.reject("", None, Reject("rejected_by_klaviyo", f"Import job {job.id} reported a failed profile without an import error that names it."))
+            self.report.reject(
+                "",
+                None,
+                Reject(
+                    "rejected_by_klaviyo",
+                    f"Import job {job.id} reported a failed profile without an import error that names it.",
+                ),
+            )
         self.report.exported += len(job.chunk) - matched - unmatched
-        logger.info("Import job %s complete: %d profiles imported, %d failed.", job.id, len(job.chunk) - matched - unmatched, matched + unmatched)
+        logger.info(
+            "Import job %s complete: %d profiles imported, %d failed.",
+            job.id,
+            len(job.chunk) - matched - unmatched,
+            matched + unmatched,
+        )
 
     def _wait(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + MAX_JOB_WAIT
@@ -211,10 +232,13 @@ class BulkImporter:
 def describe_dry_run(list_id: str, pending: list[PendingProfile]) -> Iterator[str]:
     """What ``import_batch`` would send, without personal data: sizes and attribute names."""
     for chunk in split_for_jobs(pending):
-        names = sorted({name for item in chunk for name in _attribute_names(item.profile.resource["attributes"])})
+        names = sorted(
+            {name for item in chunk for name in _attribute_names(item.profile.resource["attributes"])}
+        )
         yield (
             f"Dry run: would submit an import job of {len(chunk)} profiles "
-            f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, with attributes: {', '.join(names)}."
+            f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
+            f"with attributes: {', '.join(names)}."
         )
 
 

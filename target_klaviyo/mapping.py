@@ -131,7 +131,9 @@ class ProfileMapper:
         if value is _MISSING or value is None:
             return Reject("missing_email", f"The record has no value at {name!r}.")
         if not isinstance(value, str):
-            return Reject("invalid_email", f"The value at {name!r} is a {type(value).__name__}, not a string.")
+            return Reject(
+                "invalid_email", f"The value at {name!r} is a {type(value).__name__}, not a string."
+            )
         email = value.strip()
         if not email:
             return Reject("missing_email", f"The value at {name!r} is empty.")
@@ -146,11 +148,16 @@ class ProfileMapper:
         if isinstance(value, (Mapping, list, tuple)):
             return Reject(
                 "invalid_attribute",
-                f"{attribute} needs a single value, not a {type(value).__name__}; it was left out of the profile.",
+                f"{attribute} needs a single value, not a {type(value).__name__}; "
+                "it was left out of the profile.",
             )
         if attribute == "phone_number":
             return normalize_phone(str(value).strip())
-        if attribute in NUMERIC_ATTRIBUTES and isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+        if (
+            attribute in NUMERIC_ATTRIBUTES
+            and isinstance(value, (int, float, decimal.Decimal))
+            and not isinstance(value, bool)
+        ):
             return to_json_value(value)
         converted = to_json_value(value)
         return converted if isinstance(converted, str) else json.dumps(converted)

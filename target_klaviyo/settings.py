@@ -204,7 +204,10 @@ def _api_url(url: str) -> str:
         msg = f"api_url {url!r} is not an http(s) URL."
         raise SettingsError(msg)
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        msg = f"api_url must use https:// unless its host is loopback (got host {parts.hostname!r}): the API key must not travel in clear text."
+        msg = (
+            f"api_url must use https:// unless its host is loopback (got host {parts.hostname!r}): "
+            "the API key must not travel in clear text."
+        )
         raise SettingsError(msg)
     return url.rstrip("/")
 

@@ -89,7 +89,11 @@ class KlaviyoSink(BatchSink):
             report.reject(
                 self.stream_name,
                 record,
-                Reject("over_limit", f"The run already has max_profiles_per_run ({self.run.settings.max_profiles:,}) profiles."),
+                Reject(
+                    "over_limit",
+                    f"The run already has max_profiles_per_run "
+                    f"({self.run.settings.max_profiles:,}) profiles.",
+                ),
             )
             return
         for dropped in profile.dropped:

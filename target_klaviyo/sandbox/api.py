@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from target_klaviyo.sandbox.store import Job, SandboxStore, iso, new_id
+from target_klaviyo.sandbox.store import Job, SandboxStore, iso
 
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
@@ -29,8 +29,17 @@ MAX_PAGE_SIZE = 100
 MAX_ERRORS_PER_RESPONSE = 100
 IDENTIFIERS = ("email", "phone_number", "external_id")
 MEMBER_ATTRIBUTES = (
-    "email", "phone_number", "external_id", "first_name", "last_name", "organization",
-    "locale", "title", "image", "location", "properties",
+    "email",
+    "phone_number",
+    "external_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "locale",
+    "title",
+    "image",
+    "location",
+    "properties",
 )
 
 
@@ -114,6 +123,7 @@ class SandboxOptions:
     lists: dict[str, str] = field(default_factory=dict)
     job_delay: float = 0.2
     fail_domains: frozenset[str] = frozenset()
+    refuse_domains: frozenset[str] = frozenset()
 
 
 class SandboxApi:
@@ -136,7 +146,13 @@ class SandboxApi:
         }
         if "profile_count" in request.query.get("additional-fields[list]", ""):
             attributes["profile_count"] = self.store.count_members(found["id"])
-        return Response(200, {"data": {"type": "list", "id": found["id"], "attributes": attributes, "links": {"self": url}}, "links": {"self": url}})
+        return Response(
+            200,
+            {
+                "data": {"type": "list", "id": found["id"], "attributes": attributes, "links": {"self": url}},
+                "links": {"self": url},
+            },
+        )
 
     def list_profiles(self, request: Request) -> Response:
         list_id = self._require_list(request.params["id"])["id"]
@@ -156,7 +172,12 @@ class SandboxApi:
         unknown = [pid for pid in profile_ids if pid not in self.store.existing_profile_ids(profile_ids)]
         if unknown:
             position = profile_ids.index(unknown[0])
-            raise ApiError(404, "not_found", f"A profile with id {unknown[0]} does not exist.", pointer=f"/data/{position}/id")
+            raise ApiError(
+                404,
+                "not_found",
+                f"A profile with id {unknown[0]} does not exist.",
+                pointer=f"/data/{position}/id",
+            )
         self.store.add_members(list_id, profile_ids)
         return Response(204)
 
@@ -169,7 +190,12 @@ class SandboxApi:
         list_id = self._require_list(request.params["id"])["id"]
         data = request.body["data"]
         if len(data) > MAX_RELATIONSHIP_IDS:
-            raise ApiError(400, "invalid", f"A maximum of {MAX_RELATIONSHIP_IDS} profiles can be given per request.", pointer="/data")
+            raise ApiError(
+                400,
+                "invalid",
+                f"A maximum of {MAX_RELATIONSHIP_IDS} profiles can be given per request.",
+                pointer="/data",
+            )
         return list_id, [item["id"] for item in data]
 
     def _require_list(self, list_id: str) -> dict[str, Any]:
@@ -184,21 +210,45 @@ class SandboxApi:
         job_data = request.body["data"]
         profiles = job_data["attributes"]["profiles"]["data"]
         if len(profiles) > MAX_PROFILES_PER_JOB:
-            raise ApiError(400, "invalid", f"A maximum of {MAX_PROFILES_PER_JOB} profiles can be imported per request; {len(profiles)} were given.", pointer="/data/attributes/profiles/data")
+            raise ApiError(
+                400,
+                "invalid",
+                f"A maximum of {MAX_PROFILES_PER_JOB} profiles can be imported per request; "
+                f"{len(profiles)} were given.",
+                pointer="/data/attributes/profiles/data",
+            )
         list_ids = [item["id"] for item in job_data.get("relationships", {}).get("lists", {}).get("data", [])]
         for position, list_id in enumerate(list_ids):
             if self.store.get_list(list_id) is None:
-                raise ApiError(404, "not_found", f"A list with id {list_id} does not exist.", pointer=f"/data/relationships/lists/data/{position}/id")
+                raise ApiError(
+                    404,
+                    "not_found",
+                    f"A list with id {list_id} does not exist.",
+                    pointer=f"/data/relationships/lists/data/{position}/id",
+                )
         raise_profile_errors(
-            [error for position, profile in enumerate(profiles) for error in profile_errors(profile, f"/data/attributes/profiles/data/{position}")]
+            [
+                error
+                for position, profile in enumerate(profiles)
+                for error in profile_errors(
+                    profile,
+                    f"/data/attributes/profiles/data/{position}",
+                    refuse_domains=self.options.refuse_domains,
+                )
+            ]
         )
         failures = {
             position: self._processing_failure(position, profile)
             for position, profile in enumerate(profiles)
             if email_domain(profile["attributes"]) in self.options.fail_domains
         }
-        job = self.store.create_job(list_ids, [p["attributes"] for p in profiles], failures, self.options.job_delay)
-        return Response(202, {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}})
+        job = self.store.create_job(
+            list_ids, [p["attributes"] for p in profiles], failures, self.options.job_delay
+        )
+        return Response(
+            202,
+            {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}},
+        )
 
     def _processing_failure(self, position: int, profile: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -212,7 +262,10 @@ class SandboxApi:
 
     def get_import_job(self, request: Request) -> Response:
         job = self._require_job(request.params["job_id"])
-        return Response(200, {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}})
+        return Response(
+            200,
+            {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}},
+        )
 
     def list_import_errors(self, request: Request) -> Response:
         job = self._require_job(request.params["id"])
@@ -225,7 +278,13 @@ class SandboxApi:
             rows = rows[:size]
             links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1][0])}"
         data = [
-            {"type": "import-error", "id": error["id"], "attributes": {key: error[key] for key in ("code", "title", "detail", "source", "original_payload")}}
+            {
+                "type": "import-error",
+                "id": error["id"],
+                "attributes": {
+                    key: error[key] for key in ("code", "title", "detail", "source", "original_payload")
+                },
+            }
             for _, error in rows
         ]
         return Response(200, {"data": data, "links": links})
@@ -233,7 +292,12 @@ class SandboxApi:
     def _require_job(self, job_id: str) -> Job:
         job = self.store.get_job(job_id)
         if job is None:
-            raise ApiError(404, "not_found", f"A profile bulk import job with id {job_id} does not exist.", parameter="id")
+            raise ApiError(
+                404,
+                "not_found",
+                f"A profile bulk import job with id {job_id} does not exist.",
+                parameter="id",
+            )
         return job
 
     # Single profiles and subscriptions
@@ -244,8 +308,23 @@ class SandboxApi:
         stored = self.store.get_profile(profile_id)
         assert stored is not None
         url = f"{request.base_url}/api/profiles/{profile_id}/"
-        attributes = {**{key: stored["attributes"].get(key) for key in MEMBER_ATTRIBUTES}, "created": stored["created"], "updated": stored["updated"]}
-        return Response(201 if created else 200, {"data": {"type": "profile", "id": profile_id, "attributes": attributes, "links": {"self": url}}, "links": {"self": url}})
+        attributes = {
+            **{key: stored["attributes"].get(key) for key in MEMBER_ATTRIBUTES},
+            "created": stored["created"],
+            "updated": stored["updated"],
+        }
+        return Response(
+            201 if created else 200,
+            {
+                "data": {
+                    "type": "profile",
+                    "id": profile_id,
+                    "attributes": attributes,
+                    "links": {"self": url},
+                },
+                "links": {"self": url},
+            },
+        )
 
     def subscribe_profiles(self, request: Request) -> Response:
         data = request.body["data"]
@@ -255,12 +334,22 @@ class SandboxApi:
         errors = []
         for position, profile in enumerate(profiles):
             pointer = f"/data/attributes/profiles/data/{position}"
-            attributes = {key: profile["attributes"].get(key) for key in ("email", "phone_number") if profile["attributes"].get(key)}
-            errors += profile_errors({"attributes": attributes}, pointer, identifiers=("email", "phone_number"))
+            attributes = {
+                key: profile["attributes"].get(key)
+                for key in ("email", "phone_number")
+                if profile["attributes"].get(key)
+            }
+            errors += profile_errors(
+                {"attributes": attributes}, pointer, identifiers=("email", "phone_number")
+            )
         raise_profile_errors(errors)
         profile_ids = []
         for profile in profiles:
-            attributes = {key: profile["attributes"][key] for key in ("email", "phone_number") if profile["attributes"].get(key)}
+            attributes = {
+                key: profile["attributes"][key]
+                for key in ("email", "phone_number")
+                if profile["attributes"].get(key)
+            }
             profile_ids.append(self.store.upsert_profile(attributes)[0])
         self.store.add_members(list_id, profile_ids)
         return Response(202)
@@ -270,20 +359,44 @@ class SandboxApi:
 
 
 def profile_errors(
-    profile: dict[str, Any], pointer: str, identifiers: tuple[str, ...] = IDENTIFIERS
+    profile: dict[str, Any],
+    pointer: str,
+    identifiers: tuple[str, ...] = IDENTIFIERS,
+    refuse_domains: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """What Klaviyo would reject in one profile, beyond the schema: size, identity, email, phone."""
     attributes = profile.get("attributes") or {}
     if len(json.dumps(profile, separators=(",", ":"))) > MAX_PROFILE_BYTES:
-        return [error_object(400, "invalid", f"A profile may be at most {MAX_PROFILE_BYTES} bytes.", pointer=pointer)]
+        return [
+            error_object(
+                400, "invalid", f"A profile may be at most {MAX_PROFILE_BYTES} bytes.", pointer=pointer
+            )
+        ]
     if not any(attributes.get(key) for key in identifiers):
         names = ", ".join(identifiers)
-        return [error_object(400, "invalid", f"A profile needs at least one identifier ({names}).", pointer=f"{pointer}/attributes")]
+        return [
+            error_object(
+                400,
+                "invalid",
+                f"A profile needs at least one identifier ({names}).",
+                pointer=f"{pointer}/attributes",
+            )
+        ]
     errors = []
-    if attributes.get("email") is not None and not is_valid_email(attributes["email"]):
-        errors.append(error_object(400, "invalid", "Invalid email address.", pointer=f"{pointer}/attributes/email"))
+    email = attributes.get("email")
+    if email is not None and (not is_valid_email(email) or email_domain(attributes) in refuse_domains):
+        errors.append(
+            error_object(400, "invalid", "Invalid email address.", pointer=f"{pointer}/attributes/email")
+        )
     if attributes.get("phone_number") is not None and not is_e164(attributes["phone_number"]):
-        errors.append(error_object(400, "invalid", "Invalid phone number format (Example of a valid phone number: +13239169023).", pointer=f"{pointer}/attributes/phone_number"))
+        errors.append(
+            error_object(
+                400,
+                "invalid",
+                "Invalid phone number format (Example of a valid phone number: +13239169023).",
+                pointer=f"{pointer}/attributes/phone_number",
+            )
+        )
     return errors
 
 
@@ -319,7 +432,12 @@ def email_domain(attributes: dict[str, Any]) -> str | None:
 def page_size(query: dict[str, str]) -> int:
     raw = query.get("page[size]", "20")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise ApiError(400, "invalid", f"page[size] must be an integer between 1 and {MAX_PAGE_SIZE}.", parameter="page[size]")
+        raise ApiError(
+            400,
+            "invalid",
+            f"page[size] must be an integer between 1 and {MAX_PAGE_SIZE}.",
+            parameter="page[size]",
+        )
     return int(raw)
 
 
@@ -333,13 +451,20 @@ def decode_cursor(cursor: str | None, default: int = 0) -> int:
     try:
         return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
-        raise ApiError(400, "invalid", "page[cursor] is not a cursor this API returned.", parameter="page[cursor]") from None
+        raise ApiError(
+            400, "invalid", "page[cursor] is not a cursor this API returned.", parameter="page[cursor]"
+        ) from None
 
 
 def member_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
     attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
-    return {"type": "profile", "id": row["id"], "attributes": attributes, "links": {"self": f"{base_url}/api/profiles/{row['id']}/"}}
+    return {
+        "type": "profile",
+        "id": row["id"],
+        "attributes": attributes,
+        "links": {"self": f"{base_url}/api/profiles/{row['id']}/"},
+    }
 
 
 def job_url(job: Job, base_url: str) -> str:
@@ -361,7 +486,13 @@ def job_resource(job: Job, base_url: str) -> dict[str, Any]:
         "started_at": iso((job.created_at + job.due_at) / 2) if status != "queued" else None,
     }
     lists = [{"type": "list", "id": list_id} for list_id in job.list_ids]
-    return {"type": "profile-bulk-import-job", "id": job.id, "attributes": attributes, "relationships": {"lists": {"data": lists}}, "links": {"self": job_url(job, base_url)}}
+    return {
+        "type": "profile-bulk-import-job",
+        "id": job.id,
+        "attributes": attributes,
+        "relationships": {"lists": {"data": lists}},
+        "links": {"self": job_url(job, base_url)},
+    }
 
 
 @dataclass(frozen=True)

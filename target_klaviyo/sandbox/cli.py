@@ -41,13 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DOMAIN",
         help="profiles with an email at DOMAIN fail in job processing (import errors)",
     )
+    serve.add_argument(
+        "--refuse-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="bulk requests with an email at DOMAIN fail with 400 pointing at that profile",
+    )
     serve.add_argument("--no-rate-limits", action="store_true", help="turn Klaviyo's rate limits off")
     serve.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate limit")
     serve.add_argument("--fault-429", type=float, default=0.0, metavar="P", help="probability of a 429")
     serve.add_argument("--fault-5xx", type=float, default=0.0, metavar="P", help="probability of a 5xx")
-    serve.add_argument("--fault-drop", type=float, default=0.0, metavar="P", help="probability of a dropped connection")
+    serve.add_argument(
+        "--fault-drop", type=float, default=0.0, metavar="P", help="probability of a dropped connection"
+    )
     serve.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="added to every request")
     serve.add_argument("--seed", type=int, help="seed for the fault draws, to repeat a run")
+    serve.add_argument(
+        "--fault-only",
+        action="append",
+        metavar="'METHOD /api/path'",
+        help="inject faults only into these operations "
+        "(spec paths, e.g. 'POST /api/profile-bulk-import-jobs')",
+    )
 
     members = commands.add_parser("members", help="print the members of a list")
     members.add_argument("--db", required=True, help="the SQLite file the server used")
@@ -64,6 +80,7 @@ def serve(args: argparse.Namespace) -> None:
             lists=lists,
             job_delay=args.job_delay,
             fail_domains=frozenset(domain.lower() for domain in args.fail_domain),
+            refuse_domains=frozenset(domain.lower() for domain in args.refuse_domain),
         ),
         db=args.db,
         rate_limits=not args.no_rate_limits,
@@ -74,6 +91,7 @@ def serve(args: argparse.Namespace) -> None:
             drop=args.fault_drop,
             latency=args.latency,
             seed=args.seed,
+            operations=frozenset(args.fault_only) if args.fault_only else None,
         ),
     )
     server = SandboxServer(settings, args.port)
@@ -110,7 +128,7 @@ def show_members(args: argparse.Namespace) -> None:
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(MEMBER_COLUMNS))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     print(f"{len(rows)} member(s) in list {args.list_id}")
 
 

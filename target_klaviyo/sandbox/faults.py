@@ -19,7 +19,8 @@ class FaultPlan:
     """Probabilities (0..1) of each fault per request, drawn from one seeded generator.
 
     The same seed and the same sequence of requests give the same faults, so a test
-    that saw a failure can repeat it exactly.
+    that saw a failure can repeat it exactly. ``operations`` (like
+    ``"POST /api/profile-bulk-import-jobs"``) limits faults to those endpoints.
     """
 
     throttle: float = 0.0
@@ -27,6 +28,7 @@ class FaultPlan:
     drop: float = 0.0
     latency: float = 0.0
     seed: int | None = None
+    operations: frozenset[str] | None = None
     _random: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -37,8 +39,10 @@ class FaultPlan:
                 raise ValueError(msg)
         self._random = random.Random(self.seed)
 
-    def draw(self) -> tuple[Fault | None, int]:
+    def draw(self, operation: str) -> tuple[Fault | None, int]:
         """Pick this request's fault (or None) and, for a server error, its status."""
+        if self.operations is not None and operation not in self.operations:
+            return None, 500
         with self._lock:
             roll = self._random.random()
             status = self._random.choice((500, 502, 503, 504))

@@ -49,6 +49,4 @@ class RateLimiter:
 
     def _forget_old_windows(self, now: float) -> None:
         if len(self._counts) > 1000:
-            self._counts = {
-                key: count for key, count in self._counts.items() if key[2] >= int(now // key[1])
-            }
+            self._counts = {key: count for key, count in self._counts.items() if key[2] >= int(now // key[1])}

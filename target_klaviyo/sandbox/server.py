@@ -116,7 +116,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)
 
     def _dispatch(self, method: str) -> None:
@@ -164,7 +164,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         faults = settings.faults
         if faults.latency:
             time.sleep(faults.latency)
-        fault, status = faults.draw()
+        operation = f"{route.method} {route.spec_path}"
+        fault, status = faults.draw(operation)
         if fault is Fault.DROP:
             raise _DropConnection
         if fault is Fault.THROTTLE:
@@ -175,7 +176,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._check_revision(request)
         if settings.rate_limits:
             rates = spec.rate_limit(route.spec_path, route.method.lower())
-            wait = self.server.limiter.acquire(f"{route.method} {route.spec_path}", rates)
+            wait = self.server.limiter.acquire(operation, rates)
             if wait is not None:
                 raise _throttled(wait)
         if route.has_body:
@@ -202,9 +203,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _parse_body(route: Route, request: Request) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if content_type != JSON_API:
-            raise ApiError(415, "unsupported_media_type", f'Unsupported media type "{content_type}" in request; use "{JSON_API}".')
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f'Unsupported media type "{content_type}" in request; use "{JSON_API}".',
+            )
         if len(request.raw_body) > MAX_JOB_BYTES:
-            raise ApiError(413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes.")
+            raise ApiError(
+                413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes."
+            )
         try:
             body = json.loads(request.raw_body)
         except ValueError:

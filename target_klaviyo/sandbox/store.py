@@ -130,9 +130,7 @@ class SandboxStore:
 
     def get_list(self, list_id: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT id, name, created FROM lists WHERE id = ?", (list_id,)
-            ).fetchone()
+            row = self._db.execute("SELECT id, name, created FROM lists WHERE id = ?", (list_id,)).fetchone()
         return None if row is None else {"id": row[0], "name": row[1], "created": row[2]}
 
     def count_members(self, list_id: str) -> int:
@@ -168,8 +166,7 @@ class SandboxStore:
         joined = iso(time.time())
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at)"
-                " VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at) VALUES (?, ?, ?)",
                 [(list_id, profile_id, joined) for profile_id in profile_ids],
             )
 
@@ -263,8 +260,7 @@ class SandboxStore:
         self.finish_due_jobs()
         with self._lock:
             row = self._db.execute(
-                "SELECT id, list_ids, total_count, created_at, due_at, completed_at"
-                " FROM jobs WHERE id = ?",
+                "SELECT id, list_ids, total_count, created_at, due_at, completed_at FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
             if row is None:
