@@ -30,6 +30,7 @@ MAX_JOB_BYTES = 5_000_000
 ENVELOPE_BYTES = 512
 POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 MAX_JOB_WAIT = 3600.0
+IMPORT_ERRORS_PAGE_SIZE = 100
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 
 
@@ -202,7 +203,7 @@ class BulkImporter:
         return matched
 
     def _import_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"page[size]": 100}
+        params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
         while True:
             page = self.client.get(f"{JOBS_PATH}/{job_id}/import-errors", params)
             yield from page.get("data", [])
@@ -210,7 +211,7 @@ class BulkImporter:
             cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]") if next_link else None
             if not cursor:
                 return
-            params = {"page[size]": 100, "page[cursor]": cursor[0]}
+            params = {"page[size]": IMPORT_ERRORS_PAGE_SIZE, "page[cursor]": cursor[0]}
 
     @staticmethod
     def _profile_for(

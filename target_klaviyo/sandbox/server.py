@@ -83,7 +83,9 @@ class SandboxServer(ThreadingHTTPServer):
 
     def start(self) -> SandboxServer:
         """Serve from a background thread (for tests and embedding)."""
-        self._thread = threading.Thread(target=self.serve_forever, name="klaviyo-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.05,), name="klaviyo-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 

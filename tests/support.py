@@ -1,0 +1,178 @@
+"""Test helpers: an in-process Klaviyo sandbox, Singer message builders, target runners.
+
+Every sandbox a test starts checks, when the test ends, that each response it gave
+matches Klaviyo's OpenAPI spec; tests of the target also check every request body
+it sent (``assert_requests_match_spec``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from target_klaviyo.sandbox import FaultPlan, SandboxOptions, SandboxServer, SandboxSettings, spec
+
+API_KEY = "pk_test_5ecret_never_printed_0123456789"
+LIST_ID = "TeStLs"
+TARGET_BIN = Path(sys.executable).with_name("target-klaviyo")
+SANDBOX_BIN = Path(sys.executable).with_name("klaviyo-sandbox")
+
+
+def make_sandbox(
+    *,
+    job_delay: float = 0.05,
+    fail_domains: tuple[str, ...] = (),
+    refuse_domains: tuple[str, ...] = (),
+    rate_limits: bool = True,
+    rate_scale: float = 1.0,
+    faults: FaultPlan | None = None,
+    db: str = ":memory:",
+) -> SandboxServer:
+    settings = SandboxSettings(
+        options=SandboxOptions(
+            api_key=API_KEY,
+            lists={LIST_ID: "Test list"},
+            job_delay=job_delay,
+            fail_domains=frozenset(fail_domains),
+            refuse_domains=frozenset(refuse_domains),
+        ),
+        db=db,
+        rate_limits=rate_limits,
+        rate_scale=rate_scale,
+        faults=faults or FaultPlan(),
+        record_requests=True,
+    )
+    return SandboxServer(settings).start()
+
+
+def assert_responses_match_spec(server: SandboxServer) -> None:
+    for request in server.recorded:
+        if request.spec_path is None or request.status is None:
+            continue
+        validator = spec.response_validator(request.spec_path, request.method.lower(), request.status)
+        if validator is None:
+            assert request.response is None, request
+            continue
+        error = validator.first_error(request.response)
+        assert error is None, (request.method, request.path, request.status, error)
+
+
+def assert_requests_match_spec(server: SandboxServer) -> None:
+    """Every body the target sent validates against the spec, with no field it does not name."""
+    checked = 0
+    for request in server.recorded:
+        if request.spec_path is None or request.body is None:
+            continue
+        error = spec.request_validator(request.spec_path, request.method.lower()).first_error(request.body)
+        assert error is None, (request.method, request.path, error)
+        checked += 1
+    assert checked, "the target sent no request body to check"
+
+
+def members(server: SandboxServer, list_id: str = LIST_ID) -> dict[str, dict[str, Any]]:
+    """The list's members by lower-case email, read straight from the sandbox's store."""
+    return {
+        row["attributes"]["email"].lower(): row["attributes"]
+        for row in server.store.members(list_id, 0, 10**6)
+    }
+
+
+def bulk_jobs(server: SandboxServer) -> list[Any]:
+    return [
+        r for r in server.recorded if r.method == "POST" and r.spec_path == "/api/profile-bulk-import-jobs"
+    ]
+
+
+# Singer messages
+
+
+CUSTOMER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "email": {"type": ["string", "null"]},
+        "first_name": {"type": ["string", "null"]},
+        "phone": {"type": ["string", "null"]},
+        "plan": {"type": ["string", "null"]},
+        "signed_up_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+
+def schema(stream: str = "customers", properties: dict | None = None, key: list[str] | None = None) -> dict:
+    body = CUSTOMER_SCHEMA if properties is None else {"type": "object", "properties": properties}
+    return {"type": "SCHEMA", "stream": stream, "schema": body, "key_properties": key or []}
+
+
+def record(stream: str = "customers", **fields: Any) -> dict:
+    return {"type": "RECORD", "stream": stream, "record": fields}
+
+
+def state(value: Any) -> dict:
+    return {"type": "STATE", "value": {"bookmarks": {"customers": {"position": value}}}}
+
+
+def customers(count: int, start: int = 0, domain: str = "example.com") -> list[dict]:
+    return [
+        record(id=i, email=f"person{i}@{domain}", first_name=f"Person {i}")
+        for i in range(start, start + count)
+    ]
+
+
+def singer_text(messages: list[dict]) -> str:
+    return "".join(json.dumps(message) + "\n" for message in messages)
+
+
+def base_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
+    return {"api_key": API_KEY, "list_id": LIST_ID, "api_url": server.url, **overrides}
+
+
+@dataclass
+class TargetRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def states(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run_cli(
+    config: dict[str, Any],
+    messages: list[dict],
+    tmp_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    config_arg: str | None = None,
+) -> TargetRun:
+    """Run the installed ``target-klaviyo`` command on a Singer stream, as a tap would feed it."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+    env.update(extra_env or {})
+    process = subprocess.run(
+        [str(TARGET_BIN), "--config", config_arg or str(config_path)],
+        input=singer_text(messages),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return TargetRun(process.returncode, process.stdout, process.stderr)
+
+
+def run_in_process(config: dict[str, Any], messages: list[dict]) -> Any:
+    """Run the target in this process (so tests can patch sleeps); returns the target."""
+    from target_klaviyo.target import TargetKlaviyo
+
+    target = TargetKlaviyo(config=config, parse_env_config=False)
+    target.listen(io.StringIO(singer_text(messages)))
+    return target

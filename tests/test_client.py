@@ -1,0 +1,188 @@
+"""Retries, timeouts and error parsing, against a server that answers from a script."""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from target_klaviyo import client as client_module
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
+
+KEY = "pk_scripted_secret_key_123"
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Answers each request with the next (status, headers, body) of its script."""
+
+    def __init__(self, script: list[tuple[int, dict, dict | None]]) -> None:
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        self.script = list(script)
+        self.seen: list[dict] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ScriptedServer
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.server.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers),
+                "body": self.rfile.read(length),
+            }
+        )
+        status, headers, body = self.server.script.pop(0)
+        payload = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer  # noqa: N815 - BaseHTTPRequestHandler dispatches on these names
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted() -> Iterator:
+    servers = []
+
+    def start(*script):
+        server = ScriptedServer(list(script))
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return server, KlaviyoClient(server.url, KEY, "2026-07-15")
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def error_body(status: int, code: str, detail: str, pointer: str | None = None) -> dict:
+    source = {"pointer": pointer} if pointer else {}
+    return {
+        "errors": [
+            {"id": "1", "status": status, "code": code, "title": "t", "detail": detail, "source": source}
+        ]
+    }
+
+
+OK = (200, {}, {"data": {"id": "x"}})
+
+
+def test_headers_and_auth(scripted):
+    server, client = scripted(OK)
+    assert client.get("/api/lists/L1") == {"data": {"id": "x"}}
+    headers = server.seen[0]["headers"]
+    assert headers["Authorization"] == f"Klaviyo-API-Key {KEY}"
+    assert headers["revision"] == "2026-07-15"
+    assert headers["Accept"] == "application/vnd.api+json"
+
+
+def test_post_sends_json_api_content_type(scripted):
+    server, client = scripted((202, {}, {"data": {"id": "job"}}))
+    client.post("/api/profile-bulk-import-jobs", b'{"data":{}}')
+    assert server.seen[0]["headers"]["Content-Type"] == "application/vnd.api+json"
+    assert server.seen[0]["body"] == b'{"data":{}}'
+
+
+def test_429_waits_for_retry_after(scripted, no_sleep):
+    server, client = scripted((429, {"Retry-After": "7"}, error_body(429, "throttled", "slow down")), OK)
+    assert client.get("/api/lists/L1") == {"data": {"id": "x"}}
+    assert no_sleep == [7.0]
+    assert len(server.seen) == 2
+
+
+def test_429_without_retry_after_waits_a_second(scripted, no_sleep):
+    _, client = scripted((429, {}, None), OK)
+    client.get("/x")
+    assert no_sleep == [1.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_back_off_and_recover(scripted, no_sleep, status):
+    server, client = scripted((status, {}, None), (status, {}, None), OK)
+    assert client.get("/x") == {"data": {"id": "x"}}
+    assert len(server.seen) == 3
+    assert len(no_sleep) == 2
+    assert all(0 <= wait <= 30 for wait in no_sleep)
+
+
+def test_server_errors_are_bounded(scripted, no_sleep):
+    script = [(503, {}, error_body(503, "unavailable", "down"))] * client_module.MAX_SERVER_TRIES
+    server, client = scripted(*script)
+    with pytest.raises(KlaviyoApiError, match="Klaviyo answered 503 to GET /x: unavailable: down") as caught:
+        client.get("/x")
+    assert caught.value.status == 503
+    assert len(server.seen) == client_module.MAX_SERVER_TRIES
+
+
+def test_throttling_is_bounded(scripted, no_sleep):
+    script = [(429, {"Retry-After": "1"}, None)] * client_module.MAX_THROTTLED_TRIES
+    server, client = scripted(*script)
+    with pytest.raises(KlaviyoApiError, match="429"):
+        client.get("/x")
+    assert len(server.seen) == client_module.MAX_THROTTLED_TRIES
+
+
+def test_retry_after_is_capped(scripted, no_sleep):
+    scripted((429, {"Retry-After": "86400"}, None), OK)[1].get("/x")
+    assert no_sleep == [client_module.MAX_RETRY_AFTER]
+
+
+def test_other_client_errors_fail_at_once_with_klaviyos_detail(scripted, no_sleep):
+    body = error_body(400, "invalid", "'foo' is not a valid field", "/data/attributes/foo")
+    server, client = scripted((400, {}, body))
+    with pytest.raises(KlaviyoApiError) as caught:
+        client.post("/api/profile-bulk-import-jobs", b"{}")
+    assert len(server.seen) == 1
+    assert caught.value.errors[0].pointer == "/data/attributes/foo"
+    assert caught.value.errors[0].code == "invalid"
+    assert "'foo' is not a valid field" in str(caught.value)
+    assert no_sleep == []
+
+
+def test_error_body_that_is_not_json_api(scripted):
+    _, client = scripted((404, {}, {"message": "nope"}))
+    with pytest.raises(KlaviyoApiError, match="404 to GET /x: no error detail"):
+        client.get("/x")
+
+
+def test_connection_errors_are_retried_then_reported_without_the_key(no_sleep):
+    unused = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = unused.server_address[1]
+    unused.server_close()
+    client = KlaviyoClient(f"http://127.0.0.1:{port}", KEY, "2026-07-15")
+    with pytest.raises(KlaviyoError) as caught:
+        client.get("/api/lists/L1")
+    assert "failed to connect" in str(caught.value)
+    assert KEY not in str(caught.value)
+    assert len(no_sleep) == client_module.MAX_SERVER_TRIES - 1
+
+
+def test_every_request_has_a_timeout_and_timeouts_are_retried(monkeypatch, no_sleep):
+    timeouts = []
+
+    def fake_request(self, method, url, **kwargs):
+        timeouts.append(kwargs["timeout"])
+        raise requests.Timeout("slow")
+
+    monkeypatch.setattr(requests.Session, "request", fake_request)
+    client = KlaviyoClient("http://127.0.0.1:9", KEY, "2026-07-15")
+    with pytest.raises(KlaviyoError, match="GET /x timed out"):
+        client.get("/x")
+    assert timeouts == [client_module.TIMEOUT] * client_module.MAX_SERVER_TRIES

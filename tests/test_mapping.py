@@ -1,0 +1,160 @@
+import datetime
+import decimal
+import json
+
+import pytest
+
+from target_klaviyo.mapping import MAX_PROFILE_BYTES, Profile, ProfileMapper, Reject, normalize_phone
+from target_klaviyo.settings import Settings
+
+
+def mapper(**config) -> ProfileMapper:
+    return ProfileMapper(Settings.from_config({"api_key": "k", "list_id": "L", **config}))
+
+
+def attributes(result) -> dict:
+    assert isinstance(result, Profile), result
+    return result.resource["attributes"]
+
+
+def test_email_is_trimmed_and_keyed_in_lower_case():
+    profile = mapper().map({"email": "  Ada@Example.COM "})
+    assert attributes(profile)["email"] == "Ada@Example.COM"
+    assert profile.key == "ada@example.com"
+    assert profile.resource["type"] == "profile"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({}, "missing_email"),
+        ({"email": None}, "missing_email"),
+        ({"email": "   "}, "missing_email"),
+        ({"email": 42}, "invalid_email"),
+        ({"email": ["a@example.com"]}, "invalid_email"),
+        ({"email": "not-an-email"}, "invalid_email"),
+        ({"email": "two@@example.com"}, "invalid_email"),
+        ({"email": "a b@example.com"}, "invalid_email"),
+    ],
+)
+def test_bad_emails_are_rejected_with_their_reason(record, reason):
+    result = mapper().map(record)
+    assert isinstance(result, Reject)
+    assert result.reason == reason
+    assert "email" in result.detail
+
+
+def test_email_reached_through_a_dotted_path():
+    result = mapper(email_property="contact.email").map({"contact": {"email": "x@example.com", "tier": 1}})
+    assert attributes(result)["email"] == "x@example.com"
+    assert attributes(result)["properties"] == {"contact": {"tier": 1}}
+
+
+def test_missing_nested_email_is_missing_not_a_crash():
+    assert mapper(email_property="contact.email").map({"contact": "nope"}).reason == "missing_email"
+
+
+def test_mapped_attributes_and_location():
+    result = mapper(
+        email_property="Email",
+        property_mapping={
+            "first_name": "First",
+            "external_id": "Id",
+            "location.city": "Address.City",
+            "location.latitude": "Address.Lat",
+        },
+    ).map({"Email": "a@example.com", "First": "Ada", "Id": 7, "Address": {"City": "London", "Lat": 51.5}})
+    assert attributes(result) == {
+        "email": "a@example.com",
+        "first_name": "Ada",
+        "external_id": "7",
+        "location": {"city": "London", "latitude": 51.5},
+    }
+
+
+def test_null_and_empty_values_leave_klaviyo_untouched():
+    result = mapper(property_mapping={"first_name": "first", "last_name": "last"}).map(
+        {"email": "a@example.com", "first": None, "last": "", "note": None}
+    )
+    assert attributes(result) == {"email": "a@example.com"}
+
+
+def test_phone_is_normalised_to_e164():
+    result = mapper(property_mapping={"phone_number": "phone"}).map(
+        {"email": "a@example.com", "phone": "+1 (415) 555-2671"}
+    )
+    assert attributes(result)["phone_number"] == "+14155552671"
+    assert result.dropped == []
+
+
+@pytest.mark.parametrize("phone", ["415-555-2671", "+1 555", "+999 1234567", "call me", "+44 7700 900461"])
+def test_invalid_phone_is_dropped_but_the_profile_goes(phone):
+    result = mapper(property_mapping={"phone_number": "phone"}).map(
+        {"email": "a@example.com", "phone": phone}
+    )
+    assert "phone_number" not in attributes(result)
+    assert [reject.reason for reject in result.dropped] == ["invalid_phone"]
+
+
+def test_normalize_phone_without_country_code_is_refused():
+    assert isinstance(normalize_phone("4155552671"), Reject)
+
+
+def test_object_in_a_text_attribute_is_dropped_and_reported():
+    result = mapper(property_mapping={"first_name": "name"}).map({"email": "a@example.com", "name": {"a": 1}})
+    assert "first_name" not in attributes(result)
+    assert result.dropped[0].reason == "invalid_attribute"
+
+
+def test_unmapped_properties_keep_types_and_skip_sdc_metadata():
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    result = mapper(property_mapping={"first_name": "first"}).map(
+        {
+            "email": "a@example.com",
+            "first": "Ada",
+            "signed_up": when,
+            "birthday": datetime.date(1990, 5, 6),
+            "ltv": decimal.Decimal("12.50"),
+            "orders": decimal.Decimal(3),
+            "tags": ["vip", "beta"],
+            "address": {"city": "London", "since": when},
+            "_sdc_extracted_at": when,
+        }
+    )
+    assert attributes(result)["properties"] == {
+        "signed_up": "2026-01-02T03:04:05+00:00",
+        "birthday": "1990-05-06",
+        "ltv": 12.5,
+        "orders": 3,
+        "tags": ["vip", "beta"],
+        "address": {"city": "London", "since": "2026-01-02T03:04:05+00:00"},
+    }
+    json.dumps(result.resource)
+
+
+def test_nested_mapping_leaves_the_rest_of_the_object_as_properties():
+    result = mapper(property_mapping={"location.city": "address.city"}).map(
+        {"email": "a@example.com", "address": {"city": "Paris", "street": "Rue X"}}
+    )
+    assert attributes(result)["location"] == {"city": "Paris"}
+    assert attributes(result)["properties"] == {"address": {"street": "Rue X"}}
+
+
+def test_custom_properties_none_and_list():
+    record = {"email": "a@example.com", "plan": "pro", "ltv": 3, "secret": "x"}
+    assert "properties" not in attributes(mapper(custom_properties="none").map(record))
+    assert attributes(mapper(custom_properties=["plan", "ltv", "absent"]).map(record))["properties"] == {
+        "plan": "pro",
+        "ltv": 3,
+    }
+
+
+def test_profile_over_100_kb_is_rejected():
+    result = mapper().map({"email": "a@example.com", "blob": "x" * MAX_PROFILE_BYTES})
+    assert isinstance(result, Reject)
+    assert result.reason == "profile_too_large"
+
+
+def test_encoded_form_is_the_compact_json_of_the_resource():
+    result = mapper().map({"email": "a@example.com", "n": 1})
+    assert json.loads(result.encoded) == result.resource
