@@ -1,0 +1,390 @@
+"""The sandbox answers like Klaviyo: shapes from the spec, strict on input, asynchronous jobs.
+
+Every response in these tests is also checked against the spec's response schema by
+the ``sandbox`` fixture when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from support import API_KEY, LIST_ID
+
+HEADERS = {"Authorization": f"Klaviyo-API-Key {API_KEY}", "revision": "2026-07-15"}
+WRITE = {**HEADERS, "Content-Type": "application/vnd.api+json"}
+
+
+def call(server, method, path, body=None, headers=None, **kwargs) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+    return requests.request(
+        method,
+        server.url + path,
+        data=data,
+        headers=WRITE if headers is None else headers,
+        timeout=10,
+        **kwargs,
+    )
+
+
+def profile(email=None, **attributes):
+    if email is not None:
+        attributes["email"] = email
+    return {"type": "profile", "attributes": attributes}
+
+
+def job(*profiles, list_id=LIST_ID):
+    return {
+        "data": {
+            "type": "profile-bulk-import-job",
+            "attributes": {"profiles": {"data": list(profiles)}},
+            "relationships": {"lists": {"data": [{"type": "list", "id": list_id}]}},
+        }
+    }
+
+
+def wait_for_job(server, job_id, timeout=5.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        answer = call(server, "GET", f"/api/profile-bulk-import-jobs/{job_id}/").json()
+        if answer["data"]["attributes"]["status"] == "complete":
+            return answer
+        time.sleep(0.02)
+    raise AssertionError("job did not complete")
+
+
+def only_error(response: requests.Response) -> dict:
+    errors = response.json()["errors"]
+    assert errors, response.text
+    for error in errors:
+        assert {"id", "status", "code", "title", "detail", "source"} <= set(error)
+    return errors[0]
+
+
+# Lists
+
+
+@pytest.mark.parametrize("path", [f"/api/lists/{LIST_ID}", f"/api/lists/{LIST_ID}/"])
+def test_get_list_with_and_without_trailing_slash(sandbox, path):
+    answer = call(sandbox, "GET", path)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/vnd.api+json"
+    assert answer.json()["data"]["id"] == LIST_ID
+    assert answer.json()["data"]["attributes"]["name"] == "Test list"
+
+
+def test_unknown_list_is_404(sandbox):
+    answer = call(sandbox, "GET", "/api/lists/NOPE")
+    assert answer.status_code == 404
+    assert only_error(answer)["code"] == "not_found"
+
+
+def test_profile_count_on_request(sandbox):
+    call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com")))
+    time.sleep(0.1)
+    answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}?additional-fields[list]=profile_count")
+    assert answer.json()["data"]["attributes"]["profile_count"] == 1
+
+
+# Bulk import jobs
+
+
+def test_bulk_import_lifecycle(sandbox_factory):
+    server = sandbox_factory(job_delay=0.3)
+    created = call(
+        server, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name="A"))
+    )
+    assert created.status_code == 202
+    attributes = created.json()["data"]["attributes"]
+    assert attributes["status"] == "queued"
+    assert attributes["total_count"] == 1
+    job_id = created.json()["data"]["id"]
+    time.sleep(0.16)
+    assert call(server, "GET", f"/api/profile-bulk-import-jobs/{job_id}").json()["data"]["attributes"][
+        "status"
+    ] == ("processing")
+    done = wait_for_job(server, job_id)["data"]["attributes"]
+    assert (done["completed_count"], done["failed_count"]) == (1, 0)
+    assert done["completed_at"]
+    members = call(server, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
+    assert [(m["attributes"]["email"], m["attributes"]["first_name"]) for m in members] == [
+        ("a@example.com", "A")
+    ]
+
+
+def test_members_appear_only_when_the_job_completes(sandbox_factory):
+    server = sandbox_factory(job_delay=0.5)
+    call(server, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com")))
+    assert call(server, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"] == []
+
+
+def test_import_errors_for_profiles_failing_in_processing(sandbox_factory):
+    server = sandbox_factory(fail_domains=("bounce.example.net",))
+    profiles = [profile(f"f{i}@bounce.example.net") for i in range(3)] + [profile("ok@example.com")]
+    job_id = call(server, "POST", "/api/profile-bulk-import-jobs", job(*profiles)).json()["data"]["id"]
+    done = wait_for_job(server, job_id)["data"]["attributes"]
+    assert (done["total_count"], done["completed_count"], done["failed_count"]) == (4, 1, 3)
+    page = call(server, "GET", f"/api/profile-bulk-import-jobs/{job_id}/import-errors?page[size]=2").json()
+    assert len(page["data"]) == 2
+    assert page["data"][0]["attributes"]["source"]["pointer"] == "/data/attributes/profiles/data/0"
+    assert page["data"][0]["attributes"]["original_payload"]["attributes"]["email"] == "f0@bounce.example.net"
+    rest = requests.get(page["links"]["next"], headers=HEADERS, timeout=10).json()
+    assert len(rest["data"]) == 1
+    assert "next" not in rest["links"]
+
+
+def test_second_import_upserts_instead_of_duplicating(sandbox):
+    first = call(
+        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name="A"))
+    )
+    wait_for_job(sandbox, first.json()["data"]["id"])
+    second = call(
+        sandbox,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        job(profile("A@EXAMPLE.com", last_name="Z", properties={"plan": "pro"})),
+    )
+    wait_for_job(sandbox, second.json()["data"]["id"])
+    [member] = call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
+    assert member["attributes"]["first_name"] == "A"
+    assert member["attributes"]["last_name"] == "Z"
+    assert member["attributes"]["properties"] == {"plan": "pro"}
+
+
+def test_list_members_paginate_with_cursor(sandbox):
+    answer = call(
+        sandbox,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        job(*(profile(f"p{i}@example.com") for i in range(7))),
+    )
+    wait_for_job(sandbox, answer.json()["data"]["id"])
+    seen, url = [], f"{sandbox.url}/api/lists/{LIST_ID}/profiles?page[size]=3"
+    while url:
+        page = requests.get(url, headers=HEADERS, timeout=10).json()
+        seen += [m["attributes"]["email"] for m in page["data"]]
+        url = page["links"].get("next")
+    assert seen == [f"p{i}@example.com" for i in range(7)]
+
+
+@pytest.mark.parametrize("size", ["0", "101", "abc"])
+def test_page_size_is_bounded(sandbox, size):
+    answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles?page[size]={size}")
+    assert answer.status_code == 400
+    assert only_error(answer)["source"] == {"parameter": "page[size]"}
+
+
+# Strictness
+
+
+def test_missing_key_is_401(sandbox):
+    answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}", headers={"revision": "2026-07-15"})
+    assert answer.status_code == 401
+    assert only_error(answer)["code"] == "not_authenticated"
+
+
+def test_wrong_key_is_401(sandbox):
+    headers = {**HEADERS, "Authorization": "Klaviyo-API-Key pk_wrong"}
+    answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}", headers=headers)
+    assert answer.status_code == 401
+    assert only_error(answer)["code"] == "authentication_failed"
+
+
+def test_missing_revision_is_400(sandbox):
+    headers = {"Authorization": HEADERS["Authorization"]}
+    answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}", headers=headers)
+    assert answer.status_code == 400
+    assert only_error(answer)["source"] == {"parameter": "revision"}
+
+
+def test_write_without_json_api_content_type_is_415(sandbox):
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    answer = call(
+        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com")), headers=headers
+    )
+    assert answer.status_code == 415
+
+
+def test_body_that_is_not_json_is_400(sandbox):
+    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", b"{not json")
+    assert answer.status_code == 400
+    assert only_error(answer)["code"] == "parse_error"
+
+
+def test_unknown_attribute_is_400_with_a_pointer_at_it(sandbox):
+    answer = call(
+        sandbox,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        job(profile("a@example.com"), profile("b@example.com", age=3)),
+    )
+    assert answer.status_code == 400
+    error = only_error(answer)
+    assert error["source"]["pointer"] == "/data/attributes/profiles/data/1/attributes/age"
+    assert "'age' is not a valid field" in error["detail"]
+
+
+def test_wrong_type_is_400(sandbox):
+    answer = call(
+        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name=5))
+    )
+    assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data/0/attributes/first_name"
+
+
+def test_missing_required_member_is_400(sandbox):
+    answer = call(
+        sandbox, "POST", "/api/profile-bulk-import-jobs", {"data": {"type": "profile-bulk-import-job"}}
+    )
+    assert answer.status_code == 400
+    assert only_error(answer)["source"]["pointer"] == "/data"
+
+
+@pytest.mark.parametrize(
+    ("bad", "pointer_end", "words"),
+    [
+        (profile("not-an-email"), "/attributes/email", "Invalid email"),
+        (profile("a@example.com", phone_number="555-0100"), "/attributes/phone_number", "Invalid phone"),
+        (profile(first_name="Nobody"), "/attributes", "identifier"),
+    ],
+)
+def test_one_invalid_profile_fails_the_whole_request(sandbox, bad, pointer_end, words):
+    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("ok@example.com"), bad))
+    assert answer.status_code == 400
+    error = only_error(answer)
+    assert error["source"]["pointer"] == f"/data/attributes/profiles/data/1{pointer_end}"
+    assert words in error["detail"]
+    assert [r for r in sandbox.recorded if r.status == 202] == []
+
+
+def test_every_invalid_profile_is_named(sandbox):
+    answer = call(
+        sandbox,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        job(profile("bad1"), profile("ok@example.com"), profile("bad2")),
+    )
+    pointers = [error["source"]["pointer"] for error in answer.json()["errors"]]
+    assert pointers == [
+        "/data/attributes/profiles/data/0/attributes/email",
+        "/data/attributes/profiles/data/2/attributes/email",
+    ]
+
+
+def test_more_than_10000_profiles_is_400(sandbox):
+    answer = call(
+        sandbox,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        job(*(profile(f"p{i}@example.com") for i in range(10_001))),
+    )
+    assert answer.status_code == 400
+    assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data"
+
+
+def test_body_over_5_mb_is_413(sandbox):
+    profiles = [profile(f"p{i}@example.com", properties={"blob": "x" * 90_000}) for i in range(60)]
+    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(*profiles))
+    assert answer.status_code == 413
+
+
+def test_profile_over_100_kb_is_400(sandbox):
+    big = profile("big@example.com", properties={"blob": "x" * 100_000})
+    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("ok@example.com"), big))
+    assert answer.status_code == 400
+    assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data/1"
+
+
+def test_job_into_unknown_list_is_404(sandbox):
+    answer = call(
+        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"), list_id="NOPE")
+    )
+    assert answer.status_code == 404
+    assert only_error(answer)["source"]["pointer"] == "/data/relationships/lists/data/0/id"
+
+
+def test_unknown_route_and_wrong_method(sandbox):
+    assert call(sandbox, "GET", "/api/nothing-here").status_code == 404
+    assert call(sandbox, "PUT", f"/api/lists/{LIST_ID}").status_code == 405
+
+
+# Relationships, single profiles, subscriptions
+
+
+def test_add_and_remove_list_members(sandbox):
+    created = call(sandbox, "POST", "/api/profile-import", {"data": profile("solo@example.com")})
+    assert created.status_code == 201
+    profile_id = created.json()["data"]["id"]
+    body = {"data": [{"type": "profile", "id": profile_id}]}
+    assert call(sandbox, "POST", f"/api/lists/{LIST_ID}/relationships/profiles/", body).status_code == 204
+    assert len(call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]) == 1
+    assert call(sandbox, "DELETE", f"/api/lists/{LIST_ID}/relationships/profiles", body).status_code == 204
+    assert call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"] == []
+
+
+def test_relationship_writes_are_bounded_and_need_known_profiles(sandbox):
+    too_many = {"data": [{"type": "profile", "id": f"P{i}"} for i in range(1001)]}
+    assert call(sandbox, "POST", f"/api/lists/{LIST_ID}/relationships/profiles", too_many).status_code == 400
+    unknown = {"data": [{"type": "profile", "id": "NOPE"}]}
+    assert call(sandbox, "POST", f"/api/lists/{LIST_ID}/relationships/profiles", unknown).status_code == 404
+
+
+def test_profile_import_creates_then_updates(sandbox):
+    assert call(sandbox, "POST", "/api/profile-import", {"data": profile("a@example.com")}).status_code == 201
+    again = call(sandbox, "POST", "/api/profile-import", {"data": profile("a@example.com", first_name="B")})
+    assert again.status_code == 200
+    assert again.json()["data"]["attributes"]["first_name"] == "B"
+
+
+def test_subscription_job_adds_profiles_to_the_list(sandbox):
+    body = {
+        "data": {
+            "type": "profile-subscription-bulk-create-job",
+            "attributes": {
+                "profiles": {
+                    "data": [
+                        {
+                            "type": "profile",
+                            "attributes": {
+                                "email": "sub@example.com",
+                                "subscriptions": {"email": {"marketing": {"consent": "SUBSCRIBED"}}},
+                            },
+                        }
+                    ]
+                }
+            },
+            "relationships": {"list": {"data": {"type": "list", "id": LIST_ID}}},
+        }
+    }
+    answer = call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", body)
+    assert answer.status_code == 202, answer.text
+    assert answer.content == b""
+    emails = [
+        m["attributes"]["email"]
+        for m in call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
+    ]
+    assert emails == ["sub@example.com"]
+
+
+def test_state_survives_a_restart_with_a_file_database(sandbox_factory, tmp_path):
+    db = str(tmp_path / "sandbox.db")
+    first = sandbox_factory(db=db)
+    wait_for_job(
+        first,
+        call(first, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"))).json()["data"][
+            "id"
+        ],
+    )
+    first.stop()
+    second = sandbox_factory(db=db)
+    wait_for_job(
+        second,
+        call(
+            second, "POST", "/api/profile-bulk-import-jobs", job(profile("A@example.com", first_name="Z"))
+        ).json()["data"]["id"],
+    )
+    members = call(second, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
+    assert [(m["attributes"]["email"], m["attributes"]["first_name"]) for m in members] == [
+        ("A@example.com", "Z")
+    ]

@@ -1,0 +1,66 @@
+import datetime
+import json
+
+from target_klaviyo.mapping import Reject
+from target_klaviyo.report import RunReport
+
+
+def test_rejects_file_holds_reason_detail_and_record(tmp_path):
+    path = tmp_path / "out" / "rejects.jsonl"
+    report = RunReport(path)
+    when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    report.reject("customers", {"email": None, "at": when}, Reject("missing_email", "no email"))
+    report.reject("customers", {"email": "a@example.com"}, Reject("invalid_phone", "bad"), counted=False)
+    report.close()
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first["reason"] == "missing_email"
+    assert first["record"] == {"email": None, "at": "2026-01-01T00:00:00+00:00"}
+    assert first["profile_exported"] is False
+    assert second["profile_exported"] is True
+    assert report.rejected == {"missing_email": 1}
+    assert report.attributes_dropped == {"invalid_phone": 1}
+
+
+def test_rejects_file_is_appended_across_runs(tmp_path):
+    path = tmp_path / "rejects.jsonl"
+    for _ in range(2):
+        report = RunReport(path)
+        report.reject("s", {}, Reject("missing_email", "x"))
+        report.close()
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_no_rejects_file_without_rejects(tmp_path):
+    report = RunReport(tmp_path / "rejects.jsonl")
+    report.close()
+    assert not (tmp_path / "rejects.jsonl").exists()
+
+
+def test_accounting_and_summary():
+    report = RunReport()
+    report.read = 10
+    report.exported = 5
+    report.deduplicated = 2
+    report.reject("s", {}, Reject("missing_email", "x"))
+    report.reject("s", {}, Reject("over_limit", "x"))
+    assert report.unaccounted == 1
+    report.reject("s", {}, Reject("invalid_email", "x"))
+    assert report.unaccounted == 0
+    report.outcome = "complete"
+    summary = report.summary()
+    assert "10 records read, 5 profiles exported" in summary
+    assert "2 rejected (invalid_email 1, missing_email 1)" in summary
+    assert "1 skipped over the profile limit" in summary
+
+
+def test_report_file(tmp_path):
+    report = RunReport()
+    report.read = 1
+    report.job_ids.append("JOB1")
+    report.outcome = "complete"
+    report.write(tmp_path / "report.json")
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["counts"]["read"] == 1
+    assert written["job_ids"] == ["JOB1"]
+    assert written["outcome"] == "complete"
+    assert written["timings"]["seconds"] >= 0
