@@ -1,0 +1,40 @@
+"""Failure paths of a whole run, in process so that retry waits can be skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support import base_config, customers, members, run_in_process, schema, state
+
+from target_klaviyo.client import KlaviyoApiError
+from target_klaviyo.sandbox import FaultPlan
+
+JOBS = "POST /api/profile-bulk-import-jobs"
+
+
+def test_api_errors_after_retries_fail_the_run_without_state(sandbox_factory, no_sleep, capsys, tmp_path):
+    server = sandbox_factory(job_delay=0, faults=FaultPlan(server_error=1.0, operations=frozenset({JOBS})))
+    config = base_config(server, report_path=str(tmp_path / "report.json"))
+    with pytest.raises(KlaviyoApiError, match=r"Klaviyo answered 50\d to POST /api/profile-bulk-import-jobs"):
+        run_in_process(config, [schema(), *customers(3), state(3)])
+    assert capsys.readouterr().out == ""
+    assert json.loads((tmp_path / "report.json").read_text())["outcome"] == "failed"
+    assert members(server) == {}
+
+
+def test_transient_faults_everywhere_are_absorbed(sandbox_factory, no_sleep, capsys):
+    plan = FaultPlan(server_error=0.25, throttle=0.15, drop=0.1, seed=3)
+    server = sandbox_factory(job_delay=0, faults=plan)
+    target = run_in_process(base_config(server, batch_size_rows=4), [schema(), *customers(20), state(20)])
+    assert len(members(server)) == 20
+    assert target.run.report.exported == 20
+    assert capsys.readouterr().out.strip() == json.dumps(state(20)["value"])
+    assert no_sleep, "the faults should have caused retries"
+
+
+def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, capsys):
+    server = sandbox_factory(job_delay=0, faults=FaultPlan(server_error=1.0, operations=frozenset({JOBS})))
+    with pytest.raises(KlaviyoApiError):
+        run_in_process(base_config(server, batch_size_rows=2), [schema(), state(0), *customers(4), state(4)])
+    assert capsys.readouterr().out == ""

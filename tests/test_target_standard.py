@@ -1,0 +1,55 @@
+"""The Meltano SDK's standard target tests, run against the sandbox.
+
+Most standard streams carry no email, so their records must end as rejects
+(``missing_email``), never as crashes; only ``pk_updates`` has emails, and exactly
+its two people must reach the list.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+
+import pytest
+from singer_sdk.testing import get_target_test_class, target_test_streams
+from support import API_KEY, LIST_ID, base_config, make_sandbox, members
+
+from target_klaviyo.target import TargetKlaviyo
+
+SANDBOX = make_sandbox(job_delay=0)
+RAISING_STREAMS = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
+
+TestTargetKlaviyo = get_target_test_class(
+    TargetKlaviyo,
+    config={"api_key": API_KEY, "list_id": LIST_ID, "api_url": SANDBOX.url},
+    parse_env_config=False,
+)
+
+
+def standard_streams() -> list[str]:
+    files = importlib.resources.files(target_test_streams).iterdir()
+    return sorted(f.name.removesuffix(".singer") for f in files if f.name.endswith(".singer"))
+
+
+def test_standard_streams_end_as_members_or_rejects(sandbox):
+    exported = 0
+    for name in standard_streams():
+        if name in RAISING_STREAMS:
+            continue
+        text = (importlib.resources.files(target_test_streams) / f"{name}.singer").read_text()
+        target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
+        target.listen(io.StringIO(text))
+        report = target.run.report
+        assert report.unaccounted == 0, name
+        assert set(report.rejected) <= {"missing_email", "schema_violation"}, (name, report.rejected)
+        exported += report.exported
+    assert set(members(sandbox)) == {"alice@example.com", "bob@example.com"}
+    assert exported == 2
+
+
+@pytest.mark.parametrize("name", sorted(RAISING_STREAMS))
+def test_malformed_singer_input_still_fails(sandbox, name):
+    text = (importlib.resources.files(target_test_streams) / f"{name}.singer").read_text()
+    target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
+    with pytest.raises(Exception):  # noqa: B017 - the SDK raises a different type for each
+        target.listen(io.StringIO(text))
