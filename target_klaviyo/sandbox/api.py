@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
-from target_klaviyo.sandbox.store import Job, SandboxStore, iso
+from target_klaviyo.sandbox.store import IDENTIFIERS, Job, SandboxStore, iso
 
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
@@ -27,7 +26,11 @@ MAX_PROFILE_BYTES = 100_000
 MAX_RELATIONSHIP_IDS = 1000
 MAX_PAGE_SIZE = 100
 MAX_ERRORS_PER_RESPONSE = 100
-IDENTIFIERS = ("email", "phone_number", "external_id")
+EMAIL = re.compile(
+    r"^(?!\.)(?!.*\.\.)[^\s@\"(),:;<>\[\\\]]{1,64}(?<!\.)@(?=.{1,253}$)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}$"
+)
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 MEMBER_ATTRIBUTES = (
     "email",
     "phone_number",
@@ -408,20 +411,20 @@ def raise_profile_errors(errors: list[dict[str, Any]]) -> None:
 
 
 def is_valid_email(email: str) -> bool:
-    try:
-        validate_email(email, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return True
+    """Email syntax as a mail server would accept it: a local part, an ``@``, a dotted domain.
+
+    A compiled pattern rather than ``email-validator``: the sandbox checks 10,000
+    addresses per job and must stay much faster than the target it serves (the
+    target itself validates with ``email-validator`` before sending).
+    """
+    return EMAIL.match(email) is not None
 
 
 def is_e164(phone: str) -> bool:
-    if not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
+    """``+``, a country calling code that exists, and at most 15 digits in all."""
+    if not E164.match(phone):
         return False
-    try:
-        return phonenumbers.is_valid_number(phonenumbers.parse(phone, None))
-    except phonenumbers.NumberParseException:
-        return False
+    return any(int(phone[1 : 1 + length]) in COUNTRY_CODES for length in (1, 2, 3))
 
 
 def email_domain(attributes: dict[str, Any]) -> str | None:

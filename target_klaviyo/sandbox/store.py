@@ -3,7 +3,11 @@
 One connection, guarded by a lock, serves every request thread; that keeps
 ``:memory:`` databases working and writes serialised, as they are in one account.
 Import jobs finish lazily: whenever anything reads the store, jobs whose time has
-come are applied, so no background thread is needed.
+come are applied, so no background thread is needed. The profiles of a job still
+queued are held in memory only (parsing them back from SQLite would make the
+sandbox slower than the target it serves); a sandbox stopped before its jobs
+finished reports them as ``cancelled`` when it starts again, as Klaviyo would
+report a job it could not finish.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+IDENTIFIERS = ("email", "phone_number", "external_id")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, created TEXT NOT NULL
@@ -41,12 +46,12 @@ CREATE TABLE IF NOT EXISTS memberships (
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     list_ids TEXT NOT NULL,
-    profiles TEXT NOT NULL,
     failures TEXT NOT NULL,
     total_count INTEGER NOT NULL,
     created_at REAL NOT NULL,
     due_at REAL NOT NULL,
-    completed_at REAL
+    completed_at REAL,
+    cancelled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS import_errors (
     job_id TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL,
@@ -75,9 +80,11 @@ class Job:
     due_at: float
     completed_at: float | None
     failed_count: int = 0
-    profile_ids: list[str] = field(default_factory=list)
+    cancelled: bool = False
 
     def status(self, now: float) -> str:
+        if self.cancelled:
+            return "cancelled"
         if self.completed_at is not None:
             return "complete"
         return "processing" if now >= (self.created_at + self.due_at) / 2 else "queued"
@@ -103,6 +110,10 @@ class SandboxStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+        self._queued_profiles: dict[str, list[dict[str, Any]]] = {}
+        self._db.execute(
+            "UPDATE jobs SET cancelled = 1, completed_at = ? WHERE completed_at IS NULL", (time.time(),)
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -191,34 +202,76 @@ class SandboxStore:
     def upsert_profile(self, attributes: dict[str, Any]) -> tuple[str, bool]:
         """Create or update the profile the identifiers name; returns (id, created)."""
         with self._transaction() as db:
-            return self._upsert(db, attributes)
+            [(profile_id, created)] = self._upsert_many(db, [attributes])
+        return profile_id, created
 
-    def _upsert(self, db: sqlite3.Connection, attributes: dict[str, Any]) -> tuple[str, bool]:
+    def _upsert_many(self, db: sqlite3.Connection, profiles: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+        """Upsert profiles in order, matching on email, then phone number, then external id.
+
+        Existing profiles are looked up in a few set queries rather than one query per
+        profile, so that applying a 10,000-profile job stays cheap.
+        """
+        known = self._lookup(db, profiles)
+        merged_by_id: dict[str, dict[str, Any]] = {}
+        created: set[str] = set()
+        results = []
+        for attributes in profiles:
+            match = next((known[key] for key in _identity_keys(attributes) if key in known), None)
+            if match is None:
+                profile_id, current = new_id(), {}
+                created.add(profile_id)
+            else:
+                profile_id, current = match
+            merged = merge_attributes(current, attributes)
+            merged_by_id[profile_id] = merged
+            for key in _identity_keys(merged):
+                known[key] = (profile_id, merged)
+            results.append((profile_id, profile_id in created))
         now = iso(time.time())
-        row = None
-        for identifier in ("email", "phone_number", "external_id"):
-            if attributes.get(identifier):
-                row = db.execute(
-                    f"SELECT id, attributes FROM profiles WHERE {identifier} = ?",  # noqa: S608
-                    (attributes[identifier],),
-                ).fetchone()
-                if row:
-                    break
-        if row is None:
-            profile_id = new_id()
-            merged = merge_attributes({}, attributes)
-            db.execute(
-                "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (profile_id, *_identifiers(merged), json.dumps(merged), now, now),
-            )
-            return profile_id, True
-        merged = merge_attributes(json.loads(row[1]), attributes)
-        db.execute(
-            "UPDATE profiles SET email = ?, phone_number = ?, external_id = ?, attributes = ?,"
-            " updated = ? WHERE id = ?",
-            (*_identifiers(merged), json.dumps(merged), now, row[0]),
+        db.executemany(
+            "UPDATE profiles SET email = ?, phone_number = ?, external_id = ?, attributes = ?, updated = ?"
+            " WHERE id = ?",
+            [
+                (*_identifiers(merged), json.dumps(merged), now, profile_id)
+                for profile_id, merged in merged_by_id.items()
+                if profile_id not in created
+            ],
         )
-        return row[0], False
+        db.executemany(
+            "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (profile_id, *_identifiers(merged), json.dumps(merged), now, now)
+                for profile_id, merged in merged_by_id.items()
+                if profile_id in created
+            ],
+        )
+        return results
+
+    @staticmethod
+    def _lookup(
+        db: sqlite3.Connection, profiles: list[dict[str, Any]]
+    ) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """Existing profiles that ``profiles`` match, by (identifier, value).
+
+        A profile is looked up by phone number only when its email matched nothing,
+        and by external id only when neither did, as matching itself works.
+        """
+        known: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        unmatched = profiles
+        for identifier in IDENTIFIERS:
+            values = list({str(p[identifier]) for p in unmatched if p.get(identifier)})
+            for start in range(0, len(values), 500):
+                chunk = values[start : start + 500]
+                rows = db.execute(
+                    f"SELECT id, attributes FROM profiles WHERE {identifier} IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+                for profile_id, attributes in rows:
+                    merged = json.loads(attributes)
+                    for key in _identity_keys(merged):
+                        known.setdefault(key, (profile_id, merged))
+            unmatched = [p for p in unmatched if not any(key in known for key in _identity_keys(p))]
+        return known
 
     def get_profile(self, profile_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -242,12 +295,12 @@ class SandboxStore:
         now = time.time()
         job = Job(new_id(), list_ids, len(profiles), now, now + delay, None)
         with self._transaction() as db:
+            self._queued_profiles[job.id] = profiles
             db.execute(
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
                 (
                     job.id,
                     json.dumps(list_ids),
-                    json.dumps(profiles),
                     json.dumps(failures),
                     job.total_count,
                     job.created_at,
@@ -260,7 +313,8 @@ class SandboxStore:
         self.finish_due_jobs()
         with self._lock:
             row = self._db.execute(
-                "SELECT id, list_ids, total_count, created_at, due_at, completed_at FROM jobs WHERE id = ?",
+                "SELECT id, list_ids, total_count, created_at, due_at, completed_at, cancelled"
+                " FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -268,7 +322,7 @@ class SandboxStore:
             failed = self._db.execute(
                 "SELECT count(*) FROM import_errors WHERE job_id = ?", (job_id,)
             ).fetchone()[0]
-        return Job(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], failed)
+        return Job(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], failed, bool(row[6]))
 
     def import_errors(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         self.finish_due_jobs()
@@ -285,13 +339,14 @@ class SandboxStore:
         now = time.time()
         with self._transaction() as db:
             due = db.execute(
-                "SELECT id, list_ids, profiles, failures FROM jobs"
+                "SELECT id, list_ids, failures FROM jobs"
                 " WHERE completed_at IS NULL AND due_at <= ? ORDER BY created_at",
                 (now,),
             ).fetchall()
-            for job_id, list_ids, profiles, failures in due:
-                self._apply_job(db, job_id, json.loads(list_ids), json.loads(profiles), json.loads(failures))
-                db.execute("UPDATE jobs SET completed_at = ?, profiles = '[]' WHERE id = ?", (now, job_id))
+            for job_id, list_ids, failures in due:
+                profiles = self._queued_profiles.pop(job_id)
+                self._apply_job(db, job_id, json.loads(list_ids), profiles, json.loads(failures))
+                db.execute("UPDATE jobs SET completed_at = ? WHERE id = ?", (now, job_id))
 
     def _apply_job(
         self,
@@ -302,19 +357,28 @@ class SandboxStore:
         failures: dict[str, dict[str, Any]],
     ) -> None:
         joined = iso(time.time())
-        imported = []
-        for position, attributes in enumerate(profiles):
-            if str(position) in failures:
-                db.execute(
-                    "INSERT INTO import_errors VALUES (?, ?, ?)",
-                    (job_id, position, json.dumps(failures[str(position)])),
-                )
-                continue
-            imported.append(self._upsert(db, attributes)[0])
+        db.executemany(
+            "INSERT INTO import_errors VALUES (?, ?, ?)",
+            [(job_id, int(position), json.dumps(error)) for position, error in failures.items()],
+        )
+        accepted = [
+            attributes for position, attributes in enumerate(profiles) if str(position) not in failures
+        ]
+        imported = [profile_id for profile_id, _ in self._upsert_many(db, accepted)]
         db.executemany(
             "INSERT OR IGNORE INTO memberships VALUES (?, ?, ?)",
             [(list_id, profile_id, joined) for list_id in list_ids for profile_id in imported],
         )
+
+
+def _identity_keys(attributes: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (identifier, value) pairs a profile can be matched on; emails compare case-blind."""
+    keys = []
+    for identifier in IDENTIFIERS:
+        value = attributes.get(identifier)
+        if value:
+            keys.append((identifier, str(value).lower() if identifier == "email" else str(value)))
+    return keys
 
 
 def _identifiers(attributes: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Lint, format check and the whole test suite (unit, sandbox, CLI integration, SDK standard tests).
+source "$(dirname "$0")/bootstrap.sh"
+cd "$ROOT"
+ruff check .
+ruff format --check .
+exec pytest "$@"
