@@ -6,7 +6,7 @@ import pytest
 from support import API_KEY, LIST_ID, assert_requests_match_spec, bulk_jobs, members
 
 from target_klaviyo import jobs
-from target_klaviyo.client import KlaviyoApiError, KlaviyoClient
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.jobs import BulkImporter, PendingProfile, describe_dry_run, job_body, split_for_jobs
 from target_klaviyo.mapping import ProfileMapper
 from target_klaviyo.report import RunReport
@@ -123,3 +123,24 @@ def test_dry_run_description_names_attributes_not_values():
     assert "1 profiles" in lines[0]
     assert "email, properties.plan" in lines[0]
     assert "secret.person" not in lines[0]
+
+
+def test_a_body_klaviyo_finds_too_large_is_split_and_retried(sandbox, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_JOB_BYTES", 20_000_000)
+    report = RunReport()
+    batch = [pending(f"p{i}@example.com", blob="x" * 90_000) for i in range(60)]
+    importer(sandbox, report).import_batch(batch)
+    assert report.exported == 60
+    assert [r.status for r in bulk_jobs(sandbox)] == [413, 202, 202]
+    assert len(members(sandbox)) == 60
+
+
+def test_a_cancelled_job_stops_the_run(sandbox, monkeypatch):
+    client = KlaviyoClient(sandbox.url, API_KEY, "2026-07-15")
+    monkeypatch.setattr(
+        client,
+        "get",
+        lambda path, params=None: {"data": {"attributes": {"status": "cancelled", "failed_count": 0}}},
+    )
+    with pytest.raises(KlaviyoError, match="was cancelled before it completed"):
+        BulkImporter(client, LIST_ID, RunReport()).import_batch([pending("a@example.com")])

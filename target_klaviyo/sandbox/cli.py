@@ -112,6 +112,8 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def show_members(args: argparse.Namespace) -> None:
+    if not Path(args.db).is_file():
+        sys.exit(f"klaviyo-sandbox: no sandbox database at {args.db}")
     store = SandboxStore(args.db)
     if store.get_list(args.list_id) is None:
         sys.exit(f"klaviyo-sandbox: no list {args.list_id!r} in {args.db}")

@@ -388,3 +388,16 @@ def test_state_survives_a_restart_with_a_file_database(sandbox_factory, tmp_path
     assert [(m["attributes"]["email"], m["attributes"]["first_name"]) for m in members] == [
         ("A@example.com", "Z")
     ]
+
+
+def test_jobs_unfinished_when_the_sandbox_stopped_are_cancelled(sandbox_factory, tmp_path):
+    db = str(tmp_path / "sandbox.db")
+    first = sandbox_factory(db=db, job_delay=60)
+    job_id = call(first, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"))).json()[
+        "data"
+    ]["id"]
+    first.stop()
+    second = sandbox_factory(db=db)
+    attributes = call(second, "GET", f"/api/profile-bulk-import-jobs/{job_id}").json()["data"]["attributes"]
+    assert attributes["status"] == "cancelled"
+    assert call(second, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"] == []

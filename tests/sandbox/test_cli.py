@@ -9,6 +9,8 @@ import time
 import requests
 from support import SANDBOX_BIN
 
+from target_klaviyo.sandbox.store import SandboxStore
+
 
 def start_server(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
     port_file = tmp_path / "port"
@@ -103,10 +105,20 @@ def test_members_shows_what_a_run_left(tmp_path):
     assert '"email": "m@example.com"' in as_json
 
 
-def test_members_of_an_unknown_list_is_a_clear_error(tmp_path):
-    db = tmp_path / "empty.db"
+def test_members_of_an_unknown_list_or_database_is_a_clear_error(tmp_path):
+    db = tmp_path / "state.db"
+    SandboxStore(str(db)).close()
     result = subprocess.run(
         [str(SANDBOX_BIN), "members", "--db", str(db), "NOPE"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
     assert "no list 'NOPE'" in result.stderr
+    missing = subprocess.run(
+        [str(SANDBOX_BIN), "members", "--db", str(tmp_path / "absent.db"), "L"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "no sandbox database at" in missing.stderr
+    assert not (tmp_path / "absent.db").exists()
