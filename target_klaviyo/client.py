@@ -93,7 +93,7 @@ def _retry_after(response: requests.Response) -> float:
 
 
 def _log_retry(details: dict[str, Any]) -> None:
-    logger.warning("%s; retry %d in %.1f s.", details["exception"], details["tries"], details["wait"])
+    logger.warning("%s (retry %d in %.1f s)", details["exception"], details["tries"], details["wait"])
 
 
 class KlaviyoClient:

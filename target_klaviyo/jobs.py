@@ -184,6 +184,7 @@ class BulkImporter:
                 return attributes
             if time.monotonic() > deadline:
                 break
+            self.report.tick()
             self._sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
         raise KlaviyoError(f"Klaviyo import job {job_id} did not finish within {MAX_JOB_WAIT:.0f} seconds.")
 

@@ -8,6 +8,7 @@ profile limit. ``RunReport.unaccounted`` is zero at the end of every complete ru
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from target_klaviyo.mapping import Reject, to_json_value
+
+logger = logging.getLogger("target_klaviyo.report")
+PROGRESS_INTERVAL = 10.0
 
 
 class RunReport:
@@ -37,6 +41,7 @@ class RunReport:
         self._rejects_path = rejects_path
         self._rejects_file: IO[str] | None = None
         self._lock = threading.Lock()
+        self._next_progress = time.monotonic() + PROGRESS_INTERVAL
 
     @property
     def rejected_total(self) -> int:
@@ -88,6 +93,23 @@ class RunReport:
             if self._rejects_file is not None:
                 self._rejects_file.close()
                 self._rejects_file = None
+
+    def tick(self) -> None:
+        """Log a progress line when ``PROGRESS_INTERVAL`` seconds have passed since the last."""
+        now = time.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + PROGRESS_INTERVAL
+            logger.info("%s", self.progress())
+
+    def progress(self) -> str:
+        elapsed = max(time.time() - self.started, 1e-9)
+        done = len(self.job_ids) - self.jobs_in_flight
+        return (
+            f"Progress: {self.read} records read ({self.read / elapsed:.0f}/s), "
+            f"{self.exported} profiles exported ({self.exported / elapsed:.0f}/s), "
+            f"import jobs {done} done and {self.jobs_in_flight} in flight, "
+            f"{self.rejected_total} rejected, {self.skipped_over_limit} skipped over the limit."
+        )
 
     def summary(self) -> str:
         rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(self.rejected.items()))

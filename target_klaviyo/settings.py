@@ -7,6 +7,7 @@ input is read, and reported as one sentence that names the setting.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,29 +55,32 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "property_mapping",
-        th.ObjectType(additional_properties=th.StringType),
+        th.ObjectType(
+            additional_properties=th.CustomType(
+                {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "object", "additionalProperties": {"type": "string"}},
+                    ]
+                }
+            )
+        ),
         default={},
         title="Property mapping",
         description="Klaviyo profile attribute -> record property path, e.g. "
-        '`{"first_name": "FirstName", "location.city": "Address.City"}`. Keys: '
+        '`{"first_name": "FirstName", "location.city": "Address.City"}` (location may also be '
+        'nested: `{"location": {"city": "Address.City"}}`, as Meltano writes dotted keys). Keys: '
         + ", ".join(MAPPABLE_ATTRIBUTES)
         + ".",
     ),
     th.Property(
         "custom_properties",
-        th.CustomType(
-            {
-                "anyOf": [
-                    {"type": "string", "enum": ["unmapped", "none"]},
-                    {"type": "array", "items": {"type": "string"}},
-                ]
-            }
-        ),
+        th.CustomType({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
         default="unmapped",
         title="Custom properties",
         description='Record properties sent as custom profile properties: "unmapped" (every '
         'property not used by email_property or property_mapping, never `_sdc_*`), "none", '
-        "or a list of property names.",
+        'or a list of property names (in an environment variable, a JSON array: `["plan", "ltv"]`).',
     ),
     th.Property(
         "max_profiles_per_run",
@@ -156,7 +160,7 @@ class Settings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """Check a (schema-valid) config for what its JSON schema cannot express."""
-        mapping = dict(config.get("property_mapping") or {})
+        mapping = _flat_mapping(config.get("property_mapping") or {})
         unknown = sorted(set(mapping) - set(MAPPABLE_ATTRIBUTES))
         if unknown:
             msg = (
@@ -164,13 +168,13 @@ class Settings:
                 f"allowed: {', '.join(MAPPABLE_ATTRIBUTES)}."
             )
             raise SettingsError(msg)
-        custom = config.get("custom_properties", "unmapped")
+        custom = _custom_properties(config.get("custom_properties", "unmapped"))
         return cls(
             api_key=config["api_key"],
             list_id=_non_empty(config, "list_id"),
             email_path=_path(config.get("email_property", "email"), "email_property"),
             attribute_paths={key: _path(path, f"property_mapping.{key}") for key, path in mapping.items()},
-            custom_properties=tuple(custom) if isinstance(custom, list) else custom,
+            custom_properties=custom,
             max_profiles=config.get("max_profiles_per_run", DEFAULT_MAX_PROFILES),
             on_limit_exceeded=config.get("on_limit_exceeded", "fail"),
             api_url=_api_url(config.get("api_url", DEFAULT_API_URL)),
@@ -179,6 +183,32 @@ class Settings:
             report_path=_optional_path(config.get("report_path")),
             dry_run=bool(config.get("dry_run", False)),
         )
+
+
+def _flat_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"location": {"city": "X"}}`` -> ``{"location.city": "X"}``; other keys unchanged."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{sub_key}": path for sub_key, path in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _custom_properties(value: str | list[str]) -> Literal["unmapped", "none"] | tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(value)
+    if value in {"unmapped", "none"}:
+        return value  # type: ignore[return-value]
+    try:
+        names = json.loads(value)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        msg = f'custom_properties must be "unmapped", "none" or a list of property names, not {value!r}.'
+        raise SettingsError(msg)
+    return tuple(names)
 
 
 def _non_empty(config: Mapping[str, Any], name: str) -> str:

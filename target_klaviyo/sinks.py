@@ -73,6 +73,7 @@ class KlaviyoSink(BatchSink):
     def process_record(self, record: dict, context: dict) -> None:
         report = self.run.report
         report.read += 1
+        report.tick()
         problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
         if problem:
             report.reject(self.stream_name, record, Reject("schema_violation", problem))

@@ -37,6 +37,17 @@ class TargetKlaviyo(Target):
         self.run = ExportRun(self.settings, self.client)
         self.max_parallelism = 1
 
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """The SDK's built-in settings, less those that cannot apply to a Klaviyo list.
+
+        ``load_method`` (every run upserts) and ``add_record_metadata`` (``_sdc_*``
+        properties are never sent to Klaviyo) would be settings that do nothing.
+        """
+        super().append_builtin_config(config_jsonschema)
+        for name in ("load_method", "add_record_metadata"):
+            config_jsonschema["properties"].pop(name, None)
+
     def _client(self) -> KlaviyoClient:
         return KlaviyoClient(self.settings.api_url, self.settings.api_key, self.settings.api_revision)
 

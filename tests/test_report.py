@@ -64,3 +64,27 @@ def test_report_file(tmp_path):
     assert written["job_ids"] == ["JOB1"]
     assert written["outcome"] == "complete"
     assert written["timings"]["seconds"] >= 0
+
+
+def test_progress_line_every_interval(monkeypatch, caplog):
+    from target_klaviyo import report as report_module
+
+    monkeypatch.setattr(report_module, "PROGRESS_INTERVAL", 0.0)
+    report = RunReport()
+    report.read = 50
+    report.exported = 40
+    report.job_ids += ["J1", "J2"]
+    report.jobs_in_flight = 1
+    with caplog.at_level("INFO", logger="target_klaviyo.report"):
+        report.tick()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("Progress: 50 records read (")
+    assert "40 profiles exported" in line
+    assert "import jobs 1 done and 1 in flight" in line
+
+
+def test_no_progress_line_before_the_interval(caplog):
+    report = RunReport()
+    with caplog.at_level("INFO", logger="target_klaviyo.report"):
+        report.tick()
+    assert caplog.records == []

@@ -64,3 +64,24 @@ def test_non_http_url_is_refused():
 def test_blank_list_id_is_refused():
     with pytest.raises(SettingsError, match="list_id must not be empty"):
         Settings.from_config({**BASE, "list_id": "  "})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("unmapped", "unmapped"), ("none", "none"), (["a", "b"], ("a", "b")), ('["a", "b"]', ("a", "b"))],
+)
+def test_custom_properties_forms(value, expected):
+    assert Settings.from_config({**BASE, "custom_properties": value}).custom_properties == expected
+
+
+@pytest.mark.parametrize("value", ["all", '{"a": 1}', "[1, 2]"])
+def test_custom_properties_nonsense_is_named(value):
+    with pytest.raises(SettingsError, match="custom_properties must be"):
+        Settings.from_config({**BASE, "custom_properties": value})
+
+
+def test_nested_location_mapping_as_meltano_writes_it():
+    settings = Settings.from_config(
+        {**BASE, "property_mapping": {"location": {"city": "A.City"}, "title": "Job"}}
+    )
+    assert settings.attribute_paths == {"location.city": ("A", "City"), "title": ("Job",)}

@@ -38,3 +38,15 @@ def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, cap
     with pytest.raises(KlaviyoApiError):
         run_in_process(base_config(server, batch_size_rows=2), [schema(), state(0), *customers(4), state(4)])
     assert capsys.readouterr().out == ""
+
+
+def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
+    from target_klaviyo import report
+
+    monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
+    server = sandbox_factory(job_delay=0)
+    with caplog.at_level("INFO"):
+        run_in_process(base_config(server), [schema(), *customers(3)])
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    assert progress
+    assert progress[-1].startswith("Progress: 3 records read")

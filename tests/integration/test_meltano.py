@@ -1,0 +1,170 @@
+"""target-klaviyo as a Meltano loader: the Hub definition, ``meltano add``, and ``meltano run``.
+
+These tests run the real ``meltano`` command and install plugins into throwaway
+projects, so they take a minute; CI runs them with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from support import API_KEY, LIST_ID, members
+
+ROOT = Path(__file__).resolve().parents[2]
+MELTANO = Path(sys.executable).with_name("meltano")
+HUB_FILE = ROOT / "plugin" / "target-klaviyo.yml"
+
+pytestmark = pytest.mark.slow
+
+# The fields and types of a loader definition on Meltano Hub (its loaders, common and
+# hub_metadata schemas), restated here so a fresh clone can check ours offline.
+SETTING_KINDS = [
+    "oauth", "hidden", "password", "date_iso8601", "file", "email", "integer", "options", "object", "array",
+    "boolean", "string",
+]  # fmt: skip
+HUB_LOADER_SCHEMA = {
+    "type": "object",
+    "required": ["name", "namespace", "variant", "label"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "namespace": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        "variant": {"type": "string"},
+        "label": {"type": "string"},
+        "description": {"type": "string"},
+        "logo_url": {"type": ["string", "null"]},
+        "pip_url": {"type": "string"},
+        "executable": {"type": "string"},
+        "repo": {"type": "string", "pattern": "^https://"},
+        "docs": {"type": "string"},
+        "domain_url": {"type": ["string", "null"]},
+        "keywords": {"type": "array", "items": {"type": "string"}},
+        "maintenance_status": {"enum": ["active", "beta", "development", "inactive", "unknown"]},
+        "capabilities": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "settings_group_validation": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "string"}},
+        },
+        "settings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "label": {"type": "string"},
+                    "kind": {"enum": SETTING_KINDS},
+                    "description": {"type": "string"},
+                    "value": {},
+                    "sensitive": {"type": "boolean"},
+                    "options": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["label", "value"],
+                            "properties": {"label": {"type": "string"}, "value": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+    environment.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", **(env or {}))
+    result = subprocess.run(
+        args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def about_settings() -> dict:
+    output = run(sys.executable, "-m", "target_klaviyo.target", "--about", "--format=json", cwd=ROOT).stdout
+    return json.loads(output)["settings"]
+
+
+def test_hub_definition_follows_the_hub_loader_schema():
+    definition = yaml.safe_load(HUB_FILE.read_text())
+    jsonschema.validate(definition, HUB_LOADER_SCHEMA)
+    [api_key] = [s for s in definition["settings"] if s["name"] == "api_key"]
+    assert api_key["sensitive"] is True
+    assert definition["settings_group_validation"] == [["api_key", "list_id"]]
+
+
+def test_every_setting_is_documented_in_both_directions():
+    about = about_settings()
+    hub = {s["name"]: s for s in yaml.safe_load(HUB_FILE.read_text())["settings"]}
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    [loader] = project["plugins"]["loaders"]
+    assert set(hub) == set(about["properties"])
+    assert {s["name"] for s in loader["settings"]} == set(hub)
+    assert all(
+        hub[name].get("description") and hub[name].get("label") and hub[name].get("kind") for name in hub
+    )
+    assert {name for name, s in hub.items() if s.get("sensitive")} == {
+        name for name, s in about["properties"].items() if s.get("secret")
+    }
+
+
+def test_meltano_add_from_the_hub_definition(tmp_path):
+    run(str(MELTANO), "init", "project", "--no-usage-stats", cwd=tmp_path)
+    project = tmp_path / "project"
+    run(
+        str(MELTANO), "add", "--plugin-type", "loader", "target-klaviyo", "--from-ref", str(HUB_FILE), "--no-install",
+        cwd=project,
+    )  # fmt: skip
+    added = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]
+    [loader] = added["loaders"]
+    assert loader["namespace"] == "target_klaviyo"
+    assert {s["name"] for s in loader["settings"]} == set(about_settings()["properties"])
+    assert next(s for s in loader["settings"] if s["name"] == "api_key")["sensitive"] is True
+
+
+def throwaway_project(tmp_path: Path, api_url: str) -> Path:
+    """The repository's meltano.yml, pointed at this checkout, the sample file and a sandbox."""
+    definition = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    [extractor] = definition["plugins"]["extractors"]
+    [loader] = definition["plugins"]["loaders"]
+    extractor["config"]["path"] = str(ROOT / "sample_data" / "customers.jsonl")
+    loader["pip_url"] = f"-e {ROOT}"
+    loader["config"].update(api_url=api_url, list_id=LIST_ID)
+    project = tmp_path / "meltano-project"
+    project.mkdir()
+    (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    (project / ".env").write_text(f"TARGET_KLAVIYO_API_KEY={API_KEY}\n")
+    return project
+
+
+def test_meltano_run_end_to_end(sandbox_factory, tmp_path):
+    sandbox = sandbox_factory(fail_domains=("bounce.example.net",))
+    project = throwaway_project(tmp_path, sandbox.url)
+    run(str(MELTANO), "install", cwd=project)
+    result = run(str(MELTANO), "run", "tap-jsonl", "target-klaviyo", cwd=project)
+    assert "Run complete: 30 records read, 24 profiles exported" in result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+    listed = members(sandbox)
+    assert len(listed) == 24
+    assert listed["grace.hopper@example.com"]["location"]["city"] == "Arlington"
+    assert not any(
+        key.startswith("_sdc_") for member in listed.values() for key in member.get("properties", {})
+    )
+    state = json.loads(
+        run(str(MELTANO), "state", "get", "dev:tap-jsonl-to-target-klaviyo", cwd=project).stdout
+    )
+    bookmark = state["singer_state"]["bookmarks"]["customers"]
+    assert bookmark["replication_key"] == "_sdc_last_modified"
+    assert bookmark["replication_key_value"]
+    report = json.loads((project / "output" / "report.json").read_text())
+    assert report["counts"]["exported"] == 24
