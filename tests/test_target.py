@@ -7,8 +7,9 @@ import json
 import pytest
 from support import base_config, customers, members, run_in_process, schema, state
 
-from target_klaviyo.client import KlaviyoApiError
+from target_klaviyo.client import ErrorDetail, KlaviyoApiError, KlaviyoError
 from target_klaviyo.sandbox import FaultPlan
+from target_klaviyo.target import TargetKlaviyo
 
 JOBS = "POST /api/profile-bulk-import-jobs"
 
@@ -50,3 +51,35 @@ def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
     assert progress
     assert progress[-1].startswith("Progress: 3 records read")
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (401, "Klaviyo rejected the API key (401)"),
+        (403, "Klaviyo rejected the API key (403)"),
+        (404, "no list with id"),
+    ],
+)
+def test_connection_check_names_the_problem(sandbox, monkeypatch, status, words):
+    target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
+
+    def refuse(path, params=None):
+        raise KlaviyoApiError("GET", path, status, [ErrorDetail(status, "x", "refused", None)])
+
+    monkeypatch.setattr(target.client, "get", refuse)
+    with pytest.raises(KlaviyoError) as caught:
+        target.check_connection()
+    assert words in str(caught.value)
+    assert not isinstance(caught.value, KlaviyoApiError)
+
+
+def test_connection_check_passes_other_errors_through(sandbox, monkeypatch):
+    target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
+
+    def fail(path, params=None):
+        raise KlaviyoApiError("GET", path, 400, [])
+
+    monkeypatch.setattr(target.client, "get", fail)
+    with pytest.raises(KlaviyoApiError, match="400"):
+        target.check_connection()

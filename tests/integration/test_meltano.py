@@ -29,6 +29,10 @@ SETTING_KINDS = [
     "oauth", "hidden", "password", "date_iso8601", "file", "email", "integer", "options", "object", "array",
     "boolean", "string",
 ]  # fmt: skip
+LOADER_CAPABILITIES = [
+    "about", "stream-maps", "activate-version", "batch", "soft-delete", "hard-delete", "datatype-failsafe",
+    "schema-flattening", "record-flattening", "target-schema", "validate-records", "structured-logging",
+]  # fmt: skip
 HUB_LOADER_SCHEMA = {
     "type": "object",
     "required": ["name", "namespace", "variant", "label"],
@@ -47,7 +51,7 @@ HUB_LOADER_SCHEMA = {
         "domain_url": {"type": ["string", "null"]},
         "keywords": {"type": "array", "items": {"type": "string"}},
         "maintenance_status": {"enum": ["active", "beta", "development", "inactive", "unknown"]},
-        "capabilities": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "capabilities": {"type": "array", "items": {"enum": LOADER_CAPABILITIES}, "uniqueItems": True},
         "settings_group_validation": {
             "type": "array",
             "items": {"type": "array", "items": {"type": "string"}},

@@ -45,6 +45,10 @@ def job(*profiles, list_id=LIST_ID):
     }
 
 
+def post_job(server, *profiles, list_id=LIST_ID) -> requests.Response:
+    return call(server, "POST", "/api/profile-bulk-import-jobs", job(*profiles, list_id=list_id))
+
+
 def wait_for_job(server, job_id, timeout=5.0) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -82,7 +86,7 @@ def test_unknown_list_is_404(sandbox):
 
 
 def test_profile_count_on_request(sandbox):
-    call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com")))
+    post_job(sandbox, profile("a@example.com"))
     time.sleep(0.1)
     answer = call(sandbox, "GET", f"/api/lists/{LIST_ID}?additional-fields[list]=profile_count")
     assert answer.json()["data"]["attributes"]["profile_count"] == 1
@@ -93,9 +97,7 @@ def test_profile_count_on_request(sandbox):
 
 def test_bulk_import_lifecycle(sandbox_factory):
     server = sandbox_factory(job_delay=0.3)
-    created = call(
-        server, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name="A"))
-    )
+    created = post_job(server, profile("a@example.com", first_name="A"))
     assert created.status_code == 202
     attributes = created.json()["data"]["attributes"]
     assert attributes["status"] == "queued"
@@ -116,14 +118,14 @@ def test_bulk_import_lifecycle(sandbox_factory):
 
 def test_members_appear_only_when_the_job_completes(sandbox_factory):
     server = sandbox_factory(job_delay=0.5)
-    call(server, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com")))
+    post_job(server, profile("a@example.com"))
     assert call(server, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"] == []
 
 
 def test_import_errors_for_profiles_failing_in_processing(sandbox_factory):
     server = sandbox_factory(fail_domains=("bounce.example.net",))
     profiles = [profile(f"f{i}@bounce.example.net") for i in range(3)] + [profile("ok@example.com")]
-    job_id = call(server, "POST", "/api/profile-bulk-import-jobs", job(*profiles)).json()["data"]["id"]
+    job_id = post_job(server, *profiles).json()["data"]["id"]
     done = wait_for_job(server, job_id)["data"]["attributes"]
     assert (done["total_count"], done["completed_count"], done["failed_count"]) == (4, 1, 3)
     page = call(server, "GET", f"/api/profile-bulk-import-jobs/{job_id}/import-errors?page[size]=2").json()
@@ -136,16 +138,9 @@ def test_import_errors_for_profiles_failing_in_processing(sandbox_factory):
 
 
 def test_second_import_upserts_instead_of_duplicating(sandbox):
-    first = call(
-        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name="A"))
-    )
+    first = post_job(sandbox, profile("a@example.com", first_name="A"))
     wait_for_job(sandbox, first.json()["data"]["id"])
-    second = call(
-        sandbox,
-        "POST",
-        "/api/profile-bulk-import-jobs",
-        job(profile("A@EXAMPLE.com", last_name="Z", properties={"plan": "pro"})),
-    )
+    second = post_job(sandbox, profile("A@EXAMPLE.com", last_name="Z", properties={"plan": "pro"}))
     wait_for_job(sandbox, second.json()["data"]["id"])
     [member] = call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
     assert member["attributes"]["first_name"] == "A"
@@ -154,12 +149,7 @@ def test_second_import_upserts_instead_of_duplicating(sandbox):
 
 
 def test_list_members_paginate_with_cursor(sandbox):
-    answer = call(
-        sandbox,
-        "POST",
-        "/api/profile-bulk-import-jobs",
-        job(*(profile(f"p{i}@example.com") for i in range(7))),
-    )
+    answer = post_job(sandbox, *(profile(f"p{i}@example.com") for i in range(7)))
     wait_for_job(sandbox, answer.json()["data"]["id"])
     seen, url = [], f"{sandbox.url}/api/lists/{LIST_ID}/profiles?page[size]=3"
     while url:
@@ -214,12 +204,7 @@ def test_body_that_is_not_json_is_400(sandbox):
 
 
 def test_unknown_attribute_is_400_with_a_pointer_at_it(sandbox):
-    answer = call(
-        sandbox,
-        "POST",
-        "/api/profile-bulk-import-jobs",
-        job(profile("a@example.com"), profile("b@example.com", age=3)),
-    )
+    answer = post_job(sandbox, profile("a@example.com"), profile("b@example.com", age=3))
     assert answer.status_code == 400
     error = only_error(answer)
     assert error["source"]["pointer"] == "/data/attributes/profiles/data/1/attributes/age"
@@ -227,9 +212,7 @@ def test_unknown_attribute_is_400_with_a_pointer_at_it(sandbox):
 
 
 def test_wrong_type_is_400(sandbox):
-    answer = call(
-        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com", first_name=5))
-    )
+    answer = post_job(sandbox, profile("a@example.com", first_name=5))
     assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data/0/attributes/first_name"
 
 
@@ -250,7 +233,7 @@ def test_missing_required_member_is_400(sandbox):
     ],
 )
 def test_one_invalid_profile_fails_the_whole_request(sandbox, bad, pointer_end, words):
-    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("ok@example.com"), bad))
+    answer = post_job(sandbox, profile("ok@example.com"), bad)
     assert answer.status_code == 400
     error = only_error(answer)
     assert error["source"]["pointer"] == f"/data/attributes/profiles/data/1{pointer_end}"
@@ -259,12 +242,7 @@ def test_one_invalid_profile_fails_the_whole_request(sandbox, bad, pointer_end, 
 
 
 def test_every_invalid_profile_is_named(sandbox):
-    answer = call(
-        sandbox,
-        "POST",
-        "/api/profile-bulk-import-jobs",
-        job(profile("bad1"), profile("ok@example.com"), profile("bad2")),
-    )
+    answer = post_job(sandbox, profile("bad1"), profile("ok@example.com"), profile("bad2"))
     pointers = [error["source"]["pointer"] for error in answer.json()["errors"]]
     assert pointers == [
         "/data/attributes/profiles/data/0/attributes/email",
@@ -273,33 +251,26 @@ def test_every_invalid_profile_is_named(sandbox):
 
 
 def test_more_than_10000_profiles_is_400(sandbox):
-    answer = call(
-        sandbox,
-        "POST",
-        "/api/profile-bulk-import-jobs",
-        job(*(profile(f"p{i}@example.com") for i in range(10_001))),
-    )
+    answer = post_job(sandbox, *(profile(f"p{i}@example.com") for i in range(10_001)))
     assert answer.status_code == 400
     assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data"
 
 
 def test_body_over_5_mb_is_413(sandbox):
     profiles = [profile(f"p{i}@example.com", properties={"blob": "x" * 90_000}) for i in range(60)]
-    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(*profiles))
+    answer = post_job(sandbox, *profiles)
     assert answer.status_code == 413
 
 
 def test_profile_over_100_kb_is_400(sandbox):
     big = profile("big@example.com", properties={"blob": "x" * 100_000})
-    answer = call(sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("ok@example.com"), big))
+    answer = post_job(sandbox, profile("ok@example.com"), big)
     assert answer.status_code == 400
     assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data/1"
 
 
 def test_job_into_unknown_list_is_404(sandbox):
-    answer = call(
-        sandbox, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"), list_id="NOPE")
-    )
+    answer = post_job(sandbox, profile("a@example.com"), list_id="NOPE")
     assert answer.status_code == 404
     assert only_error(answer)["source"]["pointer"] == "/data/relationships/lists/data/0/id"
 
@@ -372,17 +343,13 @@ def test_state_survives_a_restart_with_a_file_database(sandbox_factory, tmp_path
     first = sandbox_factory(db=db)
     wait_for_job(
         first,
-        call(first, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"))).json()["data"][
-            "id"
-        ],
+        post_job(first, profile("a@example.com")).json()["data"]["id"],
     )
     first.stop()
     second = sandbox_factory(db=db)
     wait_for_job(
         second,
-        call(
-            second, "POST", "/api/profile-bulk-import-jobs", job(profile("A@example.com", first_name="Z"))
-        ).json()["data"]["id"],
+        post_job(second, profile("A@example.com", first_name="Z")).json()["data"]["id"],
     )
     members = call(second, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
     assert [(m["attributes"]["email"], m["attributes"]["first_name"]) for m in members] == [
@@ -393,9 +360,7 @@ def test_state_survives_a_restart_with_a_file_database(sandbox_factory, tmp_path
 def test_jobs_unfinished_when_the_sandbox_stopped_are_cancelled(sandbox_factory, tmp_path):
     db = str(tmp_path / "sandbox.db")
     first = sandbox_factory(db=db, job_delay=60)
-    job_id = call(first, "POST", "/api/profile-bulk-import-jobs", job(profile("a@example.com"))).json()[
-        "data"
-    ]["id"]
+    job_id = post_job(first, profile("a@example.com")).json()["data"]["id"]
     first.stop()
     second = sandbox_factory(db=db)
     attributes = call(second, "GET", f"/api/profile-bulk-import-jobs/{job_id}").json()["data"]["attributes"]
