@@ -9,6 +9,7 @@ with Klaviyo's own words, and the run goes on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -178,7 +179,7 @@ class BulkImporter:
 
     def _wait(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + MAX_JOB_WAIT
-        for attempt in range(10**9):
+        for attempt in itertools.count():
             attributes = self.client.get(f"{JOBS_PATH}/{job_id}")["data"]["attributes"]
             if attributes["status"] in {"complete", "cancelled"}:
                 return attributes

@@ -84,18 +84,11 @@ class KlaviyoSink(BatchSink):
             return
         admission = self.run.admit(profile.key)
         if admission is Admission.OVER_LIMIT:
+            limit = self.run.settings.max_profiles
+            detail = f"The run already has max_profiles_per_run ({limit:,}) profiles."
+            report.reject(self.stream_name, record, Reject("over_limit", detail))
             if self.run.settings.on_limit_exceeded == "fail":
-                report.read -= 1
                 raise self.run.limit_error()
-            report.reject(
-                self.stream_name,
-                record,
-                Reject(
-                    "over_limit",
-                    f"The run already has max_profiles_per_run "
-                    f"({self.run.settings.max_profiles:,}) profiles.",
-                ),
-            )
             return
         for dropped in profile.dropped:
             report.reject(self.stream_name, record, dropped, counted=False)

@@ -33,8 +33,13 @@ class TargetKlaviyo(Target):
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
-        self.client = None if self.settings.dry_run else self._client()
+        self.client = (
+            None
+            if self.settings.dry_run
+            else KlaviyoClient(self.settings.api_url, self.settings.api_key, self.settings.api_revision)
+        )
         self.run = ExportRun(self.settings, self.client)
+        # Every sink drains the run's one pending batch: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
 
     @classmethod
@@ -47,9 +52,6 @@ class TargetKlaviyo(Target):
         super().append_builtin_config(config_jsonschema)
         for name in ("load_method", "add_record_metadata"):
             config_jsonschema["properties"].pop(name, None)
-
-    def _client(self) -> KlaviyoClient:
-        return KlaviyoClient(self.settings.api_url, self.settings.api_key, self.settings.api_revision)
 
     def check_connection(self) -> None:
         """Fail fast, before reading input, on a rejected key or a missing list."""

@@ -187,6 +187,9 @@ def test_limit_fail_exports_exactly_the_limit_and_emits_no_state(sandbox, tmp_pa
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["outcome"] == "stopped at the profile limit"
     assert report["counts"]["exported"] == 4
+    assert report["counts"]["read"] == 5
+    assert report["counts"]["skipped_over_limit"] == 1
+    assert report["counts"]["unaccounted"] == 0
 
 
 def test_limit_truncate_skips_the_rest_and_finishes(sandbox, tmp_path):
