@@ -28,7 +28,11 @@ class TargetKlaviyo(Target):
     default_sink_class = KlaviyoSink
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigValidationError as error:
+            errors = [_hide_secret_value(message) for message in error.errors]
+            raise ConfigValidationError(str(error), errors=errors, schema=error.schema) from None
         try:
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
@@ -113,6 +117,13 @@ class TargetKlaviyo(Target):
         except KlaviyoError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
+
+
+def _hide_secret_value(message: str) -> str:
+    """The SDK's schema errors quote the bad value; for the API key, say what is wrong instead."""
+    if "config['api_key']" in message:
+        return "api_key must be a string; its value is not shown because it is secret."
+    return message
 
 
 def main() -> None:

@@ -238,6 +238,13 @@ def test_configuration_errors_are_one_sentence(sandbox, tmp_path):
     assert sandbox.recorded == []
 
 
+def test_a_malformed_key_is_not_echoed(tmp_path):
+    result = run_cli({"api_key": 987654321012, "list_id": LIST_ID}, [schema()], tmp_path)
+    assert result.returncode == 1
+    assert "api_key must be a string; its value is not shown because it is secret." in result.stderr
+    assert "987654321012" not in result.stderr + result.stdout
+
+
 def test_clear_text_url_is_refused_before_sending_the_key(tmp_path):
     config = {"api_key": API_KEY, "list_id": LIST_ID, "api_url": "http://klaviyo.example.com"}
     result = run_cli(config, [schema()], tmp_path)
