@@ -33,7 +33,7 @@ HUB_METADATA = {
     "namespace": "target_klaviyo",
     "variant": "target-klaviyo",
     "label": "Klaviyo",
-    "logo_url": "/assets/logos/loaders/klaviyo.png",
+    "logo_url": "/assets/logos/extractors/klaviyo.png",
     "pip_url": "target-klaviyo",
     "executable": "target-klaviyo",
     "repo": "https://github.com/target-klaviyo/target-klaviyo",
