@@ -36,7 +36,6 @@ class ExportRun:
         self.settings = settings
         self.mapper = ProfileMapper(settings)
         self.report = RunReport(settings.rejects_path, dry_run=settings.dry_run)
-        self.client = client
         self.importer = None if client is None else BulkImporter(client, settings.list_id, self.report)
         self.limit_reached = False
         self._profiles: set[str] = set()
