@@ -169,12 +169,10 @@ class BulkImporter:
                     f"Import job {job.id} reported a failed profile without an import error that names it.",
                 ),
             )
-        self.report.exported += len(job.chunk) - matched - unmatched
+        imported = len(job.chunk) - matched - unmatched
+        self.report.exported += imported
         logger.info(
-            "Import job %s complete: %d profiles imported, %d failed.",
-            job.id,
-            len(job.chunk) - matched - unmatched,
-            matched + unmatched,
+            "Import job %s complete: %d profiles imported, %d failed.", job.id, imported, matched + unmatched
         )
 
     def _wait(self, job_id: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ it, so the SDK's STATE that follows a drain never runs ahead of the data.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import fastjsonschema
@@ -41,7 +40,7 @@ class RecordCheck(BaseJSONSchemaValidator):
     def __init__(self, schema: dict[str, Any]) -> None:
         super().__init__(schema)
         try:
-            self._check = fastjsonschema.compile(_without_formats(copy.deepcopy(schema)))
+            self._check = fastjsonschema.compile(_without_formats(schema))
         except fastjsonschema.JsonSchemaDefinitionException as error:
             msg = f"Schema Validation Error: {error}"
             raise InvalidJSONSchema(msg) from error

@@ -172,15 +172,15 @@ class SandboxApi:
 
     def add_list_members(self, request: Request) -> Response:
         list_id, profile_ids = self._relationship_ids(request)
-        unknown = [pid for pid in profile_ids if pid not in self.store.existing_profile_ids(profile_ids)]
-        if unknown:
-            position = profile_ids.index(unknown[0])
-            raise ApiError(
-                404,
-                "not_found",
-                f"A profile with id {unknown[0]} does not exist.",
-                pointer=f"/data/{position}/id",
-            )
+        existing = self.store.existing_profile_ids(profile_ids)
+        for position, profile_id in enumerate(profile_ids):
+            if profile_id not in existing:
+                raise ApiError(
+                    404,
+                    "not_found",
+                    f"A profile with id {profile_id} does not exist.",
+                    pointer=f"/data/{position}/id",
+                )
         self.store.add_members(list_id, profile_ids)
         return Response(204)
 
@@ -333,27 +333,26 @@ class SandboxApi:
         data = request.body["data"]
         list_id = data["relationships"]["list"]["data"]["id"]
         self._require_list(list_id)
-        profiles = data["attributes"]["profiles"]["data"]
-        errors = []
-        for position, profile in enumerate(profiles):
-            pointer = f"/data/attributes/profiles/data/{position}"
-            attributes = {
-                key: profile["attributes"].get(key)
-                for key in ("email", "phone_number")
-                if profile["attributes"].get(key)
-            }
-            errors += profile_errors(
-                {"attributes": attributes}, pointer, identifiers=("email", "phone_number")
-            )
-        raise_profile_errors(errors)
-        profile_ids = []
-        for profile in profiles:
-            attributes = {
+        identities = [
+            {
                 key: profile["attributes"][key]
                 for key in ("email", "phone_number")
                 if profile["attributes"].get(key)
             }
-            profile_ids.append(self.store.upsert_profile(attributes)[0])
+            for profile in data["attributes"]["profiles"]["data"]
+        ]
+        raise_profile_errors(
+            [
+                error
+                for position, attributes in enumerate(identities)
+                for error in profile_errors(
+                    {"attributes": attributes},
+                    f"/data/attributes/profiles/data/{position}",
+                    identifiers=("email", "phone_number"),
+                )
+            ]
+        )
+        profile_ids = [self.store.upsert_profile(attributes)[0] for attributes in identities]
         self.store.add_members(list_id, profile_ids)
         return Response(202)
 
