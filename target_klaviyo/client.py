@@ -1,18 +1,22 @@
 """HTTP to Klaviyo: authentication, the revision header, retries and JSON:API errors.
 
 Retries follow Klaviyo's guidance: a 429 waits for its ``Retry-After``; a 5xx, a
-dropped connection or a timeout backs off exponentially with full jitter. Both are
-bounded. Any other error is final and raised as :class:`KlaviyoApiError`, whose
-message carries Klaviyo's own ``detail`` but never the API key.
+dropped connection or a timeout backs off exponentially with full jitter. All of
+them draw on one budget per request: at most ``MAX_TRIES`` tries, and no retry
+that would start more than ``MAX_RETRY_SECONDS`` after the first try. Any other
+error is final and raised as :class:`KlaviyoApiError`, whose message carries
+Klaviyo's own ``detail`` but never the API key.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import backoff
 import requests
 
 from target_klaviyo import __version__
@@ -22,9 +26,11 @@ logger = logging.getLogger("target_klaviyo.client")
 JSON_API = "application/vnd.api+json"
 TIMEOUT = (10.0, 60.0)
 TRANSIENT_STATUSES = {500, 502, 503, 504}
-MAX_SERVER_TRIES = 6
-MAX_THROTTLED_TRIES = 20
+MAX_TRIES = 10
+MAX_RETRY_SECONDS = 180.0
 MAX_RETRY_AFTER = 60.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
 
 
 class KlaviyoError(Exception):
@@ -92,15 +98,29 @@ def _retry_after(response: requests.Response) -> float:
         return 1.0
 
 
-def _log_retry(details: dict[str, Any]) -> None:
-    logger.warning("%s (retry %d in %.1f s)", details["exception"], details["tries"], details["wait"])
+def backoff_wait(tries: int) -> float:
+    """Full-jitter exponential backoff after ``tries`` failed tries: 0.5 s, 1 s, 2 s ... capped at 30 s."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1)))
 
 
 class KlaviyoClient:
-    """A ``requests`` session bound to one account (API key) and one API revision."""
+    """A ``requests`` session bound to one account (API key) and one API revision.
 
-    def __init__(self, api_url: str, api_key: str, revision: str) -> None:
+    ``on_retry`` is told the status (0 for a connection failure or timeout) of each
+    answer that is retried, so the run can count throttling.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        revision: str,
+        on_retry: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
+        self._on_retry = on_retry
+        self._clock = clock
         self.session = requests.Session()
         self.session.headers.update(
             {
@@ -124,33 +144,24 @@ class KlaviyoClient:
     def request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, body: bytes | None = None
     ) -> dict[str, Any] | None:
-        try:
-            return self._request_with_retries(method, path, params, body)
-        except _Transient as exhausted:
-            raise exhausted.final from None
+        """Send one request, retrying transient failures within the request's one budget."""
+        started = self._clock()
+        for tries in range(1, MAX_TRIES + 1):
+            try:
+                return self._send(method, path, params, body)
+            except _Transient as transient:
+                wait = transient.retry_after if transient.retry_after is not None else backoff_wait(tries)
+                out_of_time = self._clock() - started + wait > MAX_RETRY_SECONDS
+                if tries == MAX_TRIES or out_of_time:
+                    raise transient.final from None
+                status = transient.final.status if isinstance(transient.final, KlaviyoApiError) else 0
+                if self._on_retry is not None:
+                    self._on_retry(status)
+                logger.warning("%s (retry %d in %.1f s)", transient.final, tries, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
-    @backoff.on_exception(
-        backoff.runtime,
-        _Transient,
-        value=lambda error: error.retry_after,
-        giveup=lambda error: error.retry_after is None,
-        max_tries=MAX_THROTTLED_TRIES,
-        jitter=None,
-        on_backoff=_log_retry,
-        logger=None,
-    )
-    @backoff.on_exception(
-        backoff.expo,
-        _Transient,
-        giveup=lambda error: error.retry_after is not None,
-        max_tries=MAX_SERVER_TRIES,
-        factor=0.5,
-        max_value=30,
-        jitter=backoff.full_jitter,
-        on_backoff=_log_retry,
-        logger=None,
-    )
-    def _request_with_retries(
+    def _send(
         self, method: str, path: str, params: dict[str, Any] | None, body: bytes | None
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": JSON_API} if body is not None else None

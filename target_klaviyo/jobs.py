@@ -9,19 +9,17 @@ with Klaviyo's own words, and the run goes on.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.mapping import Profile, Reject
-from target_klaviyo.report import RunReport
 
 logger = logging.getLogger("target_klaviyo.jobs")
 
@@ -29,7 +27,7 @@ JOBS_PATH = "/api/profile-bulk-import-jobs"
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
 ENVELOPE_BYTES = 512
-POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
+POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 1.0, 2.0)
 MAX_JOB_WAIT = 3600.0
 IMPORT_ERRORS_PAGE_SIZE = 100
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
@@ -37,15 +35,34 @@ PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 
 @dataclass
 class PendingProfile:
-    """A profile waiting to be sent, with the record it came from (for the rejects file)."""
+    """A profile on its way to Klaviyo, with the record it came from (for the rejects file).
+
+    ``epoch`` is where the record stood among the tap's STATE messages
+    (:class:`target_klaviyo.state.StateLedger`).
+    """
 
     profile: Profile
     stream: str
     record: dict[str, Any]
+    epoch: int = 0
 
     @property
     def encoded(self) -> bytes:
         return self.profile.encoded
+
+
+class JobEvents(Protocol):
+    """What becomes of the profiles of a job; the run implements it and does the accounting."""
+
+    def job_submitted(self, job_id: str) -> None: ...
+
+    def rejected(self, item: PendingProfile, reject: Reject) -> None: ...
+
+    def job_done(self, job_id: str, imported: list[PendingProfile], unmatched_failures: int) -> None: ...
+
+
+class JobCancelled(KlaviyoError):
+    """Klaviyo cancelled a job: its profiles are in an unknown state, so the run must fail."""
 
 
 def split_for_jobs(pending: list[PendingProfile]) -> Iterator[list[PendingProfile]]:
@@ -78,34 +95,37 @@ def job_body(list_id: str, chunk: list[PendingProfile]) -> bytes:
 
 @dataclass
 class SubmittedJob:
+    """A job Klaviyo accepted and has not finished; ``polls`` and ``next_poll`` pace its polling."""
+
     id: str
     chunk: list[PendingProfile]
+    submitted_at: float = field(default_factory=time.monotonic)
+    polls: int = 0
+    next_poll: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.next_poll = self.submitted_at + POLL_DELAYS[0]
+
+    def polled(self, now: float) -> None:
+        """It was not finished at ``now``: ask again a little later each time."""
+        self.polls += 1
+        self.next_poll = now + POLL_DELAYS[min(self.polls, len(POLL_DELAYS) - 1)]
 
 
 class BulkImporter:
-    """Sends batches of profiles into one list and waits until Klaviyo has accepted them."""
+    """Creates, polls and settles the bulk import jobs of one list.
 
-    def __init__(
-        self,
-        client: KlaviyoClient,
-        list_id: str,
-        report: RunReport,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    ``submit`` runs on the reading thread and ``poll``/``settle`` on the settling
+    thread, each with its own client (a ``requests`` session is not shared between
+    threads).
+    """
+
+    def __init__(self, client: KlaviyoClient, list_id: str, events: JobEvents) -> None:
         self.client = client
         self.list_id = list_id
-        self.report = report
-        self._sleep = sleep
+        self.events = events
 
-    def import_batch(self, pending: list[PendingProfile]) -> None:
-        """Submit every job of the batch, then wait for each; returns once all are final."""
-        started = time.monotonic()
-        submitted = [job for chunk in split_for_jobs(pending) for job in self._submit(chunk)]
-        for job in submitted:
-            self._settle(job)
-        self.report.import_seconds += time.monotonic() - started
-
-    def _submit(self, chunk: list[PendingProfile]) -> list[SubmittedJob]:
+    def submit(self, chunk: list[PendingProfile]) -> list[SubmittedJob]:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
         while chunk:
             try:
@@ -113,14 +133,13 @@ class BulkImporter:
             except KlaviyoApiError as error:
                 if error.status == 413 and len(chunk) > 1:
                     middle = len(chunk) // 2
-                    return self._submit(chunk[:middle]) + self._submit(chunk[middle:])
+                    return self.submit(chunk[:middle]) + self.submit(chunk[middle:])
                 chunk = self._without_refused(chunk, error)
                 continue
             job_id = (answer or {}).get("data", {}).get("id")
             if not job_id:
                 raise KlaviyoError(f"Klaviyo accepted POST {JOBS_PATH} but returned no job id.")
-            self.report.job_ids.append(job_id)
-            self.report.jobs_in_flight += 1
+            self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
             return [SubmittedJob(job_id, chunk)]
         return []
@@ -128,9 +147,8 @@ class BulkImporter:
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
         """Reject the profiles a 400 names; re-raise when it names anything else."""
         if error.status == 413:
-            self._reject(
-                chunk[0], Reject("profile_too_large", error.errors[0].detail if error.errors else str(error))
-            )
+            detail = error.errors[0].detail if error.errors else str(error)
+            self.events.rejected(chunk[0], Reject("profile_too_large", detail))
             return []
         refused: dict[int, str] = {}
         for detail in error.errors:
@@ -140,8 +158,8 @@ class BulkImporter:
             refused.setdefault(int(match.group(1)), f"{detail.code}: {detail.detail} ({detail.pointer})")
         if not refused:
             raise error
-        for position, detail in refused.items():
-            self._reject(chunk[position], Reject("rejected_by_klaviyo", detail))
+        for position, detail_text in refused.items():
+            self.events.rejected(chunk[position], Reject("rejected_by_klaviyo", detail_text))
         logger.warning(
             "Klaviyo refused %d profile(s) of a job; submitting the other %d again.",
             len(refused),
@@ -149,58 +167,51 @@ class BulkImporter:
         )
         return [item for position, item in enumerate(chunk) if position not in refused]
 
-    def _settle(self, job: SubmittedJob) -> None:
-        attributes = self._wait(job.id)
-        self.report.jobs_in_flight -= 1
-        if attributes["status"] == "cancelled":
+    def poll(self, job: SubmittedJob) -> dict[str, Any] | None:
+        """The job's attributes once it is complete or cancelled; None while it runs."""
+        attributes = self.client.get(f"{JOBS_PATH}/{job.id}")["data"]["attributes"]
+        if attributes["status"] in {"complete", "cancelled"}:
+            return attributes
+        now = time.monotonic()
+        if now - job.submitted_at > MAX_JOB_WAIT:
             raise KlaviyoError(
+                f"Klaviyo import job {job.id} did not finish within {MAX_JOB_WAIT:.0f} seconds."
+            )
+        job.polled(now)
+        return None
+
+    def settle(self, job: SubmittedJob, attributes: dict[str, Any]) -> None:
+        """Account for every profile of a finished job: imported, or rejected with Klaviyo's words."""
+        if attributes["status"] == "cancelled":
+            raise JobCancelled(
                 f"Klaviyo import job {job.id} was cancelled before it completed; "
                 "the run stops so that no profile is lost unnoticed."
             )
         failed = int(attributes.get("failed_count") or 0)
-        matched = self._reject_import_errors(job) if failed else 0
-        unmatched = max(0, failed - matched)
-        for _ in range(unmatched):
-            self.report.reject(
-                "",
-                None,
-                Reject(
-                    "rejected_by_klaviyo",
-                    f"Import job {job.id} reported a failed profile without an import error that names it.",
-                ),
-            )
-        imported = len(job.chunk) - matched - unmatched
-        self.report.exported += imported
+        rejected = self._reject_import_errors(job) if failed else set()
+        unmatched = max(0, failed - len(rejected))
+        imported = [item for position, item in enumerate(job.chunk) if position not in rejected]
+        self.events.job_done(job.id, imported, unmatched)
         logger.info(
-            "Import job %s complete: %d profiles imported, %d failed.", job.id, imported, matched + unmatched
+            "Import job %s complete: %d profiles imported, %d failed.",
+            job.id,
+            len(imported) - unmatched,
+            failed,
         )
 
-    def _wait(self, job_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + MAX_JOB_WAIT
-        for attempt in itertools.count():
-            attributes = self.client.get(f"{JOBS_PATH}/{job_id}")["data"]["attributes"]
-            if attributes["status"] in {"complete", "cancelled"}:
-                return attributes
-            if time.monotonic() > deadline:
-                break
-            self.report.tick()
-            self._sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
-        raise KlaviyoError(f"Klaviyo import job {job_id} did not finish within {MAX_JOB_WAIT:.0f} seconds.")
-
-    def _reject_import_errors(self, job: SubmittedJob) -> int:
-        """Turn each import error into a reject of the profile it names; returns how many matched."""
-        by_email = {item.profile.key: item for item in job.chunk}
-        matched = 0
+    def _reject_import_errors(self, job: SubmittedJob) -> set[int]:
+        """Turn each import error into a reject of the profile it names; returns their positions."""
+        by_email = {item.profile.key: position for position, item in enumerate(job.chunk)}
+        rejected: set[int] = set()
         for error in self._import_errors(job.id):
             attributes = error.get("attributes", {})
-            item = self._profile_for(attributes, job.chunk, by_email)
-            if item is None:
+            position = self._position_for(attributes, len(job.chunk), by_email)
+            if position is None or position in rejected:
                 continue
             detail = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}".strip()
-            self._reject(item, Reject("rejected_by_klaviyo", detail))
-            by_email.pop(item.profile.key, None)
-            matched += 1
-        return matched
+            self.events.rejected(job.chunk[position], Reject("rejected_by_klaviyo", detail))
+            rejected.add(position)
+        return rejected
 
     def _import_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
@@ -214,20 +225,13 @@ class BulkImporter:
             params = {"page[size]": IMPORT_ERRORS_PAGE_SIZE, "page[cursor]": cursor[0]}
 
     @staticmethod
-    def _profile_for(
-        attributes: dict[str, Any], chunk: list[PendingProfile], by_email: dict[str, PendingProfile]
-    ) -> PendingProfile | None:
+    def _position_for(attributes: dict[str, Any], size: int, by_email: dict[str, int]) -> int | None:
         match = PROFILE_POINTER.match((attributes.get("source") or {}).get("pointer") or "")
-        if match and int(match.group(1)) < len(chunk):
-            item = chunk[int(match.group(1))]
-            if item.profile.key in by_email:
-                return item
+        if match and int(match.group(1)) < size:
+            return int(match.group(1))
         payload = attributes.get("original_payload") or {}
         email = (payload.get("attributes") or payload).get("email")
         return by_email.get(email.strip().lower()) if isinstance(email, str) else None
-
-    def _reject(self, item: PendingProfile, reject: Reject) -> None:
-        self.report.reject(item.stream, item.record, reject)
 
 
 def describe_dry_run(list_id: str, pending: list[PendingProfile]) -> Iterator[str]:

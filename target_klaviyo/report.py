@@ -2,7 +2,12 @@
 
 Every record read ends in exactly one place: exported, merged into a later record
 of the same profile (deduplicated), rejected with a reason, or skipped over the
-profile limit. ``RunReport.unaccounted`` is zero at the end of every complete run.
+profile limit. ``RunReport.unaccounted`` is zero at the end of every complete run;
+after a failed or interrupted run it counts the records whose export was never
+confirmed (held, or in a job that did not finish), which no STATE covers.
+
+Counters change only through the methods below, under one lock, because the
+settling thread and the reading thread both report.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class RunReport:
         self.attributes_dropped: Counter[str] = Counter()
         self.job_ids: list[str] = []
         self.jobs_in_flight = 0
-        self.import_seconds = 0.0
+        self.throttled = 0
+        self.retried = 0
         self.outcome = "running"
         self._rejects_path = rejects_path
         self._rejects_file: IO[str] | None = None
@@ -51,6 +57,49 @@ class RunReport:
     def unaccounted(self) -> int:
         """Records read but not yet exported, merged, rejected or skipped (pending in a batch)."""
         return self.read - self.exported - self.deduplicated - self.rejected_total - self.skipped_over_limit
+
+    def count_read(self) -> None:
+        with self._lock:
+            self.read += 1
+
+    def count_distinct(self) -> None:
+        with self._lock:
+            self.distinct_profiles += 1
+
+    def count_deduplicated(self) -> None:
+        with self._lock:
+            self.deduplicated += 1
+
+    def count_sent_again(self) -> None:
+        with self._lock:
+            self.sent_again += 1
+
+    def count_exported(self, count: int) -> None:
+        with self._lock:
+            self.exported += count
+
+    def job_submitted(self, job_id: str) -> None:
+        with self._lock:
+            self.job_ids.append(job_id)
+            self.jobs_in_flight += 1
+
+    def job_settled(self) -> None:
+        with self._lock:
+            self.jobs_in_flight -= 1
+
+    def count_retry(self, status: int) -> None:
+        """An answer that was retried: 429 counts as throttled, anything else as retried."""
+        with self._lock:
+            if status == 429:
+                self.throttled += 1
+            else:
+                self.retried += 1
+
+    def finish(self, outcome: str) -> None:
+        """Set the final outcome and close the rejects file."""
+        with self._lock:
+            self.outcome = outcome
+        self.close()
 
     def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
         """Count a reject and append it to the rejects file.
@@ -108,7 +157,8 @@ class RunReport:
             f"Progress: {self.read} records read ({self.read / elapsed:.0f}/s), "
             f"{self.exported} profiles exported ({self.exported / elapsed:.0f}/s), "
             f"import jobs {done} done and {self.jobs_in_flight} in flight, "
-            f"{self.rejected_total} rejected, {self.skipped_over_limit} skipped over the limit."
+            f"{self.rejected_total} rejected, {self.skipped_over_limit} skipped over the limit, "
+            f"{self.throttled} throttled answers."
         )
 
     def summary(self) -> str:
@@ -124,8 +174,15 @@ class RunReport:
             f"{self.distinct_profiles} distinct, {self.deduplicated} deduplicated, "
             f"{self.rejected_total} rejected ({rejected or 'none'}), "
             f"{self.skipped_over_limit} skipped over the profile limit, "
-            f"values dropped ({dropped or 'none'}), in {time.time() - self.started:.1f} s."
+            f"values dropped ({dropped or 'none'}), {self.throttled} throttled answers, "
+            f"{self.unconfirmed_text()}in {time.time() - self.started:.1f} s."
         )
+
+    def unconfirmed_text(self) -> str:
+        unaccounted = self.unaccounted
+        if not unaccounted:
+            return ""
+        return f"{unaccounted} records not confirmed (no STATE covers them; the next run sends them again), "
 
     def as_dict(self) -> dict[str, Any]:
         finished = time.time()
@@ -145,11 +202,11 @@ class RunReport:
                 "unaccounted": self.unaccounted,
             },
             "job_ids": list(self.job_ids),
+            "requests": {"throttled": self.throttled, "retried": self.retried},
             "timings": {
                 "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
                 "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
                 "seconds": round(finished - self.started, 3),
-                "import_seconds": round(self.import_seconds, 3),
             },
         }
 

@@ -1,22 +1,35 @@
-"""What one run exports, shared by every stream: dedupe, the profile limit, and sending.
+"""One run of the target, from the connection check to the report: its only owner.
 
 Streams are drained separately by the SDK, but they all feed one Klaviyo list, so
-the profiles waiting to be sent, the set already seen, the per-run limit and the
-report live here, once. Holding the waiting profiles in one place is what lets the
-later record for an email win even when the two records came from different streams.
+the profiles waiting to be sent, the set already seen, the per-run limit, the jobs
+in flight, the STATE ledger and the report live here, once. Sinks and jobs tell
+the run what happened; the run counts it. Holding the waiting profiles in one
+place is what lets the later record for an email win even when the two records
+came from different streams.
+
+A run ends exactly once, through :meth:`ExportRun.finish` (all input read) or
+:meth:`ExportRun.ending_on_error` (anything that stops it early), with one of the
+outcomes ``complete``, ``failed``, ``interrupted`` or ``stopped at the profile
+limit``; the report and the summary line are written then.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
+from typing import Any
 
-from target_klaviyo.client import KlaviyoClient, KlaviyoError
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.jobs import BulkImporter, PendingProfile, describe_dry_run
-from target_klaviyo.mapping import ProfileMapper
+from target_klaviyo.mapping import Profile, ProfileMapper, Reject
+from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.settings import Settings
+from target_klaviyo.state import StateLedger
 
 logger = logging.getLogger("target_klaviyo.run")
 
@@ -31,39 +44,109 @@ class ProfileLimitReached(KlaviyoError):
     """``on_limit_exceeded: fail`` and a profile beyond ``max_profiles_per_run`` arrived."""
 
 
+class RunInterrupted(BaseException):
+    """SIGTERM or SIGINT: stop reading. A BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"Received {signal.Signals(signum).name}.")
+        self.signum = signum
+
+
 class ExportRun:
-    def __init__(self, settings: Settings, client: KlaviyoClient | None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mapper = ProfileMapper(settings)
         self.report = RunReport(settings.rejects_path, dry_run=settings.dry_run)
-        self.importer = None if client is None else BulkImporter(client, settings.list_id, self.report)
+        self.ledger = StateLedger(emit=not settings.dry_run)
+        self.client: KlaviyoClient | None = None
+        self.pipeline: JobPipeline | None = None
+        if not settings.dry_run:
+            self.client = self._client()
+            settler_client = self._client()
+            self.pipeline = JobPipeline(
+                BulkImporter(self.client, settings.list_id, self),
+                BulkImporter(settler_client, settings.list_id, self),
+                settings.max_jobs_in_flight,
+            )
+            self._clients = [self.client, settler_client]
         self.limit_reached = False
+        self.stop_signal: int | None = None
+        self._started = False
+        self._ended = False
         self._profiles: set[str] = set()
         self._pending: dict[str, PendingProfile] = {}
-        self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
 
-    def admit(self, key: str) -> Admission:
-        """Count a profile towards the limit the first time its email is seen in this run."""
-        with self._lock:
-            if key in self._profiles:
-                return Admission.REPEAT
-            limit = self.settings.max_profiles
-            if limit and len(self._profiles) >= limit:
-                if not self.limit_reached:
-                    self.limit_reached = True
-                    self._warn_limit()
-                return Admission.OVER_LIMIT
-            self._profiles.add(key)
-            self.report.distinct_profiles += 1
-            return Admission.NEW
-
-    def limit_error(self) -> ProfileLimitReached:
-        return ProfileLimitReached(
-            f"The run reached max_profiles_per_run ({self.settings.max_profiles:,} distinct profiles): "
-            f"those were exported and the run stopped without saving state; raise the limit, "
-            f"or set on_limit_exceeded to truncate to export only the first {self.settings.max_profiles:,}."
+    def _client(self) -> KlaviyoClient:
+        settings = self.settings
+        return KlaviyoClient(
+            settings.api_url, settings.api_key, settings.api_revision, on_retry=self.report.count_retry
         )
+
+    # Start
+
+    def start(self) -> None:
+        """Fail fast, before any profile is sent, on a rejected key or a missing list (once per run)."""
+        if self._started:
+            return
+        self._started = True
+        if self.client is None:
+            return
+        list_id = self.settings.list_id
+        try:
+            self.client.get(f"/api/lists/{list_id}")
+        except KlaviyoApiError as error:
+            if error.status in {401, 403}:
+                msg = (
+                    f"Klaviyo rejected the API key ({error.status}): check the api_key setting "
+                    "and that the key has the lists:write and profiles:write scopes."
+                )
+                raise KlaviyoError(msg) from None
+            if error.status == 404:
+                msg = f"Klaviyo has no list with id {list_id!r} for this API key: check the list_id setting."
+                raise KlaviyoError(msg) from None
+            raise
+        logger.info("Connected to Klaviyo at %s; list %s found.", self.settings.api_url, list_id)
+
+    # Records
+
+    def record_read(self) -> None:
+        """A record arrived; stop here if settling jobs in the background failed."""
+        self.report.count_read()
+        self.report.tick()
+        if self.pipeline is not None:
+            self.pipeline.raise_failure()
+
+    def reject(self, stream: str, record: Any, reject: Reject) -> None:
+        """A record that will not be exported; it is final at once."""
+        self.report.reject(stream, record, reject)
+
+    def add(self, profile: Profile, stream: str, record: dict[str, Any]) -> None:
+        """Count a mapped profile towards the limit and hold it for the next batch."""
+        admission = self._admit(profile.key)
+        if admission is Admission.OVER_LIMIT:
+            limit = self.settings.max_profiles
+            detail = f"The run already has max_profiles_per_run ({limit:,}) profiles."
+            self.report.reject(stream, record, Reject("over_limit", detail))
+            if self.settings.on_limit_exceeded == "fail":
+                self._stop_at_limit()
+            return
+        for dropped in profile.dropped:
+            self.report.reject(stream, record, dropped, counted=False)
+        self._hold(PendingProfile(profile, stream, record, self.ledger.open_record()), admission)
+
+    def _admit(self, key: str) -> Admission:
+        """Count a profile towards the limit the first time its email is seen in this run."""
+        if key in self._profiles:
+            return Admission.REPEAT
+        limit = self.settings.max_profiles
+        if limit and len(self._profiles) >= limit:
+            if not self.limit_reached:
+                self.limit_reached = True
+                self._warn_limit()
+            return Admission.OVER_LIMIT
+        self._profiles.add(key)
+        self.report.count_distinct()
+        return Admission.NEW
 
     def _warn_limit(self) -> None:
         if self.settings.on_limit_exceeded == "truncate":
@@ -73,28 +156,141 @@ class ExportRun:
                 self.settings.max_profiles,
             )
 
-    def hold(self, item: PendingProfile, admission: Admission) -> None:
+    def _stop_at_limit(self) -> None:
+        """Export what is held (exactly the limit), wait until it is final, then stop the run."""
+        self.send_pending()
+        self._wait_for_jobs()
+        limit = self.settings.max_profiles
+        raise ProfileLimitReached(
+            f"The run reached max_profiles_per_run ({limit:,} distinct profiles): "
+            f"those were exported and the run stopped without saving state for later records; "
+            f"raise the limit, or set on_limit_exceeded to truncate to export only the first {limit:,}."
+        )
+
+    def _hold(self, item: PendingProfile, admission: Admission) -> None:
         """Keep a profile for the next send; a later record for the same email replaces it."""
-        with self._lock:
-            if item.profile.key in self._pending:
-                self.report.deduplicated += 1
-            elif admission is Admission.REPEAT:
-                self.report.sent_again += 1
-            self._pending[item.profile.key] = item
+        replaced = self._pending.get(item.profile.key)
+        if replaced is not None:
+            self.report.count_deduplicated()
+            self.ledger.close([replaced.epoch])
+        elif admission is Admission.REPEAT:
+            self.report.count_sent_again()
+        self._pending[item.profile.key] = item
+
+    def add_state(self, value: Any) -> None:
+        self.ledger.add_state(value)
+
+    # Sending
 
     def send_pending(self) -> None:
-        """Send every held profile and return once Klaviyo has settled each of them."""
-        with self._send_lock:
-            with self._lock:
-                pending, self._pending = list(self._pending.values()), {}
-            if pending:
-                self._send(pending)
-
-    def _send(self, pending: list[PendingProfile]) -> None:
-        if self.importer is None:
+        """Submit every held profile; returns once Klaviyo has accepted the jobs (not finished them)."""
+        pending, self._pending = list(self._pending.values()), {}
+        if not pending:
+            return
+        if self.pipeline is None:
             for line in describe_dry_run(self.settings.list_id, pending):
                 logger.info("%s", line)
-            self.report.exported += len(pending)
+            self.report.count_exported(len(pending))
+            self.ledger.close(item.epoch for item in pending)
             return
-        self.importer.import_batch(pending)
+        self.pipeline.submit(pending)
+
+    def _wait_for_jobs(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.wait_all()
+            self.pipeline.raise_failure()
+
+    # What jobs report (JobEvents), from the reading and the settling thread
+
+    def job_submitted(self, job_id: str) -> None:
+        self.report.job_submitted(job_id)
+
+    def rejected(self, item: PendingProfile, reject: Reject) -> None:
+        self.report.reject(item.stream, item.record, reject)
+        self.ledger.close([item.epoch])
+
+    def job_done(self, job_id: str, imported: list[PendingProfile], unmatched_failures: int) -> None:
+        self.report.count_exported(len(imported) - unmatched_failures)
+        for _ in range(unmatched_failures):
+            detail = f"Import job {job_id} reported a failed profile without an import error that names it."
+            self.report.reject("", None, Reject("rejected_by_klaviyo", detail))
+        self.report.job_settled()
         self.report.flush()
+        self.report.tick()
+        self.ledger.close(item.epoch for item in imported)
+
+    # End
+
+    def finish(self) -> None:
+        """All input was read and drained: wait for every job, then end the run as complete."""
+        self.start()
+        self.send_pending()
+        self._wait_for_jobs()
+        self._end("complete")
+
+    @contextmanager
+    def ending_on_error(self) -> Iterator[None]:
+        """Whatever escapes the block ends the run with the matching outcome, then goes on up."""
+        try:
+            yield
+        except ProfileLimitReached:
+            self._end("stopped at the profile limit")
+            raise
+        except RunInterrupted:
+            self._end("interrupted")
+            raise
+        except BaseException:
+            self._end("failed")
+            raise
+
+    def request_stop(self, signum: int) -> None:
+        """The first SIGTERM or SIGINT: the run ends as interrupted, in-flight jobs get the grace time."""
+        self.stop_signal = signum
+
+    @property
+    def ending(self) -> bool:
+        return self._ended
+
+    def _end(self, outcome: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            if outcome == "interrupted" and self.stop_signal is not None:
+                logger.warning(
+                    "Stopping on %s: no further input is read; only records confirmed by Klaviyo are "
+                    "covered by the STATE written.",
+                    signal.Signals(self.stop_signal).name,
+                )
+            if self.pipeline is not None and outcome != "complete":
+                self._settle_within_grace()
+            self.ledger.stop()
+            self.report.finish(outcome)
+            if self.settings.report_path is not None:
+                self.report.write(self.settings.report_path)
+            if self.report.skipped_over_limit:
+                logger.warning(
+                    "%d new profiles were skipped because the run reached max_profiles_per_run (%d).",
+                    self.report.skipped_over_limit,
+                    self.settings.max_profiles,
+                )
+            logger.info("%s", self.report.summary())
+        finally:
+            for client in getattr(self, "_clients", []):
+                client.close()
+
+    def _settle_within_grace(self) -> None:
+        """Let jobs already in flight finish, for at most ``stop_grace_seconds``, so the counts are right."""
+        assert self.pipeline is not None
+        in_flight = self.pipeline.in_flight
+        if in_flight:
+            grace = self.settings.stop_grace_seconds
+            logger.info("Waiting up to %.0f s for %d import job(s) in flight to finish.", grace, in_flight)
+            if not self.pipeline.wait_all(time.monotonic() + grace):
+                logger.warning(
+                    "%d import job(s) did not finish within %.0f s; their profiles are not confirmed "
+                    "and no STATE covers them, so the next run sends them again.",
+                    self.pipeline.in_flight,
+                    grace,
+                )
+        self.pipeline.abandon()

@@ -26,6 +26,9 @@ MAPPABLE_ATTRIBUTES = (*PROFILE_ATTRIBUTES, *(f"location.{name}" for name in LOC
 DEFAULT_API_URL = "https://a.klaviyo.com"
 DEFAULT_REVISION = "2026-07-15"
 DEFAULT_MAX_PROFILES = 100_000
+DEFAULT_MAX_JOBS_IN_FLIGHT = 10
+MAX_JOBS_IN_FLIGHT = 50
+DEFAULT_STOP_GRACE_SECONDS = 20
 LOOPBACK_HOSTS = {"localhost"}
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -128,6 +131,22 @@ CONFIG_SCHEMA = th.PropertiesList(
         "deduplicated, rejected by reason, skipped over the limit; job ids; timings.",
     ),
     th.Property(
+        "max_jobs_in_flight",
+        th.IntegerType(minimum=1, maximum=MAX_JOBS_IN_FLIGHT),
+        default=DEFAULT_MAX_JOBS_IN_FLIGHT,
+        title="Max jobs in flight",
+        description="How many bulk import jobs may be submitted and not yet finished at once; "
+        "at the bound, reading waits. Each holds up to 10,000 profiles in memory.",
+    ),
+    th.Property(
+        "stop_grace_seconds",
+        th.IntegerType(minimum=0, maximum=3600),
+        default=DEFAULT_STOP_GRACE_SECONDS,
+        title="Stop grace seconds",
+        description="On SIGTERM or SIGINT, how long import jobs already in flight may take to "
+        "finish before the target exits; their profiles count as exported only if they do.",
+    ),
+    th.Property(
         "dry_run",
         th.BooleanType,
         default=False,
@@ -156,6 +175,8 @@ class Settings:
     rejects_path: Path | None
     report_path: Path | None
     dry_run: bool
+    max_jobs_in_flight: int = DEFAULT_MAX_JOBS_IN_FLIGHT
+    stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -182,6 +203,8 @@ class Settings:
             rejects_path=_optional_path(config.get("rejects_path")),
             report_path=_optional_path(config.get("report_path")),
             dry_run=bool(config.get("dry_run", False)),
+            max_jobs_in_flight=config.get("max_jobs_in_flight", DEFAULT_MAX_JOBS_IN_FLIGHT),
+            stop_grace_seconds=config.get("stop_grace_seconds", DEFAULT_STOP_GRACE_SECONDS),
         )
 
 

@@ -1,9 +1,10 @@
 """Singer records -> batches of Klaviyo profiles.
 
-Each record is validated against its stream's schema, mapped to a profile, checked
-against the run's profile limit, and handed to the run, which holds it until a
-drain. Draining sends what the run holds and returns only when Klaviyo has settled
-it, so the SDK's STATE that follows a drain never runs ahead of the data.
+Each record is validated against its stream's schema, mapped to a profile and
+handed to the run, which counts it towards the limit and holds it until a drain.
+Draining submits what the run holds as import jobs and returns as soon as Klaviyo
+has accepted them; the run settles them in the background and passes each STATE
+on once the records before it are final.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_klaviyo.jobs import MAX_PROFILES_PER_JOB, PendingProfile
+from target_klaviyo.jobs import MAX_PROFILES_PER_JOB
 from target_klaviyo.mapping import Reject
-from target_klaviyo.run import Admission, ExportRun
+from target_klaviyo.run import ExportRun
 
 
 def _without_formats(schema: Any) -> Any:
@@ -66,32 +67,25 @@ class KlaviyoSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self.run: ExportRun = target.run
 
+    def setup(self) -> None:
+        """The first stream's setup is the moment to check the key and the list, before any record."""
+        self.run.start()
+
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return RecordCheck(self.schema) if self.validate_schema else None
 
     def process_record(self, record: dict, context: dict) -> None:
-        report = self.run.report
-        report.read += 1
-        report.tick()
+        run = self.run
+        run.record_read()
         problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
         if problem:
-            report.reject(self.stream_name, record, Reject("schema_violation", problem))
+            run.reject(self.stream_name, record, Reject("schema_violation", problem))
             return
-        profile = self.run.mapper.map(record)
+        profile = run.mapper.map(record)
         if isinstance(profile, Reject):
-            report.reject(self.stream_name, record, profile)
+            run.reject(self.stream_name, record, profile)
             return
-        admission = self.run.admit(profile.key)
-        if admission is Admission.OVER_LIMIT:
-            limit = self.run.settings.max_profiles
-            detail = f"The run already has max_profiles_per_run ({limit:,}) profiles."
-            report.reject(self.stream_name, record, Reject("over_limit", detail))
-            if self.run.settings.on_limit_exceeded == "fail":
-                raise self.run.limit_error()
-            return
-        for dropped in profile.dropped:
-            report.reject(self.stream_name, record, dropped, counted=False)
-        self.run.hold(PendingProfile(profile, self.stream_name, record), admission)
+        run.add(profile, self.stream_name, record)
 
     def process_batch(self, context: dict) -> None:
         self.run.send_pending()

@@ -1,21 +1,31 @@
-"""target-klaviyo: settings and wiring.
+"""target-klaviyo: settings and wiring to the SDK's hooks.
 
-Before any input is read the target checks its settings and that the API key can
+Before any record is sent the target checks its settings and that the API key can
 see the configured list; a problem with either ends the run with one sentence.
-Records flow through :mod:`target_klaviyo.sinks` into bulk import jobs
-(:mod:`target_klaviyo.jobs`); :mod:`target_klaviyo.report` accounts for each one.
+Records flow through :mod:`target_klaviyo.sinks` into bulk import jobs; the run
+(:mod:`target_klaviyo.run`) owns everything after that: jobs in flight, STATE,
+the report. This module only connects the run to the SDK:
+
+- the first sink's ``setup`` checks the connection;
+- each STATE message goes to the run's ledger instead of the SDK's drain;
+- ``process_endofpipe`` finishes the run, and the message reader's guard ends it
+  on any failure;
+- SIGTERM and SIGINT stop it cleanly.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import typing as t
+from types import FrameType
 
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.run import ExportRun, ProfileLimitReached
+from target_klaviyo.client import KlaviyoError
+from target_klaviyo.reader import GuardedSingerReader
+from target_klaviyo.run import ExportRun, RunInterrupted
 from target_klaviyo.settings import CONFIG_SCHEMA, Settings, SettingsError
 from target_klaviyo.sinks import KlaviyoSink
 
@@ -26,6 +36,7 @@ class TargetKlaviyo(Target):
     name = "target-klaviyo"
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = KlaviyoSink
+    message_reader_class = GuardedSingerReader
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         try:
@@ -37,13 +48,10 @@ class TargetKlaviyo(Target):
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
-        self.client = (
-            None
-            if self.settings.dry_run
-            else KlaviyoClient(self.settings.api_url, self.settings.api_key, self.settings.api_revision)
-        )
-        self.run = ExportRun(self.settings, self.client)
-        # Every sink drains the run's one pending batch: one drain at a time keeps jobs in input order.
+        self.run = ExportRun(self.settings)
+        if isinstance(self.message_reader, GuardedSingerReader):
+            self.message_reader.guard = self.run.ending_on_error
+        # Every sink drains the run's one set of held profiles: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
 
     @classmethod
@@ -57,66 +65,54 @@ class TargetKlaviyo(Target):
         for name in ("load_method", "add_record_metadata"):
             config_jsonschema["properties"].pop(name, None)
 
-    def check_connection(self) -> None:
-        """Fail fast, before reading input, on a rejected key or a missing list."""
-        list_id = self.settings.list_id
-        assert self.client is not None
-        try:
-            self.client.get(f"/api/lists/{list_id}")
-        except KlaviyoApiError as error:
-            if error.status in {401, 403}:
-                msg = (
-                    f"Klaviyo rejected the API key ({error.status}): check the api_key setting "
-                    "and that the key has the lists:write and profiles:write scopes."
-                )
-                raise KlaviyoError(msg) from None
-            if error.status == 404:
-                msg = f"Klaviyo has no list with id {list_id!r} for this API key: check the list_id setting."
-                raise KlaviyoError(msg) from None
-            raise
-        self.logger.info("Connected to Klaviyo at %s; list %s found.", self.settings.api_url, list_id)
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Hand each STATE to the run, which writes it once the records before it are final.
 
-    def listen(self, file_input: t.IO[str] | None = None) -> None:
-        report = self.run.report
-        try:
-            if self.client is not None:
-                self.check_connection()
-            super().listen(file_input)
-        except ProfileLimitReached:
-            self.run.send_pending()
-            report.outcome = "stopped at the profile limit"
-            raise
-        except BaseException:
-            report.outcome = "failed"
-            raise
-        else:
-            report.outcome = "complete"
-        finally:
-            self._finish()
+        Goes around singer-sdk 0.54.9, which keeps only the latest STATE and writes it
+        at the next full drain (end of input, or records older than five minutes), so a
+        long run saves no bookmark until it ends (meltano/sdk#1064). Not calling the
+        SDK's version leaves its ``_latest_state`` empty, so its drains write nothing.
+        """
+        self._assert_line_requires(message_dict, requires={"value"})
+        self.run.add_state(message_dict["value"])
 
-    def _finish(self) -> None:
-        report = self.run.report
-        report.close()
-        if self.settings.report_path is not None:
-            report.write(self.settings.report_path)
-        if report.skipped_over_limit:
-            self.logger.warning(
-                "%d new profiles were skipped because the run reached max_profiles_per_run (%d).",
-                report.skipped_over_limit,
-                self.settings.max_profiles,
-            )
-        self.logger.info("%s", report.summary())
-        if self.client is not None:
-            self.client.close()
+    def process_endofpipe(self) -> None:
+        with self.run.ending_on_error():
+            self.run.start()
+            super().process_endofpipe()
+            self.run.finish()
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: stop reading and end the run as interrupted; a second signal exits at once.
+
+        Replaces singer-sdk 0.54.9's handler, which drains every sink from inside the
+        signal handler (re-entering a drain that may be in progress, so the process can
+        hang) and then exits with code 0 as if the run had completed (meltano/sdk#3775,
+        fix proposed in meltano/sdk#3778). Here the handler only raises
+        :class:`RunInterrupted` on the main thread; the run's guard lets the jobs in flight
+        settle for ``stop_grace_seconds`` and writes the report.
+        """
+        run: ExportRun | None = getattr(self, "run", None)
+        if run is not None and run.stop_signal is not None:
+            self.logger.warning("Second termination signal: exiting at once.")
+            sys.stdout.flush()
+            os._exit(128 + signum)
+        if run is not None:
+            run.request_stop(signum)
+            if run.ending:
+                return
+        raise RunInterrupted(signum)
 
     @classmethod
     def invoke(cls, **kwargs: t.Any) -> None:  # type: ignore[override]
-        """Run the target; a known failure ends it with one logged sentence and exit code 1."""
+        """Run the target; a known failure ends it with one logged sentence and a non-zero exit code."""
         try:
             super().invoke(**kwargs)
         except KlaviyoError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
+        except RunInterrupted as interrupted:
+            sys.exit(128 + interrupted.signum)
 
 
 def _hide_secret_value(message: str) -> str:

@@ -123,20 +123,43 @@ def test_server_errors_back_off_and_recover(scripted, no_sleep, status):
 
 
 def test_server_errors_are_bounded(scripted, no_sleep):
-    script = [(503, {}, error_body(503, "unavailable", "down"))] * client_module.MAX_SERVER_TRIES
+    script = [(503, {}, error_body(503, "unavailable", "down"))] * client_module.MAX_TRIES
     server, client = scripted(*script)
     with pytest.raises(KlaviyoApiError, match="Klaviyo answered 503 to GET /x: unavailable: down") as caught:
         client.get("/x")
     assert caught.value.status == 503
-    assert len(server.seen) == client_module.MAX_SERVER_TRIES
+    assert len(server.seen) == client_module.MAX_TRIES
 
 
 def test_throttling_is_bounded(scripted, no_sleep):
-    script = [(429, {"Retry-After": "1"}, None)] * client_module.MAX_THROTTLED_TRIES
+    script = [(429, {"Retry-After": "1"}, None)] * client_module.MAX_TRIES
     server, client = scripted(*script)
     with pytest.raises(KlaviyoApiError, match="429"):
         client.get("/x")
-    assert len(server.seen) == client_module.MAX_THROTTLED_TRIES
+    assert len(server.seen) == client_module.MAX_TRIES
+
+
+def test_throttling_and_server_errors_share_one_budget(scripted, no_sleep):
+    mixed = [(503, {}, None), (429, {"Retry-After": "1"}, None)] * client_module.MAX_TRIES
+    server, client = scripted(*mixed)
+    retried = []
+    client._on_retry = retried.append
+    with pytest.raises(KlaviyoApiError):
+        client.get("/x")
+    assert len(server.seen) == client_module.MAX_TRIES
+    assert len(retried) == client_module.MAX_TRIES - 1
+    assert retried.count(429) == (client_module.MAX_TRIES - 1) // 2
+
+
+def test_retrying_is_bounded_in_time_too(scripted, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("time.sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    server, client = scripted(*[(429, {"Retry-After": "60"}, None)] * client_module.MAX_TRIES)
+    client._clock = lambda: now[0]
+    with pytest.raises(KlaviyoApiError, match="429"):
+        client.get("/x")
+    assert now[0] <= client_module.MAX_RETRY_SECONDS
+    assert len(server.seen) == int(client_module.MAX_RETRY_SECONDS // 60) + 1
 
 
 def test_retry_after_is_capped(scripted, no_sleep):
@@ -171,7 +194,7 @@ def test_connection_errors_are_retried_then_reported_without_the_key(no_sleep):
         client.get("/api/lists/L1")
     assert "failed to connect" in str(caught.value)
     assert KEY not in str(caught.value)
-    assert len(no_sleep) == client_module.MAX_SERVER_TRIES - 1
+    assert len(no_sleep) == client_module.MAX_TRIES - 1
 
 
 def test_every_request_has_a_timeout_and_timeouts_are_retried(monkeypatch, no_sleep):
@@ -185,4 +208,4 @@ def test_every_request_has_a_timeout_and_timeouts_are_retried(monkeypatch, no_sl
     client = KlaviyoClient("http://127.0.0.1:9", KEY, "2026-07-15")
     with pytest.raises(KlaviyoError, match="GET /x timed out"):
         client.get("/x")
-    assert timeouts == [client_module.TIMEOUT] * client_module.MAX_SERVER_TRIES
+    assert timeouts == [client_module.TIMEOUT] * client_module.MAX_TRIES

@@ -1,14 +1,23 @@
-"""Bulk import job lifecycle against the sandbox: splitting, refusals, import errors."""
+"""Bulk import job lifecycle against the sandbox: splitting, refusals, polling, import errors."""
 
 import json
+import time
 
 import pytest
 from support import API_KEY, LIST_ID, assert_requests_match_spec, bulk_jobs, members
 
 from target_klaviyo import jobs
-from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.jobs import BulkImporter, PendingProfile, describe_dry_run, job_body, split_for_jobs
-from target_klaviyo.mapping import ProfileMapper
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient
+from target_klaviyo.jobs import (
+    BulkImporter,
+    JobCancelled,
+    PendingProfile,
+    SubmittedJob,
+    describe_dry_run,
+    job_body,
+    split_for_jobs,
+)
+from target_klaviyo.mapping import ProfileMapper, Reject
 from target_klaviyo.report import RunReport
 from target_klaviyo.sandbox import spec
 from target_klaviyo.settings import Settings
@@ -21,9 +30,38 @@ def pending(email: str, **extra) -> PendingProfile:
     return PendingProfile(MAPPER.map(record), "customers", record)
 
 
+class Recorder:
+    """JobEvents that count into a report, as the run does."""
+
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+        self.done: list[tuple[str, int, int]] = []
+
+    def job_submitted(self, job_id: str) -> None:
+        self.report.job_submitted(job_id)
+
+    def rejected(self, item: PendingProfile, reject: Reject) -> None:
+        self.report.reject(item.stream, item.record, reject)
+
+    def job_done(self, job_id: str, imported: list[PendingProfile], unmatched_failures: int) -> None:
+        self.report.count_exported(len(imported) - unmatched_failures)
+        self.report.job_settled()
+        self.done.append((job_id, len(imported), unmatched_failures))
+
+
 def importer(server, report=None) -> BulkImporter:
     client = KlaviyoClient(server.url, API_KEY, "2026-07-15")
-    return BulkImporter(client, LIST_ID, report or RunReport())
+    return BulkImporter(client, LIST_ID, Recorder(report or RunReport()))
+
+
+def import_all(bulk: BulkImporter, items: list[PendingProfile]) -> list[SubmittedJob]:
+    """Submit the items, then poll and settle each job in order, as the settling thread does."""
+    submitted = [job for chunk in split_for_jobs(items) for job in bulk.submit(chunk)]
+    for job in submitted:
+        while (attributes := bulk.poll(job)) is None:
+            time.sleep(max(0.0, job.next_poll - time.monotonic()))
+        bulk.settle(job, attributes)
+    return submitted
 
 
 def test_split_by_count(monkeypatch):
@@ -54,7 +92,8 @@ def test_job_body_is_valid_json_api_for_the_spec():
 def test_import_waits_for_completion_and_counts(sandbox_factory):
     server = sandbox_factory(job_delay=0.3)
     report = RunReport()
-    importer(server, report).import_batch([pending("a@example.com"), pending("b@example.com")])
+    [job] = import_all(importer(server, report), [pending("a@example.com"), pending("b@example.com")])
+    assert job.polls >= 1
     assert report.exported == 2
     assert set(members(server)) == {"a@example.com", "b@example.com"}
     assert len(report.job_ids) == 1
@@ -69,7 +108,7 @@ def test_a_refused_profile_is_rejected_and_the_rest_resubmitted(sandbox_factory,
     server = sandbox_factory(refuse_domains=("refused.example.org",))
     report = RunReport(tmp_path / "rejects.jsonl")
     batch = [pending("a@example.com"), pending("bad@refused.example.org"), pending("c@example.com")]
-    importer(server, report).import_batch(batch)
+    import_all(importer(server, report), batch)
     report.close()
     assert set(members(server)) == {"a@example.com", "c@example.com"}
     assert report.exported == 2
@@ -84,9 +123,7 @@ def test_a_refused_profile_is_rejected_and_the_rest_resubmitted(sandbox_factory,
 def test_a_batch_of_only_refused_profiles_sends_no_job(sandbox_factory):
     server = sandbox_factory(refuse_domains=("refused.example.org",))
     report = RunReport()
-    importer(server, report).import_batch(
-        [pending("x@refused.example.org"), pending("y@refused.example.org")]
-    )
+    import_all(importer(server, report), [pending("x@refused.example.org"), pending("y@refused.example.org")])
     assert report.rejected == {"rejected_by_klaviyo": 2}
     assert report.job_ids == []
 
@@ -98,7 +135,7 @@ def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_
     batch = [pending(f"ok{i}@example.com") for i in range(3)] + [
         pending(f"fail{i}@bounce.example.net") for i in range(5)
     ]
-    importer(server, report).import_batch(batch)
+    import_all(importer(server, report), batch)
     report.close()
     assert report.exported == 3
     assert report.rejected == {"rejected_by_klaviyo": 5}
@@ -114,7 +151,7 @@ def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_
 def test_a_request_level_error_is_not_blamed_on_profiles(sandbox):
     client = KlaviyoClient(sandbox.url, API_KEY, "2026-07-15")
     with pytest.raises(KlaviyoApiError, match="404"):
-        BulkImporter(client, "NoSuchList", RunReport()).import_batch([pending("a@example.com")])
+        import_all(BulkImporter(client, "NoSuchList", Recorder(RunReport())), [pending("a@example.com")])
 
 
 def test_dry_run_description_names_attributes_not_values():
@@ -129,18 +166,28 @@ def test_a_body_klaviyo_finds_too_large_is_split_and_retried(sandbox, monkeypatc
     monkeypatch.setattr(jobs, "MAX_JOB_BYTES", 20_000_000)
     report = RunReport()
     batch = [pending(f"p{i}@example.com", blob="x" * 90_000) for i in range(60)]
-    importer(sandbox, report).import_batch(batch)
+    import_all(importer(sandbox, report), batch)
     assert report.exported == 60
     assert [r.status for r in bulk_jobs(sandbox)] == [413, 202, 202]
     assert len(members(sandbox)) == 60
 
 
-def test_a_cancelled_job_stops_the_run(sandbox, monkeypatch):
-    client = KlaviyoClient(sandbox.url, API_KEY, "2026-07-15")
-    monkeypatch.setattr(
-        client,
-        "get",
-        lambda path, params=None: {"data": {"attributes": {"status": "cancelled", "failed_count": 0}}},
-    )
-    with pytest.raises(KlaviyoError, match="was cancelled before it completed"):
-        BulkImporter(client, LIST_ID, RunReport()).import_batch([pending("a@example.com")])
+def test_a_cancelled_job_is_a_failure_and_counts_nothing(sandbox_factory):
+    server = sandbox_factory(cancel_domains=("cancel.example.org",))
+    report = RunReport()
+    recorder = Recorder(report)
+    bulk = BulkImporter(KlaviyoClient(server.url, API_KEY, "2026-07-15"), LIST_ID, recorder)
+    with pytest.raises(JobCancelled, match="was cancelled before it completed"):
+        import_all(bulk, [pending("a@example.com"), pending("b@cancel.example.org")])
+    assert report.exported == 0
+    assert recorder.done == []
+
+
+def test_a_job_still_running_is_polled_again_later(sandbox_factory):
+    server = sandbox_factory(job_delay=5)
+    bulk = importer(server)
+    [job] = bulk.submit([pending("a@example.com")])
+    assert bulk.poll(job) is None
+    assert bulk.poll(job) is None
+    assert job.polls == 2
+    assert job.next_poll - time.monotonic() == pytest.approx(jobs.POLL_DELAYS[2], abs=0.1)

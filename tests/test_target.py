@@ -38,7 +38,7 @@ def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, cap
     server = sandbox_factory(job_delay=0, faults=FaultPlan(server_error=1.0, operations=frozenset({JOBS})))
     with pytest.raises(KlaviyoApiError):
         run_in_process(base_config(server, batch_size_rows=2), [schema(), state(0), *customers(4), state(4)])
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == json.dumps(state(0)["value"]) + "\n", "no record stood before state 0"
 
 
 def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
@@ -67,9 +67,9 @@ def test_connection_check_names_the_problem(sandbox, monkeypatch, status, words)
     def refuse(path, params=None):
         raise KlaviyoApiError("GET", path, status, [ErrorDetail(status, "x", "refused", None)])
 
-    monkeypatch.setattr(target.client, "get", refuse)
+    monkeypatch.setattr(target.run.client, "get", refuse)
     with pytest.raises(KlaviyoError) as caught:
-        target.check_connection()
+        target.run.start()
     assert words in str(caught.value)
     assert not isinstance(caught.value, KlaviyoApiError)
 
@@ -80,6 +80,22 @@ def test_connection_check_passes_other_errors_through(sandbox, monkeypatch):
     def fail(path, params=None):
         raise KlaviyoApiError("GET", path, 400, [])
 
-    monkeypatch.setattr(target.client, "get", fail)
+    monkeypatch.setattr(target.run.client, "get", fail)
     with pytest.raises(KlaviyoApiError, match="400"):
-        target.check_connection()
+        target.run.start()
+
+
+def test_a_lost_answer_to_a_job_creation_is_retried_and_counted_once(sandbox_factory, no_sleep, capsys):
+    plan = FaultPlan(lost_answer=0.4, seed=2, operations=frozenset({JOBS}))
+    server = sandbox_factory(job_delay=0, faults=plan)
+    target = run_in_process(base_config(server, batch_size_rows=2), [schema(), *customers(10), state(10)])
+    created = [
+        r for r in server.recorded if r.spec_path == "/api/profile-bulk-import-jobs" and r.status == 202
+    ]
+    report = target.run.report
+    assert len(created) > len(report.job_ids), "some job was created twice: its first answer was lost"
+    assert report.exported == 10
+    assert report.unaccounted == 0
+    assert report.retried == len(created) - len(report.job_ids)
+    assert len(members(server)) == 10
+    assert capsys.readouterr().out.strip() == json.dumps(state(10)["value"])

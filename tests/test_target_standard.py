@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib.resources
 import io
+import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from singer_sdk.testing import get_target_test_class, target_test_streams
@@ -17,13 +20,35 @@ from support import API_KEY, LIST_ID, base_config, make_sandbox, members
 from target_klaviyo.target import TargetKlaviyo
 
 SANDBOX = make_sandbox(job_delay=0)
+REPORT = Path(tempfile.mkdtemp(prefix="target-klaviyo-standard-")) / "report.json"
 RAISING_STREAMS = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
 
-TestTargetKlaviyo = get_target_test_class(
+_StandardTests = get_target_test_class(
     TargetKlaviyo,
-    config={"api_key": API_KEY, "list_id": LIST_ID, "api_url": SANDBOX.url},
+    config={"api_key": API_KEY, "list_id": LIST_ID, "api_url": SANDBOX.url, "report_path": str(REPORT)},
     parse_env_config=False,
 )
+
+
+class TestTargetKlaviyo(_StandardTests):
+    """The SDK's standard tests, each also checked for the run's real lifecycle.
+
+    The SDK's runner calls ``process_lines`` and ``process_endofpipe`` directly, so
+    these show that the connection check and the report happen through the SDK's
+    hooks, not only through the CLI.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _each_run_checks_the_connection_and_ends_with_a_report(self, request):
+        REPORT.unlink(missing_ok=True)
+        seen = len(SANDBOX.recorded)
+        yield
+        if request.node.name.startswith("test_target_cli_prints"):
+            return
+        outcome = json.loads(REPORT.read_text())["outcome"]
+        assert outcome in {"complete", "failed"}, outcome
+        if outcome == "complete":
+            assert any(r.spec_path == "/api/lists/{id}" for r in SANDBOX.recorded[seen:])
 
 
 def standard_streams() -> list[str]:

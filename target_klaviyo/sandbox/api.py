@@ -127,6 +127,7 @@ class SandboxOptions:
     job_delay: float = 0.2
     fail_domains: frozenset[str] = frozenset()
     refuse_domains: frozenset[str] = frozenset()
+    cancel_domains: frozenset[str] = frozenset()
 
 
 class SandboxApi:
@@ -245,8 +246,9 @@ class SandboxApi:
             for position, profile in enumerate(profiles)
             if email_domain(profile["attributes"]) in self.options.fail_domains
         }
+        cancel = any(email_domain(p["attributes"]) in self.options.cancel_domains for p in profiles)
         job = self.store.create_job(
-            list_ids, [p["attributes"] for p in profiles], failures, self.options.job_delay
+            list_ids, [p["attributes"] for p in profiles], failures, self.options.job_delay, cancel=cancel
         )
         return Response(
             202,

@@ -48,12 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DOMAIN",
         help="bulk requests with an email at DOMAIN fail with 400 pointing at that profile",
     )
+    serve.add_argument(
+        "--cancel-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="import jobs with an email at DOMAIN end as cancelled, importing nothing",
+    )
     serve.add_argument("--no-rate-limits", action="store_true", help="turn Klaviyo's rate limits off")
     serve.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate limit")
     serve.add_argument("--fault-429", type=float, default=0.0, metavar="P", help="probability of a 429")
     serve.add_argument("--fault-5xx", type=float, default=0.0, metavar="P", help="probability of a 5xx")
     serve.add_argument(
         "--fault-drop", type=float, default=0.0, metavar="P", help="probability of a dropped connection"
+    )
+    serve.add_argument(
+        "--fault-lost-answer",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a request is carried out but its answer is lost (connection dropped)",
     )
     serve.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="added to every request")
     serve.add_argument("--seed", type=int, help="seed for the fault draws, to repeat a run")
@@ -81,6 +95,7 @@ def serve(args: argparse.Namespace) -> None:
             job_delay=args.job_delay,
             fail_domains=frozenset(domain.lower() for domain in args.fail_domain),
             refuse_domains=frozenset(domain.lower() for domain in args.refuse_domain),
+            cancel_domains=frozenset(domain.lower() for domain in args.cancel_domain),
         ),
         db=args.db,
         rate_limits=not args.no_rate_limits,
@@ -89,6 +104,7 @@ def serve(args: argparse.Namespace) -> None:
             throttle=args.fault_429,
             server_error=args.fault_5xx,
             drop=args.fault_drop,
+            lost_answer=args.fault_lost_answer,
             latency=args.latency,
             seed=args.seed,
             operations=frozenset(args.fault_only) if args.fault_only else None,

@@ -1,4 +1,9 @@
-"""Seeded fault injection: throttling, server errors, dropped connections, latency."""
+"""Seeded fault injection: throttling, server errors, dropped connections, lost answers, latency.
+
+A dropped connection closes before the request is carried out; a lost answer
+closes after it was carried out (a job created, say), as when a response is lost
+on the way back and the client cannot tell whether its request took effect.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ class Fault(Enum):
     THROTTLE = "throttle"
     SERVER_ERROR = "server_error"
     DROP = "drop"
+    LOST_ANSWER = "lost_answer"
 
 
 @dataclass
@@ -26,6 +32,7 @@ class FaultPlan:
     throttle: float = 0.0
     server_error: float = 0.0
     drop: float = 0.0
+    lost_answer: float = 0.0
     latency: float = 0.0
     seed: int | None = None
     operations: frozenset[str] | None = None
@@ -33,7 +40,7 @@ class FaultPlan:
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        for name in ("throttle", "server_error", "drop"):
+        for name in ("throttle", "server_error", "drop", "lost_answer"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 msg = f"the {name} probability must be between 0 and 1"
                 raise ValueError(msg)
@@ -48,6 +55,7 @@ class FaultPlan:
             status = self._random.choice((500, 502, 503, 504))
         for fault, probability in (
             (Fault.DROP, self.drop),
+            (Fault.LOST_ANSWER, self.lost_answer),
             (Fault.THROTTLE, self.throttle),
             (Fault.SERVER_ERROR, self.server_error),
         ):

@@ -140,8 +140,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             response = self._handle(route, request)
         except ApiError as error:
             response = Response(error.status, {"errors": error.errors}, error.headers)
-        except _DropConnection:
-            self._record(request, route, None)
+        except _DropConnection as dropped:
+            self._record(request, route, dropped.carried_out)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -169,7 +169,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         operation = f"{route.method} {route.spec_path}"
         fault, status = faults.draw(operation)
         if fault is Fault.DROP:
-            raise _DropConnection
+            raise _DropConnection(None)
         if fault is Fault.THROTTLE:
             raise _throttled(1)
         if fault is Fault.SERVER_ERROR:
@@ -183,7 +183,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 raise _throttled(wait)
         if route.has_body:
             request.body = self._parse_body(route, request)
-        return route.handler(self.server.api, request)
+        response = route.handler(self.server.api, request)
+        if fault is Fault.LOST_ANSWER:
+            raise _DropConnection(response)
+        return response
 
     def _check_auth(self, request: Request) -> None:
         expected = f"Klaviyo-API-Key {self.server.settings.options.api_key}"
@@ -256,7 +259,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 class _DropConnection(Exception):
-    """Close the socket without an answer, as a failing load balancer would."""
+    """Close the socket without an answer, as a failing load balancer would.
+
+    ``carried_out`` is the answer that was lost, when the request took effect first.
+    """
+
+    def __init__(self, carried_out: Response | None) -> None:
+        super().__init__("connection dropped")
+        self.carried_out = carried_out
 
 
 def _throttled(retry_after: int) -> ApiError:

@@ -111,6 +111,7 @@ class SandboxStore:
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
         self._queued_profiles: dict[str, list[dict[str, Any]]] = {}
+        self._cancel_when_due: set[str] = set()
         self._db.execute(
             "UPDATE jobs SET cancelled = 1, completed_at = ? WHERE completed_at IS NULL", (time.time(),)
         )
@@ -290,12 +291,19 @@ class SandboxStore:
         profiles: list[dict[str, Any]],
         failures: dict[int, dict[str, Any]],
         delay: float,
+        *,
+        cancel: bool = False,
     ) -> Job:
-        """Queue a job; ``failures`` maps profile positions to the import error each will get."""
+        """Queue a job; ``failures`` maps profile positions to the import error each will get.
+
+        ``cancel`` makes the job end as ``cancelled``, importing nothing, when it is due.
+        """
         now = time.time()
         job = Job(new_id(), list_ids, len(profiles), now, now + delay, None)
         with self._transaction() as db:
             self._queued_profiles[job.id] = profiles
+            if cancel:
+                self._cancel_when_due.add(job.id)
             db.execute(
                 "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
                 (
@@ -345,6 +353,10 @@ class SandboxStore:
             ).fetchall()
             for job_id, list_ids, failures in due:
                 profiles = self._queued_profiles.pop(job_id)
+                if job_id in self._cancel_when_due:
+                    self._cancel_when_due.discard(job_id)
+                    db.execute("UPDATE jobs SET cancelled = 1, completed_at = ? WHERE id = ?", (now, job_id))
+                    continue
                 self._apply_job(db, job_id, json.loads(list_ids), profiles, json.loads(failures))
                 db.execute("UPDATE jobs SET completed_at = ? WHERE id = ?", (now, job_id))
 

@@ -151,7 +151,7 @@ def test_every_stream_goes_to_the_same_list(sandbox, tmp_path):
     assert set(members(sandbox)) == {"lead@example.com", "customer@example.com"}
 
 
-def test_batches_split_into_jobs_and_state_follows_acceptance(sandbox_factory, tmp_path):
+def test_each_state_is_written_once_the_records_before_it_are_in_klaviyo(sandbox_factory, tmp_path):
     server = sandbox_factory(job_delay=0.3)
     messages = [schema(), *customers(5), state(5), *customers(5, start=5), state(10)]
     config = base_config(server, batch_size_rows=3)
@@ -164,23 +164,26 @@ def test_batches_split_into_jobs_and_state_follows_acceptance(sandbox_factory, t
     ) as process:
         process.stdin.write(singer_text(messages))
         process.stdin.close()
-        first_state = process.stdout.readline()
-        members_when_state_arrived = len(members(server))
+        states_and_members = []
+        for line in process.stdout:
+            states_and_members.append((json.loads(line), set(members(server))))
         stderr = process.stderr.read()
         process.wait(timeout=60)
     assert process.returncode == 0, stderr
-    assert json.loads(first_state) == state(10)["value"]
-    assert members_when_state_arrived == 10
+    assert [value for value, _ in states_and_members] == [state(5)["value"], state(10)["value"]]
+    first_five = {f"person{i}@example.com" for i in range(5)}
+    assert first_five <= states_and_members[0][1]
+    assert len(states_and_members[1][1]) == 10
     assert len(bulk_jobs(server)) >= 3
     assert_requests_match_spec(server)
 
 
-def test_limit_fail_exports_exactly_the_limit_and_emits_no_state(sandbox, tmp_path):
+def test_limit_fail_exports_exactly_the_limit_and_emits_no_state_past_it(sandbox, tmp_path):
     messages = [schema(), *customers(3), state(3), *customers(3, start=3), state(6)]
     config = base_config(sandbox, max_profiles_per_run=4, report_path=str(tmp_path / "report.json"))
     result = run_cli(config, messages, tmp_path)
     assert result.returncode == 1
-    assert result.states == []
+    assert result.states == [state(3)["value"]], "the records before state 3 were all exported"
     assert len(members(sandbox)) == 4
     assert "reached max_profiles_per_run (4 distinct profiles)" in result.stderr
     assert "Traceback" not in result.stderr
@@ -278,7 +281,7 @@ def test_dry_run_sends_nothing_and_logs_no_personal_data(sandbox, tmp_path):
     assert "Dry run: would submit an import job of 3 profiles" in result.stderr
     assert "3 profiles would be exported (dry run: nothing was sent)" in result.stderr
     assert "person1@example.com" not in result.stderr
-    assert result.states == [state(3)["value"]]
+    assert result.states == [], "a dry run sent nothing, so it must not advance the bookmark"
 
 
 def test_the_api_key_and_emails_never_reach_output_or_files(sandbox_factory, tmp_path):

@@ -1,0 +1,156 @@
+"""Import jobs in flight: submitted from the reading thread, settled in the background.
+
+Klaviyo runs bulk import jobs asynchronously, often for many seconds. Waiting for
+each one before reading on would pay that time once per job, so the reading
+thread only submits, and a second thread settles: it polls the oldest unsettled
+job, reads its import errors and reports each profile's fate. At most
+``max_in_flight`` jobs are unsettled at once; at the bound, submitting waits,
+which bounds memory too.
+
+Jobs settle in the order they were submitted, so when a job is settled every
+earlier one is too. Two rules keep the results what a sequential run would give:
+a profile already in an unsettled job is not submitted again until that job has
+settled (so the later record for a person still wins in Klaviyo), and polling
+stays within Klaviyo's budget for reading jobs (``MIN_POLL_INTERVAL``, well under
+its steady 150 a minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from target_klaviyo.client import KlaviyoError
+from target_klaviyo.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob, split_for_jobs
+
+logger = logging.getLogger("target_klaviyo.pipeline")
+
+MIN_POLL_INTERVAL = 0.45
+
+
+class JobPipeline:
+    def __init__(self, submitter: BulkImporter, settler: BulkImporter, max_in_flight: int) -> None:
+        self._submitter = submitter
+        self._settler = settler
+        self.max_in_flight = max_in_flight
+        self._jobs: deque[tuple[int, SubmittedJob]] = deque()
+        self._newest_job_of: dict[str, int] = {}
+        self._submitted = 0
+        self._settled_through = -1
+        self._changed = threading.Condition()
+        self._abandoned = threading.Event()
+        self._settling_stopped = False
+        self._thread: threading.Thread | None = None
+        self._last_poll = 0.0
+        self.failure: BaseException | None = None
+
+    @property
+    def in_flight(self) -> int:
+        with self._changed:
+            return len(self._jobs)
+
+    def submit(self, items: list[PendingProfile]) -> None:
+        """Submit these profiles as jobs, waiting for room and for earlier jobs of the same people."""
+        for chunk in split_for_jobs(items):
+            self._wait_until_submittable(chunk)
+            for job in self._submitter.submit(chunk):
+                with self._changed:
+                    number = self._submitted
+                    self._submitted += 1
+                    self._jobs.append((number, job))
+                    for item in job.chunk:
+                        self._newest_job_of[item.profile.key] = number
+                    self._changed.notify_all()
+                self._start_settling()
+
+    def _wait_until_submittable(self, chunk: list[PendingProfile]) -> None:
+        newest = self._newest_job_of
+        needs = max((newest.get(item.profile.key, -1) for item in chunk), default=-1)
+        with self._changed:
+            while True:
+                self.raise_failure()
+                if len(self._jobs) < self.max_in_flight and self._settled_through >= needs:
+                    return
+                self._changed.wait(1.0)
+
+    def wait_all(self, deadline: float | None = None) -> bool:
+        """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""
+        with self._changed:
+            while self._jobs and not self._settling_stopped:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
+            return not self._jobs
+
+    def raise_failure(self) -> None:
+        """Raise, on the reading thread, what went wrong while settling."""
+        if self.failure is not None:
+            raise self.failure
+
+    def abandon(self) -> None:
+        """Stop settling: the run is ending and what is still in flight stays unconfirmed."""
+        self._abandoned.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _start_settling(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._settle_all, name="settle-import-jobs", daemon=True)
+            self._thread.start()
+
+    def _settle_all(self) -> None:
+        try:
+            while not self._abandoned.is_set():
+                with self._changed:
+                    while not self._jobs and not self._abandoned.is_set():
+                        self._changed.wait()
+                    if self._abandoned.is_set():
+                        return
+                    number, job = self._jobs[0]
+                self._settle_oldest(number, job)
+        except BaseException as error:
+            self._fail(error)
+            with self._changed:
+                self._settling_stopped = True
+                self._changed.notify_all()
+
+    def _settle_oldest(self, number: int, job: SubmittedJob) -> None:
+        while not self._abandoned.is_set():
+            due = max(job.next_poll, self._last_poll + MIN_POLL_INTERVAL)
+            if self._abandoned.wait(max(0.0, due - time.monotonic())):
+                return
+            self._last_poll = time.monotonic()
+            attributes = self._settler.poll(job)
+            if attributes is None:
+                continue
+            try:
+                self._settler.settle(job, attributes)
+            except JobCancelled as error:
+                # Only this job's profiles are unconfirmed; later jobs are still settled so
+                # the report counts what reached Klaviyo, but no STATE passes this job.
+                self._fail(error)
+            self._done(number, job)
+            return
+
+    def _done(self, number: int, job: SubmittedJob) -> None:
+        with self._changed:
+            self._jobs.popleft()
+            self._settled_through = number
+            for item in job.chunk:
+                if self._newest_job_of.get(item.profile.key) == number:
+                    del self._newest_job_of[item.profile.key]
+            self._changed.notify_all()
+
+    def _fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error if isinstance(error, KlaviyoError) else _unexpected(error)
+            logger.debug("Settling import jobs failed: %s", self.failure)
+
+
+def _unexpected(error: BaseException) -> KlaviyoError:
+    failure = KlaviyoError(f"Settling import jobs failed unexpectedly: {type(error).__name__}.")
+    failure.__cause__ = error
+    return failure

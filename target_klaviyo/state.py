@@ -1,0 +1,113 @@
+"""When a tap's STATE may be passed on: as soon as every record before it is final.
+
+Records between two STATE messages form an *epoch*. Each record that is still on
+its way to Klaviyo (held for a batch, or in an import job that has not finished)
+keeps its epoch open; a record becomes final when Klaviyo has imported it, when it
+is rejected with a reason, or when a later record of the same person replaces it.
+A STATE is emitted once its epoch and every earlier one are closed, in input
+order, and never earlier: a run killed at any moment can be resumed from the last
+STATE it wrote without losing a record.
+
+The reading thread opens records and adds STATE; the thread that settles import
+jobs closes them. Both go through one lock, which also keeps STATE lines whole
+and in order on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+logger = logging.getLogger("target_klaviyo.state")
+
+
+@dataclass
+class _Epoch:
+    open_records: int = 0
+    opened_any: bool = False
+    state: Any = None
+    has_state: bool = False
+
+
+class StateLedger:
+    """Holds each tap STATE until the records before it are final, then writes it.
+
+    ``emit=False`` (dry run) accounts the same way but writes nothing, so that a
+    run that sent nothing never advances the tap's bookmark. ``out`` defaults to
+    whatever ``sys.stdout`` is when a STATE is written.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, emit: bool = True) -> None:
+        self._out = out
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._epochs: deque[_Epoch] = deque([_Epoch()])
+        self._first = 0  # the id of self._epochs[0]
+        self._last_value: Any = None
+        self._closed = False
+        self.emitted = 0
+
+    @property
+    def current(self) -> int:
+        """The id of the epoch that records arriving now belong to."""
+        return self._first + len(self._epochs) - 1
+
+    def open_record(self) -> int:
+        """A record is on its way to Klaviyo; returns its epoch."""
+        with self._lock:
+            epoch = self._epochs[-1]
+            epoch.open_records += 1
+            epoch.opened_any = True
+            return self.current
+
+    def close(self, epochs: Iterable[int]) -> None:
+        """These records (one epoch id each) are final; write whatever STATE that frees."""
+        counts = Counter(epochs)
+        with self._lock:
+            for epoch_id, count in counts.items():
+                epoch = self._epochs[epoch_id - self._first]
+                epoch.open_records -= count
+                if epoch.open_records < 0:
+                    msg = f"epoch {epoch_id} closed more records than it opened"
+                    raise RuntimeError(msg)
+            self._write_ready()
+
+    def add_state(self, value: Any) -> None:
+        """A tap STATE arrived after the records read so far."""
+        with self._lock:
+            if value == self._last_value:
+                return
+            self._last_value = value
+            epoch = self._epochs[-1]
+            if not epoch.opened_any and len(self._epochs) > 1:
+                # No record since the previous STATE: this one is ready exactly when that one is.
+                self._epochs.pop()
+                epoch = self._epochs[-1]
+            epoch.state, epoch.has_state = value, True
+            self._epochs.append(_Epoch())
+            self._write_ready()
+
+    def stop(self) -> None:
+        """Write nothing more, whatever settles later (the run is ending)."""
+        with self._lock:
+            self._closed = True
+            (self._out or sys.stdout).flush()
+
+    def _write_ready(self) -> None:
+        ready: _Epoch | None = None
+        while len(self._epochs) > 1 and self._epochs[0].open_records == 0:
+            ready = self._epochs.popleft()
+            self._first += 1
+        if ready is None or not ready.has_state or self._closed or not self._emit:
+            return
+        out = self._out or sys.stdout
+        out.write(json.dumps(ready.state) + "\n")
+        out.flush()
+        self.emitted += 1
+        logger.debug("Emitted a STATE: every record before it is final in Klaviyo.")
