@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from streams import customer_messages
 from support import API_KEY, LIST_ID, make_sandbox
 
 from target_klaviyo.sandbox import SandboxServer
@@ -29,42 +30,7 @@ PROFILES = 10_000
 
 
 def singer_stream(round_number: int) -> str:
-    lines = [
-        {
-            "type": "SCHEMA",
-            "stream": "customers",
-            "key_properties": ["id"],
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "integer"},
-                    "email": {"type": "string"},
-                    "first_name": {"type": "string"},
-                    "phone": {"type": "string"},
-                    "city": {"type": "string"},
-                    "plan": {"type": "string"},
-                    "ltv": {"type": "number"},
-                },
-            },
-        }
-    ]
-    lines += [
-        {
-            "type": "RECORD",
-            "stream": "customers",
-            "record": {
-                "id": i,
-                "email": f"r{round_number}-person{i}@example.com",
-                "first_name": f"Person {i}",
-                "phone": f"+1415{round_number % 1000:03d}{i:04d}",
-                "city": "San Francisco",
-                "plan": "pro",
-                "ltv": i * 1.5,
-            },
-        }
-        for i in range(PROFILES)
-    ]
-    return "".join(json.dumps(line) + "\n" for line in lines)
+    return "".join(json.dumps(line) + "\n" for line in customer_messages(PROFILES, tag=round_number))
 
 
 def job_body(round_number: int) -> bytes:

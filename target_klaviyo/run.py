@@ -60,6 +60,7 @@ class ExportRun:
         self.ledger = StateLedger(emit=not settings.dry_run)
         self.client: KlaviyoClient | None = None
         self.pipeline: JobPipeline | None = None
+        self._clients: list[KlaviyoClient] = []
         if not settings.dry_run:
             self.client = self._client()
             settler_client = self._client()
@@ -262,8 +263,10 @@ class ExportRun:
                     "covered by the STATE written.",
                     signal.Signals(self.stop_signal).name,
                 )
-            if self.pipeline is not None and outcome != "complete":
-                self._settle_within_grace()
+            if self.pipeline is not None:
+                if outcome != "complete":
+                    self._settle_within_grace()
+                self.pipeline.abandon()
             self.ledger.stop()
             self.report.finish(outcome)
             if self.settings.report_path is not None:
@@ -276,7 +279,7 @@ class ExportRun:
                 )
             logger.info("%s", self.report.summary())
         finally:
-            for client in getattr(self, "_clients", []):
+            for client in self._clients:
                 client.close()
 
     def _settle_within_grace(self) -> None:
@@ -293,4 +296,3 @@ class ExportRun:
                     self.pipeline.in_flight,
                     grace,
                 )
-        self.pipeline.abandon()

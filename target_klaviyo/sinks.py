@@ -66,9 +66,9 @@ class KlaviyoSink(BatchSink):
     def __init__(self, target: Any, stream_name: str, schema: dict, key_properties: Any) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.run: ExportRun = target.run
-
-    def setup(self) -> None:
-        """The first stream's setup is the moment to check the key and the list, before any record."""
+        # The first sink is the moment to check the key and the list, before any record. Not in
+        # setup(): singer-sdk 0.54.9's add_sink logs "Error initializing target sink" before
+        # re-raising anything setup() raises, which would precede our one-sentence error.
         self.run.start()
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:

@@ -6,7 +6,7 @@ Records flow through :mod:`target_klaviyo.sinks` into bulk import jobs; the run
 (:mod:`target_klaviyo.run`) owns everything after that: jobs in flight, STATE,
 the report. This module only connects the run to the SDK:
 
-- the first sink's ``setup`` checks the connection;
+- creating the first sink checks the connection;
 - each STATE message goes to the run's ledger instead of the SDK's drain;
 - ``process_endofpipe`` finishes the run, and the message reader's guard ends it
   on any failure;

@@ -1,0 +1,178 @@
+"""What Klaviyo's job processing time costs a run: the same input with near-instant and slow jobs.
+
+For each job processing time (``--job-delays``, default 0 and 10 seconds) and each
+``max_jobs_in_flight`` (``--in-flight``, default the target's default), this starts
+``klaviyo-sandbox serve`` with Klaviyo's real rate limits and that job time, runs
+the real ``target-klaviyo`` command on one generated Singer file of ``--records``
+customers (default 100,000), and reads the run's JSON report. It prints, per
+setting, the median wall time over ``--rounds`` runs, the extra time over the
+fastest job time, jobs, and the throttled answers the target received.
+
+    python benchmarks/job_latency.py [--records N] [--rounds R] [--job-delays 0 10]
+                                     [--in-flight 10] [--target LABEL=PATH ...] [--write]
+
+``--target`` compares other builds of the target in the same run (for example the
+previous release, installed in another virtual environment); by default only the
+one installed beside this Python runs. ``--write`` appends the table, with the date and the machine, to benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from streams import customer_messages
+
+BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).with_name("results.md")
+API_KEY = "pk_benchmark_key"
+LIST_ID = "BeNch1"
+
+
+def write_stream(path: Path, records: int) -> None:
+    with path.open("w") as out:
+        for message in customer_messages(records, state_every=10_000):
+            out.write(json.dumps(message) + "\n")
+
+
+def one_run(target: str, stream: Path, job_delay: float, in_flight: int, workdir: Path) -> dict:
+    port_file = workdir / "port"
+    port_file.unlink(missing_ok=True)
+    sandbox = subprocess.Popen(
+        [
+            str(BIN / "klaviyo-sandbox"),
+            "serve",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--api-key",
+            API_KEY,
+            "--list",
+            LIST_ID,
+            "--job-delay",
+            str(job_delay),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not port_file.exists() or not port_file.read_text().strip():
+            time.sleep(0.05)
+        report = workdir / "report.json"
+        config = {
+            "api_key": API_KEY,
+            "list_id": LIST_ID,
+            "api_url": f"http://127.0.0.1:{port_file.read_text().strip()}",
+            "max_profiles_per_run": 0,
+            "max_jobs_in_flight": in_flight,
+            "report_path": str(report),
+        }
+        (workdir / "config.json").write_text(json.dumps(config))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+        started = time.monotonic()
+        log = workdir / "target.log"
+        with stream.open() as stdin, log.open("w") as stderr:
+            target_process = subprocess.Popen(
+                [target, "--config", str(workdir / "config.json")],
+                stdin=stdin,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
+            # wait4 gives this one process's peak RSS, measured by the kernel from outside it.
+            _, status, usage = os.wait4(target_process.pid, 0)
+        wall = time.monotonic() - started
+        target_process.returncode = os.waitstatus_to_exitcode(status)
+        if target_process.returncode != 0:
+            sys.exit(f"target-klaviyo failed:\n{log.read_text()[-3000:]}")
+        counts = json.loads(report.read_text())
+        return {
+            "wall": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "jobs": len(counts["job_ids"]),
+            "exported": counts["counts"]["exported"],
+            "throttled": counts.get("requests", {}).get("throttled", "n/a"),
+        }
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--job-delays", type=float, nargs="+", default=[0.0, 10.0])
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[10])
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a target-klaviyo executable to measure (repeatable; default: the one beside this Python)",
+    )
+    parser.add_argument("--write", action="store_true", help="append the results to benchmarks/results.md")
+    args = parser.parse_args()
+    targets = dict(item.split("=", 1) for item in args.target) or {"this": str(BIN / "target-klaviyo")}
+
+    with tempfile.TemporaryDirectory(prefix="target-klaviyo-bench-") as tmp:
+        workdir = Path(tmp)
+        stream = workdir / "customers.singer.jsonl"
+        write_stream(stream, args.records)
+        runs: dict[tuple[str, int, float], list[dict]] = {}
+        # Rounds are interleaved so that a slower moment of the machine hits every setting alike.
+        for _ in range(args.rounds):
+            for label, target in targets.items():
+                for in_flight in args.in_flight:
+                    for delay in args.job_delays:
+                        result = one_run(target, stream, delay, in_flight, workdir)
+                        runs.setdefault((label, in_flight, delay), []).append(result)
+
+    fastest = min(args.job_delays)
+    rows = [
+        "| target | max_jobs_in_flight | job time (s) | median wall (s) | extra over fastest job time (s) "
+        "| runs (s) | jobs | profiles exported | throttled answers | target peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for (label, in_flight, delay), results in runs.items():
+        wall = statistics.median(r["wall"] for r in results)
+        base = statistics.median(r["wall"] for r in runs[(label, in_flight, fastest)])
+        each = ", ".join(f"{r['wall']:.1f}" for r in results)
+        throttled = [r["throttled"] for r in results]
+        rows.append(
+            f"| {label} | {in_flight} | {delay:g} | {wall:.1f} | {wall - base:+.1f} "
+            f"| {each} | {results[-1]['jobs']} "
+            f"| {results[-1]['exported']:,} | {', '.join(map(str, throttled))} "
+            f"| {statistics.median(r['peak_rss_mb'] for r in results):.0f} |"
+        )
+    table = "\n".join(rows)
+    print(table)
+    if args.write:
+        heading = (
+            f"\n## Job processing time, {datetime.now(timezone.utc):%Y-%m-%d}\n\n"
+            f"`python benchmarks/job_latency.py --records {args.records} --rounds {args.rounds} "
+            f"--job-delays {' '.join(f'{d:g}' for d in args.job_delays)} "
+            f"--in-flight {' '.join(map(str, args.in_flight))}"
+            + "".join(f" --target {label}=..." for label in targets if args.target)
+            + "` on {platform.machine()}, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; the sandbox with Klaviyo's rate "
+            f"limits and request validation on. Median of {args.rounds} interleaved rounds.\n\n"
+        )
+        with RESULTS.open("a") as out:
+            out.write(heading + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
