@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,8 @@ class KlaviyoClient:
     """A ``requests`` session bound to one account (API key) and one API revision.
 
     ``on_retry`` is told the status (0 for a connection failure or timeout) of each
-    answer that is retried, so the run can count throttling.
+    answer that is retried, so the run can count throttling. ``waiting`` surrounds
+    each exchange and each retry wait: the run lets a stop signal interrupt those.
     """
 
     def __init__(
@@ -117,9 +119,11 @@ class KlaviyoClient:
         revision: str,
         on_retry: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._on_retry = on_retry
+        self._waiting = waiting
         self._clock = clock
         self.session = requests.Session()
         self.session.headers.update(
@@ -158,7 +162,8 @@ class KlaviyoClient:
                 if self._on_retry is not None:
                     self._on_retry(status)
                 logger.warning("%s (retry %d in %.1f s)", transient.final, tries, wait)
-                time.sleep(wait)
+                with self._waiting():
+                    time.sleep(wait)
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     def _send(
@@ -166,9 +171,10 @@ class KlaviyoClient:
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": JSON_API} if body is not None else None
         try:
-            response = self.session.request(
-                method, self.api_url + path, params=params, data=body, headers=headers, timeout=TIMEOUT
-            )
+            with self._waiting():
+                response = self.session.request(
+                    method, self.api_url + path, params=params, data=body, headers=headers, timeout=TIMEOUT
+                )
         except (requests.ConnectionError, requests.Timeout) as error:
             kind = "timed out" if isinstance(error, requests.Timeout) else "failed to connect"
             raise _Transient(KlaviyoError(f"{method} {path} {kind}: {type(error).__name__}")) from None

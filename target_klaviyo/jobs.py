@@ -47,8 +47,29 @@ class PendingProfile:
     epoch: int = 0
 
     @property
+    def key(self) -> str:
+        return self.profile.key
+
+    @property
     def encoded(self) -> bytes:
         return self.profile.encoded
+
+    def sent(self) -> SentProfile:
+        """What is still needed once Klaviyo accepted the profile: not the profile itself."""
+        return SentProfile(self.profile.key, self.stream, self.record, self.epoch)
+
+
+@dataclass(slots=True)
+class SentProfile:
+    """A profile in a job Klaviyo accepted: enough to match its import errors and reject it.
+
+    Jobs in flight hold thousands of these, so the profile's JSON is not kept.
+    """
+
+    key: str
+    stream: str
+    record: dict[str, Any]
+    epoch: int
 
 
 class JobEvents(Protocol):
@@ -56,9 +77,9 @@ class JobEvents(Protocol):
 
     def job_submitted(self, job_id: str) -> None: ...
 
-    def rejected(self, item: PendingProfile, reject: Reject) -> None: ...
+    def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
-    def job_done(self, job_id: str, imported: list[PendingProfile], unmatched_failures: int) -> None: ...
+    def job_done(self, job_id: str, imported: list[SentProfile], unmatched_failures: int) -> None: ...
 
 
 class JobCancelled(KlaviyoError):
@@ -98,7 +119,7 @@ class SubmittedJob:
     """A job Klaviyo accepted and has not finished; ``polls`` and ``next_poll`` pace its polling."""
 
     id: str
-    chunk: list[PendingProfile]
+    chunk: list[SentProfile]
     submitted_at: float = field(default_factory=time.monotonic)
     polls: int = 0
     next_poll: float = 0.0
@@ -141,7 +162,7 @@ class BulkImporter:
                 raise KlaviyoError(f"Klaviyo accepted POST {JOBS_PATH} but returned no job id.")
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
-            return [SubmittedJob(job_id, chunk)]
+            return [SubmittedJob(job_id, [item.sent() for item in chunk])]
         return []
 
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
@@ -201,7 +222,7 @@ class BulkImporter:
 
     def _reject_import_errors(self, job: SubmittedJob) -> set[int]:
         """Turn each import error into a reject of the profile it names; returns their positions."""
-        by_email = {item.profile.key: position for position, item in enumerate(job.chunk)}
+        by_email = {item.key: position for position, item in enumerate(job.chunk)}
         rejected: set[int] = set()
         for error in self._import_errors(job.id):
             attributes = error.get("attributes", {})

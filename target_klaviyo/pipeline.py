@@ -24,6 +24,7 @@ from collections import deque
 
 from target_klaviyo.client import KlaviyoError
 from target_klaviyo.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob, split_for_jobs
+from target_klaviyo.stop import StopSignal
 
 logger = logging.getLogger("target_klaviyo.pipeline")
 
@@ -31,7 +32,10 @@ MIN_POLL_INTERVAL = 0.45
 
 
 class JobPipeline:
-    def __init__(self, submitter: BulkImporter, settler: BulkImporter, max_in_flight: int) -> None:
+    def __init__(
+        self, submitter: BulkImporter, settler: BulkImporter, max_in_flight: int, stop: StopSignal
+    ) -> None:
+        self._stop = stop
         self._submitter = submitter
         self._settler = settler
         self.max_in_flight = max_in_flight
@@ -61,19 +65,20 @@ class JobPipeline:
                     self._submitted += 1
                     self._jobs.append((number, job))
                     for item in job.chunk:
-                        self._newest_job_of[item.profile.key] = number
+                        self._newest_job_of[item.key] = number
                     self._changed.notify_all()
                 self._start_settling()
 
     def _wait_until_submittable(self, chunk: list[PendingProfile]) -> None:
         newest = self._newest_job_of
-        needs = max((newest.get(item.profile.key, -1) for item in chunk), default=-1)
+        needs = max((newest.get(item.key, -1) for item in chunk), default=-1)
         with self._changed:
             while True:
                 self.raise_failure()
                 if len(self._jobs) < self.max_in_flight and self._settled_through >= needs:
                     return
-                self._changed.wait(1.0)
+                with self._stop.waiting():
+                    self._changed.wait(1.0)
 
     def wait_all(self, deadline: float | None = None) -> bool:
         """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""
@@ -82,7 +87,8 @@ class JobPipeline:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
+                with self._stop.waiting():
+                    self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
             return not self._jobs
 
     def raise_failure(self) -> None:
@@ -140,8 +146,8 @@ class JobPipeline:
             self._jobs.popleft()
             self._settled_through = number
             for item in job.chunk:
-                if self._newest_job_of.get(item.profile.key) == number:
-                    del self._newest_job_of[item.profile.key]
+                if self._newest_job_of.get(item.key) == number:
+                    del self._newest_job_of[item.key]
             self._changed.notify_all()
 
     def _fail(self, error: BaseException) -> None:

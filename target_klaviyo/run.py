@@ -24,12 +24,13 @@ from enum import Enum
 from typing import Any
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.jobs import BulkImporter, PendingProfile, describe_dry_run
+from target_klaviyo.jobs import BulkImporter, PendingProfile, SentProfile, describe_dry_run
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.settings import Settings
 from target_klaviyo.state import StateLedger
+from target_klaviyo.stop import RunInterrupted, StopSignal
 
 logger = logging.getLogger("target_klaviyo.run")
 
@@ -44,20 +45,13 @@ class ProfileLimitReached(KlaviyoError):
     """``on_limit_exceeded: fail`` and a profile beyond ``max_profiles_per_run`` arrived."""
 
 
-class RunInterrupted(BaseException):
-    """SIGTERM or SIGINT: stop reading. A BaseException, so no ``except Exception`` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"Received {signal.Signals(signum).name}.")
-        self.signum = signum
-
-
 class ExportRun:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mapper = ProfileMapper(settings)
         self.report = RunReport(settings.rejects_path, dry_run=settings.dry_run)
         self.ledger = StateLedger(emit=not settings.dry_run)
+        self.stop = StopSignal()
         self.client: KlaviyoClient | None = None
         self.pipeline: JobPipeline | None = None
         self._clients: list[KlaviyoClient] = []
@@ -68,10 +62,10 @@ class ExportRun:
                 BulkImporter(self.client, settings.list_id, self),
                 BulkImporter(settler_client, settings.list_id, self),
                 settings.max_jobs_in_flight,
+                self.stop,
             )
             self._clients = [self.client, settler_client]
         self.limit_reached = False
-        self.stop_signal: int | None = None
         self._started = False
         self._ended = False
         self._profiles: set[str] = set()
@@ -80,7 +74,11 @@ class ExportRun:
     def _client(self) -> KlaviyoClient:
         settings = self.settings
         return KlaviyoClient(
-            settings.api_url, settings.api_key, settings.api_revision, on_retry=self.report.count_retry
+            settings.api_url,
+            settings.api_key,
+            settings.api_revision,
+            on_retry=self.report.count_retry,
+            waiting=self.stop.waiting,
         )
 
     # Start
@@ -206,11 +204,11 @@ class ExportRun:
     def job_submitted(self, job_id: str) -> None:
         self.report.job_submitted(job_id)
 
-    def rejected(self, item: PendingProfile, reject: Reject) -> None:
+    def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None:
         self.report.reject(item.stream, item.record, reject)
         self.ledger.close([item.epoch])
 
-    def job_done(self, job_id: str, imported: list[PendingProfile], unmatched_failures: int) -> None:
+    def job_done(self, job_id: str, imported: list[SentProfile], unmatched_failures: int) -> None:
         self.report.count_exported(len(imported) - unmatched_failures)
         for _ in range(unmatched_failures):
             detail = f"Import job {job_id} reported a failed profile without an import error that names it."
@@ -244,24 +242,17 @@ class ExportRun:
             self._end("failed")
             raise
 
-    def request_stop(self, signum: int) -> None:
-        """The first SIGTERM or SIGINT: the run ends as interrupted, in-flight jobs get the grace time."""
-        self.stop_signal = signum
-
-    @property
-    def ending(self) -> bool:
-        return self._ended
-
     def _end(self, outcome: str) -> None:
         if self._ended:
             return
         self._ended = True
+        self.stop.ending = True
         try:
-            if outcome == "interrupted" and self.stop_signal is not None:
+            if outcome == "interrupted" and self.stop.signum is not None:
                 logger.warning(
                     "Stopping on %s: no further input is read; only records confirmed by Klaviyo are "
                     "covered by the STATE written.",
-                    signal.Signals(self.stop_signal).name,
+                    signal.Signals(self.stop.signum).name,
                 )
             if self.pipeline is not None:
                 if outcome != "complete":

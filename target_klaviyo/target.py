@@ -25,9 +25,10 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from target_klaviyo.client import KlaviyoError
 from target_klaviyo.reader import GuardedSingerReader
-from target_klaviyo.run import ExportRun, RunInterrupted
+from target_klaviyo.run import ExportRun
 from target_klaviyo.settings import CONFIG_SCHEMA, Settings, SettingsError
 from target_klaviyo.sinks import KlaviyoSink
+from target_klaviyo.stop import RunInterrupted
 
 
 class TargetKlaviyo(Target):
@@ -51,6 +52,7 @@ class TargetKlaviyo(Target):
         self.run = ExportRun(self.settings)
         if isinstance(self.message_reader, GuardedSingerReader):
             self.message_reader.guard = self.run.ending_on_error
+            self.message_reader.stop = self.run.stop
         # Every sink drains the run's one set of held profiles: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
 
@@ -88,20 +90,19 @@ class TargetKlaviyo(Target):
         Replaces singer-sdk 0.54.9's handler, which drains every sink from inside the
         signal handler (re-entering a drain that may be in progress, so the process can
         hang) and then exits with code 0 as if the run had completed (meltano/sdk#3775,
-        fix proposed in meltano/sdk#3778). Here the handler only raises
-        :class:`RunInterrupted` on the main thread; the run's guard lets the jobs in flight
-        settle for ``stop_grace_seconds`` and writes the report.
+        fix proposed in meltano/sdk#3778). Here the handler records the signal and, if
+        the main thread is waiting, raises :class:`RunInterrupted` there
+        (:mod:`target_klaviyo.stop`); the run's guard lets the jobs in flight settle for
+        ``stop_grace_seconds`` and writes the report.
         """
         run: ExportRun | None = getattr(self, "run", None)
-        if run is not None and run.stop_signal is not None:
+        if run is None:
+            raise RunInterrupted(signum)
+        if run.stop.requested:
             self.logger.warning("Second termination signal: exiting at once.")
             sys.stdout.flush()
             os._exit(128 + signum)
-        if run is not None:
-            run.request_stop(signum)
-            if run.ending:
-                return
-        raise RunInterrupted(signum)
+        run.stop.request(signum)
 
     @classmethod
     def invoke(cls, **kwargs: t.Any) -> None:  # type: ignore[override]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from target_klaviyo.jobs import JobCancelled, PendingProfile, SubmittedJob
 from target_klaviyo.mapping import ProfileMapper
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.settings import Settings
+from target_klaviyo.stop import StopSignal
 
 MAPPER = ProfileMapper(Settings.from_config({"api_key": "k", "list_id": "L"}))
 
@@ -59,7 +61,7 @@ def no_poll_pacing(monkeypatch):
 
 def make(max_in_flight: int = 10) -> tuple[JobPipeline, ScriptedImporter]:
     importer = ScriptedImporter()
-    return JobPipeline(importer, importer, max_in_flight), importer  # type: ignore[arg-type]
+    return JobPipeline(importer, importer, max_in_flight, StopSignal()), importer  # type: ignore[arg-type]
 
 
 def eventually(condition, timeout: float = 5.0) -> None:
@@ -159,6 +161,6 @@ def test_polls_are_paced_within_klaviyos_budget(monkeypatch):
     time.sleep(0.5)
     importer.released.add("job0")
     assert pipe.wait_all(time.monotonic() + 5)
-    gaps = [later - earlier for earlier, later in zip(polls, polls[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
     assert gaps
     assert min(gaps) >= 0.05 * 0.95
