@@ -3,15 +3,25 @@
 Retries follow Klaviyo's guidance: a 429 waits for its ``Retry-After``; a 5xx, a
 dropped connection or a timeout backs off exponentially with full jitter. All of
 them draw on one budget per request: at most ``MAX_TRIES`` tries, and no retry
-that would start more than ``MAX_RETRY_SECONDS`` after the first try. Any other
-error is final and raised as :class:`KlaviyoApiError`, whose message carries
-Klaviyo's own ``detail`` but never the API key.
+that would start more than ``MAX_RETRY_SECONDS`` after the first try. Each try is
+abandoned after ``MAX_EXCHANGE_SECONDS`` whatever the server does (a server that
+drips a byte at a time never trips the read timeout). Any other error is final and
+raised as :class:`KlaviyoApiError`, whose message carries Klaviyo's own ``detail``
+but never the API key.
+
+Klaviyo's API never redirects, so redirects are not followed (a 307 must not carry
+the key and the profiles to another host); ``.netrc`` is never read (it would
+replace the key); a TLS certificate that fails verification is not retried.
+Proxies come from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and a CA bundle
+from ``REQUESTS_CA_BUNDLE``, as the README says, and from nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -21,6 +31,7 @@ from typing import Any
 import requests
 
 from target_klaviyo import __version__
+from target_klaviyo.errors import RunError
 
 logger = logging.getLogger("target_klaviyo.client")
 
@@ -32,9 +43,10 @@ MAX_RETRY_SECONDS = 180.0
 MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+MAX_EXCHANGE_SECONDS = 90.0
 
 
-class KlaviyoError(Exception):
+class KlaviyoError(RunError):
     """A failure talking to Klaviyo that ends the run; its message is one sentence."""
 
 
@@ -126,6 +138,9 @@ class KlaviyoClient:
         self._waiting = waiting
         self._clock = clock
         self.session = requests.Session()
+        self.session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
+        self.session.proxies = requests.utils.get_environ_proxies(self.api_url)
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
         self.session.headers.update(
             {
                 "Authorization": f"Klaviyo-API-Key {api_key}",
@@ -171,13 +186,24 @@ class KlaviyoClient:
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": JSON_API} if body is not None else None
         try:
-            with self._waiting():
-                response = self.session.request(
-                    method, self.api_url + path, params=params, data=body, headers=headers, timeout=TIMEOUT
-                )
+            response = self._exchange(method, path, params, body, headers)
+        except requests.exceptions.SSLError:
+            host = requests.utils.urlparse(self.api_url).hostname
+            msg = (
+                f"{method} {path}: the TLS connection to {host} failed (its certificate or the handshake); "
+                "check api_url, and REQUESTS_CA_BUNDLE behind a proxy that inspects TLS."
+            )
+            raise KlaviyoError(msg) from None
         except (requests.ConnectionError, requests.Timeout) as error:
             kind = "timed out" if isinstance(error, requests.Timeout) else "failed to connect"
-            raise _Transient(KlaviyoError(f"{method} {path} {kind}: {type(error).__name__}")) from None
+            where = f"{self.api_url}{path}"
+            raise _Transient(KlaviyoError(f"{method} {where} {kind}: {type(error).__name__}")) from None
+        if 300 <= response.status_code < 400:
+            msg = (
+                f"Klaviyo answered {response.status_code} to {method} {path} with a redirect, which its API "
+                "never sends; it was not followed, so check api_url."
+            )
+            raise KlaviyoError(msg)
         if response.status_code == 429:
             raise _Transient(
                 KlaviyoApiError(method, path, 429, parse_errors(response)), _retry_after(response)
@@ -189,6 +215,50 @@ class KlaviyoClient:
         if not response.content:
             return None
         try:
-            return response.json()
-        except ValueError:
+            answer = response.json()
+        except (ValueError, RecursionError):
             raise KlaviyoError(f"Klaviyo answered {method} {path} with a body that is not JSON.") from None
+        if not isinstance(answer, dict):
+            raise KlaviyoError(f"Klaviyo answered {method} {path} with JSON that is not an object.")
+        return answer
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+    ) -> requests.Response:
+        """One HTTP exchange, given up after ``MAX_EXCHANGE_SECONDS`` (it runs on a helper thread,
+        which is left to finish on its own: ``requests`` has no deadline for a whole exchange)."""
+        outcome: list[requests.Response | BaseException] = []
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                outcome.append(
+                    self.session.request(
+                        method,
+                        self.api_url + path,
+                        params=params,
+                        data=body,
+                        headers=headers,
+                        timeout=TIMEOUT,
+                        allow_redirects=False,
+                    )
+                )
+            except BaseException as error:  # handed to the waiting thread as it is
+                outcome.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="klaviyo-request", daemon=True).start()
+        with self._waiting():
+            finished = done.wait(MAX_EXCHANGE_SECONDS)
+        if not finished:
+            raise requests.Timeout(f"no complete answer within {MAX_EXCHANGE_SECONDS:.0f} s")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result

@@ -31,6 +31,20 @@ POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 1.0, 2.0)
 MAX_JOB_WAIT = 3600.0
 IMPORT_ERRORS_PAGE_SIZE = 100
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
+JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
+
+
+def dig(answer: Any, *keys: str) -> Any:
+    """``answer[k1][k2]...``, or None where a step is missing or not an object."""
+    for key in keys:
+        if not isinstance(answer, dict):
+            return None
+        answer = answer.get(key)
+    return answer
+
+
+def unexpected_answer(request: str, what: str) -> KlaviyoError:
+    return KlaviyoError(f"Klaviyo answered {request} without {what}; the run stops rather than guess.")
 
 
 @dataclass
@@ -157,8 +171,8 @@ class BulkImporter:
                     return self.submit(chunk[:middle]) + self.submit(chunk[middle:])
                 chunk = self._without_refused(chunk, error)
                 continue
-            job_id = (answer or {}).get("data", {}).get("id")
-            if not job_id:
+            job_id = dig(answer, "data", "id")
+            if not isinstance(job_id, str) or not job_id:
                 raise KlaviyoError(f"Klaviyo accepted POST {JOBS_PATH} but returned no job id.")
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
@@ -190,7 +204,13 @@ class BulkImporter:
 
     def poll(self, job: SubmittedJob) -> dict[str, Any] | None:
         """The job's attributes once it is complete or cancelled; None while it runs."""
-        attributes = self.client.get(f"{JOBS_PATH}/{job.id}")["data"]["attributes"]
+        request = f"GET {JOBS_PATH}/{job.id}"
+        attributes = dig(self.client.get(f"{JOBS_PATH}/{job.id}"), "data", "attributes")
+        if not isinstance(attributes, dict) or attributes.get("status") not in JOB_STATUSES:
+            raise unexpected_answer(request, "a job status it documents")
+        failed = attributes.get("failed_count") or 0
+        if not isinstance(failed, int) or isinstance(failed, bool) or not 0 <= failed <= len(job.chunk):
+            raise unexpected_answer(request, "a failed_count between 0 and the job's size")
         if attributes["status"] in {"complete", "cancelled"}:
             return attributes
         now = time.monotonic()
@@ -225,21 +245,29 @@ class BulkImporter:
         by_email = {item.key: position for position, item in enumerate(job.chunk)}
         rejected: set[int] = set()
         for error in self._import_errors(job.id):
-            attributes = error.get("attributes", {})
+            attributes = error.get("attributes")
+            if not isinstance(attributes, dict):
+                continue
             position = self._position_for(attributes, len(job.chunk), by_email)
             if position is None or position in rejected:
                 continue
-            detail = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}".strip()
+            detail = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}".strip()[:1000]
             self.events.rejected(job.chunk[position], Reject("rejected_by_klaviyo", detail))
             rejected.add(position)
         return rejected
 
     def _import_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
+        path = f"{JOBS_PATH}/{job_id}/import-errors"
         while True:
-            page = self.client.get(f"{JOBS_PATH}/{job_id}/import-errors", params)
-            yield from page.get("data", [])
-            next_link = (page.get("links") or {}).get("next")
+            page = self.client.get(path, params)
+            errors = page.get("data", [])
+            if not isinstance(errors, list) or not all(isinstance(error, dict) for error in errors):
+                raise unexpected_answer(f"GET {path}", "a list of import errors")
+            yield from errors
+            next_link = dig(page, "links", "next")
+            if next_link is not None and not isinstance(next_link, str):
+                raise unexpected_answer(f"GET {path}", "a next link that is text")
             cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]") if next_link else None
             if not cursor:
                 return
@@ -247,11 +275,13 @@ class BulkImporter:
 
     @staticmethod
     def _position_for(attributes: dict[str, Any], size: int, by_email: dict[str, int]) -> int | None:
-        match = PROFILE_POINTER.match((attributes.get("source") or {}).get("pointer") or "")
+        pointer = dig(attributes, "source", "pointer")
+        match = PROFILE_POINTER.match(pointer) if isinstance(pointer, str) else None
         if match and int(match.group(1)) < size:
             return int(match.group(1))
-        payload = attributes.get("original_payload") or {}
-        email = (payload.get("attributes") or payload).get("email")
+        email = dig(attributes, "original_payload", "attributes", "email") or dig(
+            attributes, "original_payload", "email"
+        )
         return by_email.get(email.strip().lower()) if isinstance(email, str) else None
 
 

@@ -1,10 +1,13 @@
 """One Singer record -> one Klaviyo profile, or a reject with its reason.
 
-The email is the identity: it is trimmed and syntax-checked, and its lower-case
-form is the key that deduplicates profiles within a run. Mapped attributes are
-converted to the types Klaviyo's schema wants; a value that cannot be sent (a
-phone number that is not E.164, an object where text is expected) is dropped from
-the profile and reported, while the profile itself still goes.
+The email is the identity: it is trimmed, syntax-checked and normalised as
+``email-validator`` does (Unicode NFC), with its domain in IDNA (ASCII) form; that
+form is what is sent, and its lower case is the key that deduplicates profiles
+within a run, so ``JOSÉ@Bücher.de`` and ``josé@xn--bcher-kva.de`` are one person.
+Mapped attributes are converted to the types Klaviyo's schema wants; a value that
+cannot be sent (a phone number that is not E.164, an object where text is
+expected) is dropped from the profile and reported, while the profile itself
+still goes. A number no JSON parser can hold rejects the record.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
@@ -22,6 +26,7 @@ from email_validator import EmailNotValidError, validate_email
 from target_klaviyo.settings import Settings
 
 MAX_PROFILE_BYTES = 100_000
+MAX_EXPONENT = 308  # beyond ±1.8e308 no JSON parser that reads numbers as doubles (Klaviyo's) can hold it
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
 _MISSING = object()
@@ -44,13 +49,38 @@ class Profile:
     encoded: bytes
     dropped: list[Reject] = field(default_factory=list)
 
+    def without(self, attribute: str, reason: Reject) -> Profile:
+        """This profile less one attribute, which is reported as dropped."""
+        attributes = {name: value for name, value in self.resource["attributes"].items() if name != attribute}
+        resource = {**self.resource, "attributes": attributes}
+        return replace(self, resource=resource, encoded=encode(resource), dropped=[*self.dropped, reason])
+
+
+class Unrepresentable(ValueError):
+    """A number that JSON (as Klaviyo reads it) cannot represent: not finite, or beyond ±1.8e308."""
+
+
+def encode(resource: dict[str, Any]) -> bytes:
+    return json.dumps(resource, separators=(",", ":")).encode()
+
 
 def to_json_value(value: Any) -> Any:
-    """Turn what the SDK hands us (datetimes, Decimals, nested data) into plain JSON values."""
+    """Turn what the SDK hands us (datetimes, Decimals, nested data) into plain JSON values.
+
+    Raises :class:`Unrepresentable` for a number that cannot be sent. The checks
+    come before any conversion, because ``int(Decimal("1e999999999"))`` alone would
+    take minutes.
+    """
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
+        if not value.is_finite() or value.adjusted() > MAX_EXPONENT:
+            raise Unrepresentable
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Unrepresentable
+    if isinstance(value, int) and value.bit_length() > 1023:
+        raise Unrepresentable
     if isinstance(value, Mapping):
         return {str(key): to_json_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -99,13 +129,25 @@ class ProfileMapper:
         email = self._email(record)
         if isinstance(email, Reject):
             return email
-        attributes: dict[str, Any] = {"email": email}
+        try:
+            return self._profile(record, email)
+        except Unrepresentable as error:
+            where = error.args[0] if error.args else "A value"
+            detail = f"{where} holds a number that JSON and Klaviyo cannot represent (not finite, or beyond ±1.8e308)."
+            return Reject("unrepresentable_number", detail)
+
+    def _profile(self, record: Mapping[str, Any], email: tuple[str, str]) -> Profile | Reject:
+        key, normalized = email
+        attributes: dict[str, Any] = {"email": normalized}
         dropped: list[Reject] = []
         for attribute, path in self.attribute_paths.items():
             value = get_path(record, path)
             if value is _MISSING or value is None or value == "":
                 continue
-            converted = self._attribute(attribute, value)
+            try:
+                converted = self._attribute(attribute, value)
+            except Unrepresentable:
+                raise Unrepresentable(f"The attribute {attribute}") from None
             if isinstance(converted, Reject):
                 dropped.append(converted)
             elif "." in attribute:
@@ -116,16 +158,17 @@ class ProfileMapper:
         if properties:
             attributes["properties"] = properties
         resource = {"type": "profile", "attributes": attributes}
-        encoded = json.dumps(resource, separators=(",", ":")).encode()
+        encoded = encode(resource)
         size = len(encoded)
         if size > MAX_PROFILE_BYTES:
             return Reject(
                 "profile_too_large",
                 f"The profile is {size:,} bytes as JSON; Klaviyo accepts at most {MAX_PROFILE_BYTES:,}.",
             )
-        return Profile(email.lower(), resource, encoded, dropped)
+        return Profile(key, resource, encoded, dropped)
 
-    def _email(self, record: Mapping[str, Any]) -> str | Reject:
+    def _email(self, record: Mapping[str, Any]) -> tuple[str, str] | Reject:
+        """The dedupe key and the normalised address to send, or why there is none."""
         name = ".".join(self.email_path)
         value = get_path(record, self.email_path)
         if value is _MISSING or value is None:
@@ -138,10 +181,11 @@ class ProfileMapper:
         if not email:
             return Reject("missing_email", f"The value at {name!r} is empty.")
         try:
-            validate_email(email, check_deliverability=False)
+            valid = validate_email(email, check_deliverability=False)
         except EmailNotValidError as error:
             return Reject("invalid_email", f"The value at {name!r} is not a valid email address: {error}")
-        return email
+        normalized = f"{valid.local_part}@{valid.ascii_domain}"
+        return normalized.lower(), normalized
 
     @staticmethod
     def _attribute(attribute: str, value: Any) -> Any:
@@ -169,11 +213,15 @@ class ProfileMapper:
             chosen = without_paths(record, self._used_paths)
         else:
             chosen = {name: record[name] for name in self.custom_properties if name in record}
-        return {
-            key: to_json_value(value)
-            for key, value in chosen.items()
-            if value is not None and not key.startswith(SDC_PREFIX)
-        }
+        properties = {}
+        for key, value in chosen.items():
+            if value is None or key.startswith(SDC_PREFIX):
+                continue
+            try:
+                properties[key] = to_json_value(value)
+            except Unrepresentable:
+                raise Unrepresentable(f"The property {key!r}") from None
+        return properties
 
 
 def normalize_phone(phone: str) -> str | Reject:

@@ -1,45 +1,271 @@
-"""Singer lines in: the SDK's reader, run inside the guard that ends the run on any failure.
+"""Singer lines in: numbered, checked, never echoed, and read inside the run's guard.
 
-The SDK offers no hook for "the run stopped early": ``Target.listen`` is final and
-an exception raised while reading goes straight up to the CLI. Every line passes
-through the message reader, a documented extension point
-(``message_reader_class``), so that is where the run's guard wraps the reading.
-Waiting for the next line is where a stop signal may interrupt the run.
+The SDK's reader logs a line it cannot parse in full (emails included) and fails
+on a blank line or a byte-order mark. This one hands the same messages to the
+same SDK callbacks, but:
+
+- a blank line, and a byte-order mark before the first line, are skipped and
+  counted (neither is a Singer message);
+- a line that is not a Singer message this target can read ends the run with one
+  sentence that gives its line number and what is wrong, never its content
+  (:class:`InputError`); BATCH messages are refused that way too, since this
+  target reads RECORD messages;
+- a RECORD whose record cannot be represented (not an object, ``NaN`` or
+  ``Infinity``, nesting deeper than ``MAX_NESTING``, text that is not valid
+  Unicode) is rejected with a reason through :class:`InputEvents`, and the run
+  goes on. Numbers too large for JSON are read (as ``Decimal``) and rejected by
+  the mapping, which knows whether the value is sent at all.
+
+The SDK has no hook for "the run stopped early" (``Target.listen`` is final), but
+every line passes through the message reader, a documented extension point
+(``message_reader_class``): so the whole reading runs inside the guard the run
+supplies, and waiting for the next line is where a stop signal may interrupt it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import sys
 import typing as t
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from decimal import Decimal
 
-from singer_sdk.io_base import SingerReader
+from singer_sdk.exceptions import InvalidJSONSchema, RecordsWithoutSchemaException
+from singer_sdk.io_base import SingerMessageType, SingerReader
 
+from target_klaviyo.errors import RunError
+from target_klaviyo.mapping import Reject
 from target_klaviyo.stop import StopSignal
 
+MAX_NESTING = 64
+BOM = "\ufeff"
+REQUIRED = {
+    SingerMessageType.RECORD: ("stream", "record"),
+    SingerMessageType.SCHEMA: ("stream", "schema"),
+    SingerMessageType.STATE: ("value",),
+    SingerMessageType.ACTIVATE_VERSION: ("stream", "version"),
+}
+TYPE_NAME = re.compile(r"^[A-Za-z_]{1,32}$")
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
-class GuardedSingerReader(SingerReader):
+
+class InputError(RunError):
+    """The input is not a Singer stream this target can read."""
+
+
+class RecordBeforeSchemaError(InputError, RecordsWithoutSchemaException):
+    """A RECORD before its stream's SCHEMA: one sentence, and still the SDK's exception type."""
+
+
+class InputEvents(t.Protocol):
+    """What the reader tells the run; the run implements it."""
+
+    stop: StopSignal
+
+    def guard(self) -> AbstractContextManager[None]: ...
+
+    def line_skipped(self, what: str) -> None: ...
+
+    def bad_record(self, stream: str, record: t.Any, reject: Reject) -> None: ...
+
+
+class _Unattached:
+    """Events for a reader no run is attached to: refuse what cannot be counted."""
+
+    stop = StopSignal()
+
+    def guard(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def line_skipped(self, what: str) -> None:
+        pass
+
+    def bad_record(self, stream: str, record: t.Any, reject: Reject) -> None:
+        raise InputError(reject.detail)
+
+
+class SingerInput(SingerReader):
     def __init__(self) -> None:
         super().__init__()
-        self.guard: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
-        self.stop = StopSignal()
+        self.events: InputEvents = _Unattached()
+        self._nonfinite = False
 
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
     ) -> t.Counter[str]:
-        with self.guard():
-            return super().process_lines(self._interruptible(file_input or self.default_input), callbacks)
+        with self.events.guard():
+            return self._process(file_input, callbacks)
 
-    def _interruptible(self, lines: t.IO[str]) -> t.Iterator[str]:
-        stop = self.stop
-        iterator = iter(lines)
+    def _process(
+        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+    ) -> t.Counter[str]:
+        counts: t.Counter[str] = Counter()
+        for number, (line, valid_utf8) in enumerate(self._lines(file_input), start=1):
+            if number == 1 and line.startswith(BOM):
+                line = line[1:]
+                self.events.line_skipped("byte_order_mark")
+            if not line.strip():
+                self.events.line_skipped("blank_line")
+                continue
+            message = self._message(line, number, valid_utf8)
+            if message is None:
+                counts[SingerMessageType.RECORD] += 1
+                continue
+            kind = message["type"]
+            try:
+                callbacks[kind](message)
+            except RecordsWithoutSchemaException as error:
+                raise RecordBeforeSchemaError(f"Line {number}: {error}") from None
+            except InvalidJSONSchema as error:
+                raise InputError(f"Line {number}: {error}") from None
+            counts[kind] += 1
+        return counts
+
+    def _lines(self, file_input: t.IO[str] | None) -> Iterator[tuple[str, bool]]:
+        """Each line as text, and whether it was valid UTF-8; waiting for one may be interrupted."""
+        source: Iterable[str | bytes] = file_input if file_input is not None else _stdin()
+        iterator = iter(source)
+        stop = self.events.stop
         while True:
             stop.enter_wait()
             try:
-                line = next(iterator, None)
+                raw = next(iterator, None)
             finally:
                 stop.leave_wait()
-            if line is None:
+            if raw is None:
                 return
-            yield line
+            if isinstance(raw, str):
+                yield raw, True
+                continue
+            try:
+                yield raw.decode("utf-8"), True
+            except UnicodeDecodeError:
+                yield raw.decode("utf-8", "surrogateescape"), False
+
+    def _message(self, line: str, number: int, valid_utf8: bool) -> dict[str, t.Any] | None:
+        """The message on this line; None when it was a record rejected here."""
+        message = self._decode(line, number)
+        if message is None:
+            return None
+        if not isinstance(message, dict):
+            msg = f"Line {number} is {_json_type(message)}, not a Singer message (a JSON object with a type)."
+            raise InputError(msg)
+        kind = message.get("type")
+        if kind == SingerMessageType.BATCH:
+            msg = (
+                f"Line {number} is a BATCH message; target-klaviyo reads RECORD messages only, "
+                "so turn off batch messages in the tap (its batch_config setting)."
+            )
+            raise InputError(msg)
+        if kind not in REQUIRED:
+            named = (
+                f"the unknown message type {kind!r}"
+                if isinstance(kind, str) and TYPE_NAME.match(kind)
+                else None
+            )
+            what = named or ("no message type" if kind is None else "a message type that is not a Singer one")
+            raise InputError(f"Line {number} has {what}.")
+        missing = [key for key in REQUIRED[kind] if key not in message]
+        if missing:
+            raise InputError(f"Line {number} is a {kind} message without {' or '.join(missing)}.")
+        if "stream" in message and not isinstance(message["stream"], str):
+            raise InputError(f"Line {number} is a {kind} message whose stream is not a string.")
+        if not valid_utf8 and kind != SingerMessageType.RECORD:
+            raise InputError(f"Line {number} is not valid UTF-8 text.")
+        if kind == SingerMessageType.SCHEMA:
+            schema = message["schema"]
+            if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+                raise InputError(f"Line {number} is a SCHEMA message whose schema has no properties object.")
+        if kind == SingerMessageType.RECORD:
+            problem = self._record_problem(message["record"], line, number, valid_utf8)
+            if problem is not None:
+                record = message["record"] if isinstance(message["record"], dict) else None
+                self.events.bad_record(message["stream"], record, problem)
+                return None
+        return message
+
+    def _decode(self, line: str, number: int) -> t.Any:
+        self._nonfinite = False
+        try:
+            return json.loads(line, parse_float=Decimal, parse_constant=self._constant)
+        except RecursionError:
+            detail = f"Line {number} nests objects or arrays too deeply to be read at all."
+            self.events.bad_record("", None, Reject("too_deeply_nested", detail))
+            return None
+        except json.JSONDecodeError as error:
+            msg = f"Line {number} is not valid JSON: {error.msg.removesuffix(' at')} (column {error.colno})."
+            raise InputError(msg) from None
+        except ValueError:
+            # An integer with more digits than Python converts to int (sys.get_int_max_str_digits):
+            # read every integer as a Decimal instead, for the mapping to reject if it is sent.
+            return json.loads(line, parse_float=Decimal, parse_int=Decimal, parse_constant=self._constant)
+
+    def _constant(self, token: str) -> Decimal:
+        """``NaN``, ``Infinity`` and ``-Infinity``: not JSON, but Python's parser accepts them."""
+        self._nonfinite = True
+        return Decimal(token)
+
+    def _record_problem(self, record: t.Any, line: str, number: int, valid_utf8: bool) -> Reject | None:
+        if not isinstance(record, dict):
+            detail = f"Line {number}: the record is {_json_type(record)}, not an object."
+            return Reject("invalid_record", detail)
+        if self._nonfinite:
+            detail = f"Line {number}: a value is NaN or Infinity, which JSON and Klaviyo cannot represent."
+            return Reject("unrepresentable_number", detail)
+        if (not valid_utf8 or "\\ud" in line or "\\uD" in line) and _has_lone_surrogate(record):
+            detail = f"Line {number}: a text value is not valid Unicode (invalid UTF-8 or a lone surrogate)."
+            return Reject("invalid_unicode", detail)
+        if line.count("{") + line.count("[") > MAX_NESTING and _depth(record) > MAX_NESTING:
+            detail = f"Line {number}: the record nests objects or arrays more than {MAX_NESTING} levels deep."
+            return Reject("too_deeply_nested", detail)
+        return None
+
+
+def _stdin() -> Iterable[bytes] | Iterable[str]:
+    """Standard input as bytes, so that invalid UTF-8 rejects a record instead of ending the run."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return buffer if buffer is not None else sys.stdin
+
+
+def _json_type(value: t.Any) -> str:
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return "a number"
+    return JSON_TYPES.get(type(value), "not JSON")
+
+
+def _depth(value: t.Any) -> int:
+    """How deeply objects and arrays nest (without recursion, whatever the depth)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[t.Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _has_lone_surrogate(value: t.Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False

@@ -12,19 +12,41 @@ settling thread and the reading thread both report.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from target_klaviyo.mapping import Reject, to_json_value
+from target_klaviyo.mapping import Reject
 
 logger = logging.getLogger("target_klaviyo.report")
 PROGRESS_INTERVAL = 10.0
+PRIVATE = 0o600  # the rejects file and the report hold personal data or describe it
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open ``path`` readable by its owner only, whatever the umask, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, flags | os.O_CREAT, PRIVATE)
+    os.fchmod(descriptor, PRIVATE)
+    return descriptor
+
+
+def _as_json(value: Any) -> Any:
+    """``json.dumps`` default for what records hold: date-times, and numbers read as Decimal."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if value.is_finite() and abs(value.adjusted()) <= 308:
+            return int(value) if value == value.to_integral_value() else float(value)
+        return str(value)
+    return str(value)
 
 
 class RunReport:
@@ -39,6 +61,7 @@ class RunReport:
         self.skipped_over_limit = 0
         self.rejected: Counter[str] = Counter()
         self.attributes_dropped: Counter[str] = Counter()
+        self.input_skipped: Counter[str] = Counter()
         self.job_ids: list[str] = []
         self.jobs_in_flight = 0
         self.throttled = 0
@@ -87,6 +110,11 @@ class RunReport:
         with self._lock:
             self.jobs_in_flight -= 1
 
+    def count_skipped_input(self, what: str) -> None:
+        """A blank line or a byte-order mark: not a message, skipped."""
+        with self._lock:
+            self.input_skipped[what] += 1
+
     def count_retry(self, status: int) -> None:
         """An answer that was retried: 429 counts as throttled, anything else as retried."""
         with self._lock:
@@ -120,17 +148,23 @@ class RunReport:
 
     def _write_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
         if self._rejects_file is None:
-            self._rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            self._rejects_file = self._rejects_path.open("a", encoding="utf-8")
+            descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_APPEND)
+            self._rejects_file = os.fdopen(descriptor, "a", encoding="utf-8")
         line = {
             "reason": reject.reason,
             "detail": reject.detail,
             "stream": stream,
             "profile_exported": exported,
-            "rejected_at": datetime.now(timezone.utc).isoformat(),
-            "record": to_json_value(record),
+            "rejected_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "record": record,
         }
-        self._rejects_file.write(json.dumps(line, default=str) + "\n")
+        try:
+            text = json.dumps(line, default=_as_json, allow_nan=False)
+        except (ValueError, RecursionError):
+            line["record"] = None
+            line["detail"] += " (The record itself cannot be written as JSON.)"
+            text = json.dumps(line)
+        self._rejects_file.write(text + "\n")
 
     def flush(self) -> None:
         with self._lock:
@@ -199,17 +233,21 @@ class RunReport:
                 "rejected_by_reason": dict(sorted(self.rejected.items())),
                 "skipped_over_limit": self.skipped_over_limit,
                 "values_dropped_by_reason": dict(sorted(self.attributes_dropped.items())),
+                "input_lines_skipped": dict(sorted(self.input_skipped.items())),
                 "unaccounted": self.unaccounted,
             },
             "job_ids": list(self.job_ids),
             "requests": {"throttled": self.throttled, "retried": self.retried},
             "timings": {
-                "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
-                "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+                "started_at": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
+                "finished_at": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(),
                 "seconds": round(finished - self.started, 3),
             },
         }
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the report whole: to a private temporary file, then renamed over ``path``."""
+        partial = path.with_name(f".{path.name}.partial")
+        with os.fdopen(open_private(partial, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as out:
+            out.write(json.dumps(self.as_dict(), indent=2) + "\n")
+        partial.replace(path)

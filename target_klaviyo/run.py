@@ -8,7 +8,7 @@ place is what lets the later record for an email win even when the two records
 came from different streams.
 
 A run ends exactly once, through :meth:`ExportRun.finish` (all input read) or
-:meth:`ExportRun.ending_on_error` (anything that stops it early), with one of the
+:meth:`ExportRun.guard` (anything that stops it early), with one of the
 outcomes ``complete``, ``failed``, ``interrupted`` or ``stopped at the profile
 limit``; the report and the summary line are written then.
 """
@@ -70,6 +70,7 @@ class ExportRun:
         self._ended = False
         self._profiles: set[str] = set()
         self._pending: dict[str, PendingProfile] = {}
+        self._phone_owner: dict[str, str] = {}
 
     def _client(self) -> KlaviyoClient:
         settings = self.settings
@@ -129,9 +130,27 @@ class ExportRun:
             if self.settings.on_limit_exceeded == "fail":
                 self._stop_at_limit()
             return
+        profile = self._one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
         self._hold(PendingProfile(profile, stream, record, self.ledger.open_record()), admission)
+
+    def _one_person_per_phone(self, profile: Profile) -> Profile:
+        """Klaviyo identifies people by phone too: a phone already given to another email is dropped.
+
+        Otherwise Klaviyo would merge the two emails into one profile.
+        """
+        phone = profile.resource["attributes"].get("phone_number")
+        if phone is None:
+            return profile
+        owner = self._phone_owner.setdefault(phone, profile.key)
+        if owner == profile.key:
+            return profile
+        detail = (
+            "phone_number is already the phone of another email in this run; it was left out so "
+            "that Klaviyo does not merge the two people, and the profile was exported without it."
+        )
+        return profile.without("phone_number", Reject("duplicate_phone", detail))
 
     def _admit(self, key: str) -> Admission:
         """Count a profile towards the limit the first time its email is seen in this run."""
@@ -178,6 +197,16 @@ class ExportRun:
 
     def add_state(self, value: Any) -> None:
         self.ledger.add_state(value)
+
+    # What the reader reports (InputEvents)
+
+    def bad_record(self, stream: str, record: Any, reject: Reject) -> None:
+        """A RECORD line whose record cannot be read or represented: counted and rejected."""
+        self.report.count_read()
+        self.report.reject(stream, record, reject)
+
+    def line_skipped(self, what: str) -> None:
+        self.report.count_skipped_input(what)
 
     # Sending
 
@@ -228,7 +257,7 @@ class ExportRun:
         self._end("complete")
 
     @contextmanager
-    def ending_on_error(self) -> Iterator[None]:
+    def guard(self) -> Iterator[None]:
         """Whatever escapes the block ends the run with the matching outcome, then goes on up."""
         try:
             yield

@@ -6,8 +6,11 @@ input is read, and reported as one sentence that names the setting.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,10 @@ DEFAULT_MAX_JOBS_IN_FLIGHT = 10
 MAX_JOBS_IN_FLIGHT = 50
 DEFAULT_STOP_GRACE_SECONDS = 20
 LOOPBACK_HOSTS = {"localhost"}
+MAX_BATCH_SIZE_ROWS = 10_000
+LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+REVISION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[a-z]+)?$")
+HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: safe in an HTTP header
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
@@ -147,6 +154,13 @@ CONFIG_SCHEMA = th.PropertiesList(
         "finish before the target exits; their profiles count as exported only if they do.",
     ),
     th.Property(
+        "batch_size_rows",
+        th.IntegerType(minimum=1, maximum=MAX_BATCH_SIZE_ROWS),
+        title="Batch size rows",
+        description="Records per batch; each full batch is submitted as one import job "
+        f"(at most {MAX_BATCH_SIZE_ROWS:,}, Klaviyo's limit per job, which is also the default).",
+    ),
+    th.Property(
         "dry_run",
         th.BooleanType,
         default=False,
@@ -155,6 +169,23 @@ CONFIG_SCHEMA = th.PropertiesList(
         "Klaviyo; log what would have been sent.",
     ),
 ).to_dict()
+
+
+def _null_as_schema(schema: Any) -> Any:
+    """singer-sdk 0.54.9 makes an optional ``anyOf`` property nullable by appending the bare
+    string ``"null"`` to the ``anyOf`` list, which is not a schema (not valid Draft 7: the
+    validator crashes on it); replace it with ``{"type": "null"}``."""
+    if isinstance(schema, dict):
+        return {
+            key: [{"type": "null"} if item == "null" else _null_as_schema(item) for item in value]
+            if key == "anyOf"
+            else _null_as_schema(value)
+            for key, value in schema.items()
+        }
+    return schema
+
+
+CONFIG_SCHEMA = _null_as_schema(CONFIG_SCHEMA)
 
 
 class SettingsError(ValueError):
@@ -191,17 +222,17 @@ class Settings:
             raise SettingsError(msg)
         custom = _custom_properties(config.get("custom_properties", "unmapped"))
         return cls(
-            api_key=config["api_key"],
-            list_id=_non_empty(config, "list_id"),
+            api_key=_api_key(config["api_key"]),
+            list_id=_list_id(config["list_id"]),
             email_path=_path(config.get("email_property", "email"), "email_property"),
             attribute_paths={key: _path(path, f"property_mapping.{key}") for key, path in mapping.items()},
             custom_properties=custom,
             max_profiles=config.get("max_profiles_per_run", DEFAULT_MAX_PROFILES),
             on_limit_exceeded=config.get("on_limit_exceeded", "fail"),
             api_url=_api_url(config.get("api_url", DEFAULT_API_URL)),
-            api_revision=config.get("api_revision", DEFAULT_REVISION),
-            rejects_path=_optional_path(config.get("rejects_path")),
-            report_path=_optional_path(config.get("report_path")),
+            api_revision=_revision(config.get("api_revision", DEFAULT_REVISION)),
+            rejects_path=_output_path(config.get("rejects_path"), "rejects_path"),
+            report_path=_output_path(config.get("report_path"), "report_path"),
             dry_run=bool(config.get("dry_run", False)),
             max_jobs_in_flight=config.get("max_jobs_in_flight", DEFAULT_MAX_JOBS_IN_FLIGHT),
             stop_grace_seconds=config.get("stop_grace_seconds", DEFAULT_STOP_GRACE_SECONDS),
@@ -234,12 +265,54 @@ def _custom_properties(value: str | list[str]) -> Literal["unmapped", "none"] | 
     return tuple(names)
 
 
-def _non_empty(config: Mapping[str, Any], name: str) -> str:
-    value = str(config[name]).strip()
-    if not value:
-        msg = f"{name} must not be empty."
+def _api_key(value: str) -> str:
+    """The key without surrounding whitespace (a CRLF .env file adds some); never echoed."""
+    key = value.strip()
+    if not key:
+        msg = "api_key must not be empty."
+        raise SettingsError(msg)
+    if not HEADER_SAFE.match(key):
+        msg = (
+            "api_key has characters that cannot be sent in an HTTP header (spaces, control or "
+            "non-ASCII characters); its value is not shown because it is secret."
+        )
+        raise SettingsError(msg)
+    return key
+
+
+def _list_id(value: str) -> str:
+    list_id = value.strip()
+    if not LIST_ID.match(list_id):
+        msg = f"list_id {list_id[:70]!r} is not a Klaviyo list id (letters and digits, like XyZ123)."
+        raise SettingsError(msg)
+    return list_id
+
+
+def _revision(value: str) -> str:
+    if not REVISION.match(value):
+        msg = f"api_revision {value[:40]!r} is not a Klaviyo API revision (a date like {DEFAULT_REVISION})."
         raise SettingsError(msg)
     return value
+
+
+def _output_path(value: str | None, setting: str) -> Path | None:
+    """A file the run will write: checked now, before any input is read, and its folder created."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        msg = f"{setting} {str(path)!r} is a folder; name a file in it."
+        raise SettingsError(msg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        msg = f"{setting}: the folder {str(path.parent)!r} cannot be created ({error.strerror})."
+        raise SettingsError(msg) from None
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(path.parent, os.W_OK | os.X_OK)
+    if not writable:
+        msg = f"{setting} {str(path)!r} cannot be written by this user."
+        raise SettingsError(msg)
+    return path
 
 
 def _path(dotted: str, setting: str) -> tuple[str, ...]:
@@ -254,7 +327,15 @@ def _api_url(url: str) -> str:
     """Refuse a URL that would send the API key in clear text to another machine."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        msg = f"api_url {url!r} is not an http(s) URL."
+        msg = f"api_url {url[:100]!r} is not an http(s) URL."
+        raise SettingsError(msg)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        msg = f"api_url {url[:100]!r} has a port that is not a number from 1 to 65535."
+        raise SettingsError(msg) from None
+    if parts.query or parts.fragment or parts.username or parts.password:
+        msg = "api_url must be a plain base URL, without a query, a fragment or credentials."
         raise SettingsError(msg)
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         msg = (
@@ -274,5 +355,64 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None
+def unknown_setting_error(name: str, known: list[str]) -> str:
+    """One sentence for a setting name that does not exist, with the closest known one."""
+    closest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = (
+        f"; did you mean {closest[0]!r}?" if closest else f"; the settings are: {', '.join(sorted(known))}."
+    )
+    return f"There is no setting {name[:60]!r}{hint}"
+
+
+def parse_environment(schema: Mapping[str, Any], prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``<PREFIX><NAME>`` environment variables, parsed as strictly as a config file.
+
+    A boolean is ``true`` or ``false``, a number is a number, an object or a list is
+    JSON, and a setting that may be text or a list (``custom_properties``) is a list
+    only when its value is a JSON array.
+    """
+    config: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        variable = prefix + name.upper().replace("-", "_")
+        if variable in environ:
+            config[name] = _parse_variable(variable, environ[variable], _kinds(prop))
+    return config
+
+
+def _kinds(prop: Mapping[str, Any]) -> set[str]:
+    kinds: set[str] = set()
+    declared = prop.get("type")
+    if isinstance(declared, str):
+        kinds.add(declared)
+    elif isinstance(declared, list):
+        kinds.update(declared)
+    for option in prop.get("anyOf", []) + prop.get("oneOf", []):
+        kinds |= _kinds(option)
+    return kinds - {"null"}
+
+
+def _parse_variable(variable: str, value: str, kinds: set[str]) -> Any:
+    text = value.strip()
+    if kinds == {"boolean"}:
+        if text.lower() not in {"true", "false"}:
+            msg = f"{variable} must be true or false."
+            raise SettingsError(msg)
+        return text.lower() == "true"
+    if kinds <= {"integer", "number"} and kinds:
+        try:
+            return int(text) if kinds == {"integer"} else float(text)
+        except ValueError:
+            kind = "a whole number" if kinds == {"integer"} else "a number"
+            raise SettingsError(f"{variable} must be {kind}.") from None
+    wants_json = kinds <= {"object", "array"} and kinds
+    if wants_json or ("array" in kinds and text.startswith("[")):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        allowed = tuple(python for kind, python in (("object", dict), ("array", list)) if kind in kinds)
+        if not isinstance(parsed, allowed):
+            what = " or ".join(sorted(f"a JSON {kind}" for kind in kinds & {"object", "array"}))
+            raise SettingsError(f"{variable} must be {what}.")
+        return parsed
+    return value

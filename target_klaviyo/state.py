@@ -15,7 +15,6 @@ and in order on stdout.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -23,6 +22,8 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from singer_sdk.singerlib.json import serialize_json
 
 logger = logging.getLogger("target_klaviyo.state")
 
@@ -107,7 +108,8 @@ class StateLedger:
         if ready is None or not ready.has_state or self._closed or not self._emit:
             return
         out = self._out or sys.stdout
-        out.write(json.dumps(ready.state) + "\n")
+        # The SDK's serializer, as its own STATE writer would: numbers read as Decimal stay exact.
+        out.write(serialize_json(ready.state) + "\n")
         out.flush()
         self.emitted += 1
         logger.debug("Emitted a STATE: every record before it is final in Klaviyo.")

@@ -23,10 +23,16 @@ from types import FrameType
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_klaviyo.client import KlaviyoError
-from target_klaviyo.reader import GuardedSingerReader
+from target_klaviyo.errors import RunError
+from target_klaviyo.reader import SingerInput
 from target_klaviyo.run import ExportRun
-from target_klaviyo.settings import CONFIG_SCHEMA, Settings, SettingsError
+from target_klaviyo.settings import (
+    CONFIG_SCHEMA,
+    Settings,
+    SettingsError,
+    parse_environment,
+    unknown_setting_error,
+)
 from target_klaviyo.sinks import KlaviyoSink
 from target_klaviyo.stop import RunInterrupted
 
@@ -37,7 +43,7 @@ class TargetKlaviyo(Target):
     name = "target-klaviyo"
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = KlaviyoSink
-    message_reader_class = GuardedSingerReader
+    message_reader_class = SingerInput
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         try:
@@ -45,16 +51,35 @@ class TargetKlaviyo(Target):
         except ConfigValidationError as error:
             errors = [_hide_secret_value(message) for message in error.errors]
             raise ConfigValidationError(str(error), errors=errors, schema=error.schema) from None
+        known = list(self.config_jsonschema["properties"])
+        unknown = sorted(name for name in self.config if name not in known)
         try:
+            if unknown:
+                raise SettingsError(unknown_setting_error(unknown[0], known))
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
         self.run = ExportRun(self.settings)
-        if isinstance(self.message_reader, GuardedSingerReader):
-            self.message_reader.guard = self.run.ending_on_error
-            self.message_reader.stop = self.run.stop
+        if isinstance(self.message_reader, SingerInput):
+            self.message_reader.events = self.run
         # Every sink drains the run's one set of held profiles: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
+
+    @property
+    def _env_var_config(self) -> dict[str, t.Any]:  # type: ignore[override]
+        """Settings from ``TARGET_KLAVIYO_*`` variables, parsed as strictly as a config file.
+
+        Replaces singer-sdk 0.54.9's parsing, under which a boolean that is not a known
+        true word is silently false (``ture`` exports for real) and a plain string for
+        a text-or-list setting becomes a one-item list (``unmapped`` becomes
+        ``["unmapped"]``; meltano/sdk#2724).
+        """
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        try:
+            return parse_environment(schema, self._env_var_prefix, os.environ)
+        except SettingsError as error:
+            raise ConfigValidationError(str(error), errors=[str(error)]) from None
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
@@ -79,7 +104,7 @@ class TargetKlaviyo(Target):
         self.run.add_state(message_dict["value"])
 
     def process_endofpipe(self) -> None:
-        with self.run.ending_on_error():
+        with self.run.guard():
             self.run.start()
             super().process_endofpipe()
             self.run.finish()
@@ -109,7 +134,7 @@ class TargetKlaviyo(Target):
         """Run the target; a known failure ends it with one logged sentence and a non-zero exit code."""
         try:
             super().invoke(**kwargs)
-        except KlaviyoError as error:
+        except RunError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
         except RunInterrupted as interrupted:

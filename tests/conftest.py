@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from support import assert_responses_match_spec, make_sandbox
 
 from target_klaviyo.sandbox import SandboxServer
+
+# Property-based tests: a bounded run in CI, many more examples with HYPOTHESIS_PROFILE=thorough.
+settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True)
+settings.register_profile("thorough", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

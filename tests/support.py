@@ -178,3 +178,26 @@ def run_in_process(config: dict[str, Any], messages: list[dict]) -> Any:
     target = TargetKlaviyo(config=config, parse_env_config=False)
     target.listen(io.StringIO(singer_text(messages)))
     return target
+
+
+def run_cli_text(
+    config: dict[str, Any], text: str | bytes, tmp_path: Path, *, extra_env: dict[str, str] | None = None
+) -> TargetRun:
+    """Like :func:`run_cli`, with the input given as raw text or bytes (to send malformed lines)."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+    env.update(extra_env or {})
+    process = subprocess.run(
+        [str(TARGET_BIN), "--config", str(config_path)],
+        input=text.encode() if isinstance(text, str) else text,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return TargetRun(
+        process.returncode,
+        process.stdout.decode("utf-8", "replace"),
+        process.stderr.decode("utf-8", "replace"),
+    )

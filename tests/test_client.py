@@ -1,7 +1,9 @@
 """Retries, timeouts and error parsing, against a server that answers from a script."""
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -206,6 +208,77 @@ def test_every_request_has_a_timeout_and_timeouts_are_retried(monkeypatch, no_sl
 
     monkeypatch.setattr(requests.Session, "request", fake_request)
     client = KlaviyoClient("http://127.0.0.1:9", KEY, "2026-07-15")
-    with pytest.raises(KlaviyoError, match="GET /x timed out"):
+    with pytest.raises(KlaviyoError, match=r"GET http://127\.0\.0\.1:9/x timed out"):
         client.get("/x")
     assert timeouts == [client_module.TIMEOUT] * client_module.MAX_TRIES
+
+
+# Answers a careful client must not trust
+
+
+def test_a_redirect_is_not_followed(scripted, no_sleep):
+    elsewhere, _ = scripted(OK)
+    server, client = scripted((307, {"Location": elsewhere.url + "/api/profile-bulk-import-jobs"}, None))
+    with pytest.raises(
+        KlaviyoError, match="answered 307 to POST /api/profile-bulk-import-jobs with a redirect"
+    ):
+        client.post("/api/profile-bulk-import-jobs", b'{"data":{}}')
+    assert elsewhere.seen == []
+    assert len(server.seen) == 1
+
+
+def test_netrc_never_replaces_the_key(scripted, tmp_path, monkeypatch):
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login someone password netrc_password\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    server, client = scripted(OK)
+    client.get("/api/lists/L1")
+    assert server.seen[0]["headers"]["Authorization"] == f"Klaviyo-API-Key {KEY}"
+
+
+def test_a_tls_failure_is_not_retried(scripted, no_sleep):
+    server, _ = scripted((200, {}, {}))
+    client = KlaviyoClient(server.url.replace("http://", "https://"), KEY, "2026-07-15")
+    with pytest.raises(KlaviyoError, match=r"the TLS connection to 127\.0\.0\.1 failed"):
+        client.get("/x")
+    assert no_sleep == []
+
+
+def test_a_server_that_drips_is_abandoned_at_the_deadline(monkeypatch, no_sleep):
+    monkeypatch.setattr(client_module, "MAX_EXCHANGE_SECONDS", 0.5)
+    monkeypatch.setattr(client_module, "MAX_TRIES", 2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                while not stop.wait(0.1):
+                    try:
+                        connection.sendall(b" ")
+                    except OSError:
+                        break
+
+    threading.Thread(target=drip, daemon=True).start()
+    client = KlaviyoClient(f"http://127.0.0.1:{listener.getsockname()[1]}", KEY, "2026-07-15")
+    started = time.monotonic()
+    try:
+        with pytest.raises(KlaviyoError, match=r"GET http://127\.0\.0\.1:\d+/x timed out"):
+            client.get("/x")
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_json_that_is_not_an_object_is_one_sentence(scripted):
+    _, client = scripted((200, {}, [1, 2]))
+    with pytest.raises(KlaviyoError, match="answered GET /x with JSON that is not an object"):
+        client.get("/x")

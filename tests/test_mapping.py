@@ -1,6 +1,7 @@
 import datetime
 import decimal
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -19,7 +20,7 @@ def attributes(result) -> dict:
 
 def test_email_is_trimmed_and_keyed_in_lower_case():
     profile = mapper().map({"email": "  Ada@Example.COM "})
-    assert attributes(profile)["email"] == "Ada@Example.COM"
+    assert attributes(profile)["email"] == "Ada@example.com", "the domain is normalised, the local part kept"
     assert profile.key == "ada@example.com"
     assert profile.resource["type"] == "profile"
 
@@ -158,3 +159,29 @@ def test_profile_over_100_kb_is_rejected():
 def test_encoded_form_is_the_compact_json_of_the_resource():
     result = mapper().map({"email": "a@example.com", "n": 1})
     assert json.loads(result.encoded) == result.resource
+
+
+# Identity and numbers
+
+
+def test_unicode_forms_of_one_address_are_one_key_and_sent_normalised():
+    nfc = mapper().map({"email": "Jos\u00e9@B\u00fccher.de"})
+    nfd = mapper().map({"email": "jose\u0301@xn--bcher-kva.de"})
+    assert nfc.key == nfd.key == "jos\u00e9@xn--bcher-kva.de"
+    assert attributes(nfc)["email"] == "Jos\u00e9@xn--bcher-kva.de"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1e5000"), Decimal("1e999999999"), Decimal("NaN"), Decimal("-Infinity"), float("inf"), 10**400],
+)
+def test_numbers_json_cannot_hold_reject_the_record(value):
+    reject = mapper().map({"email": "a@example.com", "score": value})
+    assert isinstance(reject, Reject)
+    assert reject.reason == "unrepresentable_number"
+    assert reject.detail.startswith("The property 'score' holds a number")
+
+
+def test_a_large_but_representable_number_is_sent():
+    profile = mapper().map({"email": "a@example.com", "score": Decimal("1e300"), "n": 10**300})
+    assert attributes(profile)["properties"]["score"] == 10**300

@@ -88,3 +88,34 @@ def test_no_progress_line_before_the_interval(caplog):
     with caplog.at_level("INFO", logger="target_klaviyo.report"):
         report.tick()
     assert caplog.records == []
+
+
+def test_the_rejects_file_and_the_report_are_private(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        report = RunReport(tmp_path / "out" / "rejects.jsonl")
+        report.reject("s", {"email": "a@example.com"}, Reject("invalid_email", "bad"))
+        report.close()
+        report.write(tmp_path / "out" / "report.json")
+    finally:
+        os.umask(old)
+    for name in ("rejects.jsonl", "report.json"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600, name
+
+
+def test_a_reject_whose_record_cannot_be_json_is_still_written(tmp_path):
+    from decimal import Decimal
+
+    report = RunReport(tmp_path / "rejects.jsonl")
+    report.reject(
+        "s", {"n": Decimal("1e999999999"), "nan": Decimal("NaN")}, Reject("unrepresentable_number", "x")
+    )
+    report.reject("s", {"f": float("nan")}, Reject("unrepresentable_number", "y"))
+    report.close()
+    first, second = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert first["record"] == {"n": "1E+999999999", "nan": "NaN"}
+    assert second["record"] is None
+    assert "cannot be written as JSON" in second["detail"]

@@ -68,10 +68,10 @@ def test_the_limit_in_fail_mode_sends_what_is_held_and_explains_the_way_out():
 
 def test_a_run_ends_once_with_the_outcome_of_what_stopped_it():
     run = export_run()
-    with pytest.raises(ValueError, match="boom"), run.ending_on_error():
+    with pytest.raises(ValueError, match="boom"), run.guard():
         raise ValueError("boom")
     assert run.report.outcome == "failed"
-    with pytest.raises(ValueError, match="again"), run.ending_on_error():
+    with pytest.raises(ValueError, match="again"), run.guard():
         raise ValueError("again")
     assert run.report.outcome == "failed"
     run.finish()

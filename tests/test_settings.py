@@ -62,7 +62,7 @@ def test_non_http_url_is_refused():
 
 
 def test_blank_list_id_is_refused():
-    with pytest.raises(SettingsError, match="list_id must not be empty"):
+    with pytest.raises(SettingsError, match="list_id '' is not a Klaviyo list id"):
         Settings.from_config({**BASE, "list_id": "  "})
 
 
@@ -85,3 +85,130 @@ def test_nested_location_mapping_as_meltano_writes_it():
         {**BASE, "property_mapping": {"location": {"city": "A.City"}, "title": "Job"}}
     )
     assert settings.attribute_paths == {"location.city": ("A", "City"), "title": ("Job",)}
+
+
+# Everything that can be checked before input is read
+
+
+def target_error(config: dict, env: dict[str, str] | None = None, monkeypatch=None) -> str:
+    """The one sentence the target refuses this configuration with."""
+    from singer_sdk.exceptions import ConfigValidationError
+
+    from target_klaviyo.target import TargetKlaviyo
+
+    if env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigValidationError) as caught:
+        TargetKlaviyo(config=config, parse_env_config=bool(env))
+    errors = caught.value.errors
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"), [("dryrun", "dry_run"), ("on_limit_exceded", "on_limit_exceeded")]
+)
+def test_an_unknown_setting_is_an_error_that_suggests_the_closest(typo, suggestion):
+    message = target_error({**BASE, typo: True})
+    assert message == f"There is no setting {typo!r}; did you mean {suggestion!r}?"
+
+
+@pytest.mark.parametrize("rows", [0, -1, 10_001])
+def test_batch_size_rows_is_between_1_and_10000(rows):
+    assert "config['batch_size_rows']" in target_error({**BASE, "batch_size_rows": rows})
+
+
+@pytest.mark.parametrize("list_id", ["a/b", "x?y=1", "", "L 1", "L\n1"])
+def test_list_ids_of_an_unsafe_form_are_refused(list_id):
+    with pytest.raises(SettingsError, match="is not a Klaviyo list id"):
+        Settings.from_config({**BASE, "list_id": list_id})
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15\r\nX-Evil: 1", "2026-07-1\u0665", "latest"])
+def test_revisions_of_an_unsafe_form_are_refused(revision):
+    with pytest.raises(SettingsError, match="is not a Klaviyo API revision"):
+        Settings.from_config({**BASE, "api_revision": revision})
+
+
+def test_a_port_out_of_range_is_refused():
+    with pytest.raises(SettingsError, match="has a port that is not a number from 1 to 65535"):
+        Settings.from_config({**BASE, "api_url": "http://127.0.0.1:99999"})
+
+
+@pytest.mark.parametrize("key", ["pk_abc\n", "pk_abc\r\n", "  pk_abc  "])
+def test_whitespace_around_the_key_is_trimmed(key):
+    assert Settings.from_config({**BASE, "api_key": key}).api_key == "pk_abc"
+
+
+@pytest.mark.parametrize("key", ["pk_a\nb_secret", "pk_\u00e9secret", "pk a secret", "\x00"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_being_shown(key):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_config({**BASE, "api_key": key})
+    assert "its value is not shown because it is secret" in str(caught.value)
+    assert "secret" not in str(caught.value).replace("is secret", "")
+
+
+def test_output_paths_are_checked_and_their_folders_created(tmp_path):
+    nested = tmp_path / "a" / "b" / "rejects.jsonl"
+    assert Settings.from_config({**BASE, "rejects_path": str(nested)}).rejects_path == nested
+    assert nested.parent.is_dir()
+    with pytest.raises(SettingsError, match=r"report_path .* is a folder; name a file in it"):
+        Settings.from_config({**BASE, "report_path": str(tmp_path)})
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SettingsError, match=r"rejects_path: the folder .* cannot be created"):
+        Settings.from_config({**BASE, "rejects_path": str(blocker / "rejects.jsonl")})
+
+
+@pytest.mark.parametrize("value", [5, [1, 2], {"a": "b"}])
+def test_custom_properties_of_the_wrong_type_is_one_sentence(value):
+    assert "config['custom_properties']" in target_error({**BASE, "custom_properties": value})
+
+
+# Environment variables are parsed the way a config file is
+
+
+def test_environment_text_or_list_stays_text_unless_it_is_a_json_array(monkeypatch):
+    from target_klaviyo.target import TargetKlaviyo
+
+    monkeypatch.setenv("TARGET_KLAVIYO_API_KEY", "pk_env")
+    monkeypatch.setenv("TARGET_KLAVIYO_LIST_ID", "L1")
+    monkeypatch.setenv("TARGET_KLAVIYO_CUSTOM_PROPERTIES", "unmapped")
+    assert TargetKlaviyo(config={}, parse_env_config=True).settings.custom_properties == "unmapped"
+    monkeypatch.setenv("TARGET_KLAVIYO_CUSTOM_PROPERTIES", '["plan", "ltv"]')
+    assert TargetKlaviyo(config={}, parse_env_config=True).settings.custom_properties == ("plan", "ltv")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("TARGET_KLAVIYO_DRY_RUN", "ture", "TARGET_KLAVIYO_DRY_RUN must be true or false."),
+        (
+            "TARGET_KLAVIYO_MAX_PROFILES_PER_RUN",
+            "lots",
+            "TARGET_KLAVIYO_MAX_PROFILES_PER_RUN must be a whole number.",
+        ),
+        (
+            "TARGET_KLAVIYO_PROPERTY_MAPPING",
+            "{first_name: X}",
+            "TARGET_KLAVIYO_PROPERTY_MAPPING must be a JSON object.",
+        ),
+    ],
+)
+def test_environment_values_that_do_not_parse_are_one_sentence(monkeypatch, name, value, words):
+    assert (
+        target_error(
+            {}, {"TARGET_KLAVIYO_API_KEY": "k", "TARGET_KLAVIYO_LIST_ID": "L1", name: value}, monkeypatch
+        )
+        == words
+    )
+
+
+def test_environment_booleans_are_true_or_false(monkeypatch):
+    from target_klaviyo.target import TargetKlaviyo
+
+    monkeypatch.setenv("TARGET_KLAVIYO_API_KEY", "k")
+    monkeypatch.setenv("TARGET_KLAVIYO_LIST_ID", "L1")
+    monkeypatch.setenv("TARGET_KLAVIYO_DRY_RUN", " TRUE ")
+    assert TargetKlaviyo(config={}, parse_env_config=True).settings.dry_run is True

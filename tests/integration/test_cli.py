@@ -64,6 +64,7 @@ def test_sample_pipeline(sandbox_factory, tmp_path):
         "rejected_by_reason": {"invalid_email": 1, "missing_email": 2, "rejected_by_klaviyo": 1},
         "skipped_over_limit": 0,
         "values_dropped_by_reason": {"invalid_phone": 2},
+        "input_lines_skipped": {},
         "unaccounted": 0,
     }
     rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
@@ -88,7 +89,7 @@ def test_email_property_and_dedupe_later_record_wins(sandbox, tmp_path):
     assert result.returncode == 0, result.stderr
     [job] = bulk_jobs(sandbox)
     sent = job.body["data"]["attributes"]["profiles"]["data"]
-    assert [p["attributes"]["email"] for p in sent] == ["same@example.COM", "other@example.com"]
+    assert [p["attributes"]["email"] for p in sent] == ["same@example.com", "other@example.com"]
     assert sent[0]["attributes"]["properties"] == {"plan": "enterprise"}
     assert members(sandbox)["same@example.com"]["properties"]["plan"] == "enterprise"
     assert "1 deduplicated" in result.stderr
