@@ -210,8 +210,13 @@ class Settings:
     stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Settings:
-        """Check a (schema-valid) config for what its JSON schema cannot express."""
+    def from_config(cls, raw: Mapping[str, Any]) -> Settings:
+        """Check a (schema-valid) config for what its JSON schema cannot express.
+
+        ``null`` means "not set": the SDK makes every optional setting nullable, and
+        Meltano writes ``null`` for a setting that was unset.
+        """
+        config = {name: value for name, value in raw.items() if value is not None}
         mapping = _flat_mapping(config.get("property_mapping") or {})
         unknown = sorted(set(mapping) - set(MAPPABLE_ATTRIBUTES))
         if unknown:

@@ -71,8 +71,24 @@ def record_line(record: dict[str, Any]) -> str:
     return json.dumps({"type": "RECORD", "stream": "people", "record": record})
 
 
+raw_values = st.sampled_from(
+    ["1e999999999", "-1e5000", "9" * 5000, "NaN", "Infinity", '"\\ud800"', "[" * 70 + "]" * 70, '"\\u0000"']
+)
+raw_record_lines = st.builds(
+    lambda email, raw: (
+        '{"type": "RECORD", "stream": "people", "record": {"email": '
+        + json.dumps(email)
+        + ', "x": '
+        + raw
+        + "}}"
+    ),
+    odd_emails,
+    raw_values,
+)
+
 lines = st.one_of(
     records.map(record_line),
+    raw_record_lines,
     st.integers(min_value=0, max_value=10).map(lambda n: json.dumps({"type": "STATE", "value": {"n": n}})),
     st.just(""),
     st.just(json.dumps({"type": "RECORD", "stream": "people", "record": None})),

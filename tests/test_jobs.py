@@ -7,7 +7,7 @@ import pytest
 from support import API_KEY, LIST_ID, assert_requests_match_spec, bulk_jobs, members
 
 from target_klaviyo import jobs
-from target_klaviyo.client import KlaviyoApiError, KlaviyoClient
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.jobs import (
     BulkImporter,
     JobCancelled,
@@ -191,3 +191,37 @@ def test_a_job_still_running_is_polled_again_later(sandbox_factory):
     assert bulk.poll(job) is None
     assert job.polls == 2
     assert job.next_poll - time.monotonic() == pytest.approx(jobs.POLL_DELAYS[2], abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"data": {}},
+        {"data": {"attributes": {}}},
+        {"data": {"attributes": {"status": "exploded"}}},
+        {"data": {"attributes": {"status": "complete", "failed_count": "many"}}},
+        {"data": {"attributes": {"status": "complete", "failed_count": 99}}},
+        {"data": []},
+    ],
+)
+def test_a_job_answer_of_an_unexpected_shape_is_one_sentence_naming_the_request(sandbox, monkeypatch, answer):
+    bulk = importer(sandbox)
+    [job] = bulk.submit([pending("a@example.com")])
+    monkeypatch.setattr(bulk.client, "get", lambda path, params=None: answer)
+    with pytest.raises(KlaviyoError) as caught:
+        bulk.poll(job)
+    assert str(caught.value).startswith(
+        f"Klaviyo answered GET /api/profile-bulk-import-jobs/{job.id} without "
+    )
+
+
+def test_import_errors_of_an_unexpected_shape_are_one_sentence(sandbox_factory, monkeypatch):
+    server = sandbox_factory(fail_domains=("bounce.example.net",))
+    bulk = importer(server)
+    [job] = bulk.submit([pending("a@bounce.example.net")])
+    while (attributes := bulk.poll(job)) is None:
+        time.sleep(0.05)
+    monkeypatch.setattr(bulk.client, "get", lambda path, params=None: {"data": "not a list"})
+    with pytest.raises(KlaviyoError, match="/import-errors without a list of import errors"):
+        bulk.settle(job, attributes)

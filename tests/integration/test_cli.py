@@ -313,3 +313,24 @@ def _write(tmp_path: Path, config: dict) -> Path:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return path
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_anything_is_sent(sandbox, tmp_path):
+    result = run_cli(base_config(sandbox, report_path=str(tmp_path)), [schema(), *customers(2)], tmp_path)
+    assert result.returncode == 1
+    assert "report_path" in result.stderr
+    assert "is a folder; name a file in it." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.recorded == []
+
+
+def test_a_key_from_a_crlf_env_file_is_trimmed_and_never_shown(sandbox, tmp_path):
+    env = {
+        "TARGET_KLAVIYO_API_KEY": API_KEY + "\r",
+        "TARGET_KLAVIYO_LIST_ID": LIST_ID,
+        "TARGET_KLAVIYO_API_URL": sandbox.url,
+    }
+    result = run_cli({}, [schema(), *customers(2)], tmp_path, extra_env=env, config_arg="ENV")
+    assert result.returncode == 0, result.stderr
+    assert len(members(sandbox)) == 2
+    assert API_KEY not in result.stderr + result.stdout
