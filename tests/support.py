@@ -155,20 +155,7 @@ def run_cli(
     config_arg: str | None = None,
 ) -> TargetRun:
     """Run the installed ``target-klaviyo`` command on a Singer stream, as a tap would feed it."""
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
-    env.update(extra_env or {})
-    process = subprocess.run(
-        [str(TARGET_BIN), "--config", config_arg or str(config_path)],
-        input=singer_text(messages),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    return TargetRun(process.returncode, process.stdout, process.stderr)
+    return run_cli_text(config, singer_text(messages), tmp_path, extra_env=extra_env, config_arg=config_arg)
 
 
 def run_in_process(config: dict[str, Any], messages: list[dict]) -> Any:
@@ -181,7 +168,12 @@ def run_in_process(config: dict[str, Any], messages: list[dict]) -> Any:
 
 
 def run_cli_text(
-    config: dict[str, Any], text: str | bytes, tmp_path: Path, *, extra_env: dict[str, str] | None = None
+    config: dict[str, Any],
+    text: str | bytes,
+    tmp_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    config_arg: str | None = None,
 ) -> TargetRun:
     """Like :func:`run_cli`, with the input given as raw text or bytes (to send malformed lines)."""
     config_path = tmp_path / "config.json"
@@ -189,7 +181,7 @@ def run_cli_text(
     env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
     env.update(extra_env or {})
     process = subprocess.run(
-        [str(TARGET_BIN), "--config", str(config_path)],
+        [str(TARGET_BIN), "--config", config_arg or str(config_path)],
         input=text.encode() if isinstance(text, str) else text,
         capture_output=True,
         env=env,
