@@ -12,8 +12,11 @@ but never the API key.
 Klaviyo's API never redirects, so redirects are not followed (a 307 must not carry
 the key and the profiles to another host); ``.netrc`` is never read (it would
 replace the key); a TLS certificate that fails verification is not retried.
-Proxies come from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and a CA bundle
-from ``REQUESTS_CA_BUNDLE``, as the README says, and from nowhere else.
+For an https ``api_url``, a proxy comes from ``HTTPS_PROXY`` or ``ALL_PROXY`` (and
+``NO_PROXY``), and a CA bundle from ``REQUESTS_CA_BUNDLE``, as the README says, and
+from nowhere else; an http ``api_url`` (loopback only) never goes through a proxy.
+Text Klaviyo sends back is logged with an echoed key and anything like an email
+hidden.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +58,6 @@ class KlaviyoError(RunError):
 class ErrorDetail:
     """One entry of a JSON:API ``errors[]`` array."""
 
-    status: int
     code: str
     detail: str
     pointer: str | None
@@ -63,7 +66,9 @@ class ErrorDetail:
 class KlaviyoApiError(KlaviyoError):
     """Klaviyo answered with an error status."""
 
-    def __init__(self, method: str, path: str, status: int, errors: list[ErrorDetail]) -> None:
+    def __init__(
+        self, method: str, path: str, status: int, errors: list[ErrorDetail], secret: str = ""
+    ) -> None:
         self.method = method
         self.path = path
         self.status = status
@@ -71,7 +76,14 @@ class KlaviyoApiError(KlaviyoError):
         first = errors[0] if errors else None
         detail = f"{first.code}: {first.detail}" if first else "no error detail"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"Klaviyo answered {status} to {method} {path}: {detail}{more}")
+        super().__init__(f"Klaviyo answered {status} to {method} {path}: {redact(detail, secret)}{more}")
+
+
+def redact(text: str, secret: str) -> str:
+    """Klaviyo's words as they may be logged: an echoed key and anything like an email hidden."""
+    if secret:
+        text = text.replace(secret, "[api key]")
+    return EMAIL_LIKE.sub("[email]", text)
 
 
 class _Transient(Exception):
@@ -84,24 +96,27 @@ class _Transient(Exception):
 
 
 def parse_errors(response: requests.Response) -> list[ErrorDetail]:
-    """Klaviyo's ``errors[]``, tolerating bodies that are not JSON:API at all."""
+    """Klaviyo's ``errors[]``, tolerating bodies of any shape (what does not fit is left out)."""
     try:
-        errors = response.json().get("errors") or []
-    except (ValueError, AttributeError):
-        errors = []
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError, RecursionError):
+        errors = None
     parsed = []
-    for error in errors:
+    for error in errors if isinstance(errors, list) else []:
         if isinstance(error, dict):
-            source = error.get("source") or {}
+            source = error.get("source")
+            pointer = source.get("pointer") if isinstance(source, dict) else None
             parsed.append(
                 ErrorDetail(
-                    status=int(error.get("status") or response.status_code),
-                    code=str(error.get("code") or "error"),
-                    detail=str(error.get("detail") or error.get("title") or ""),
-                    pointer=source.get("pointer") if isinstance(source, dict) else None,
+                    code=str(error.get("code") or "error")[:100],
+                    detail=str(error.get("detail") or error.get("title") or "")[:1000],
+                    pointer=pointer if isinstance(pointer, str) else None,
                 )
             )
     return parsed
+
+
+EMAIL_LIKE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 
 
 def _retry_after(response: requests.Response) -> float:
@@ -109,6 +124,26 @@ def _retry_after(response: requests.Response) -> float:
         return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", "1"))))
     except ValueError:
         return 1.0
+
+
+def _proxies(api_url: str) -> dict[str, str]:
+    """``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` for an https URL; none for http (loopback
+    only), where a proxy would see the key in clear text."""
+    if not api_url.startswith("https://"):
+        return {}
+    try:
+        return {k: v for k, v in requests.utils.get_environ_proxies(api_url).items() if k in {"https", "all"}}
+    except ValueError:
+        raise KlaviyoError("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL.") from None
+
+
+def _ca_bundle() -> str | bool:
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    if not bundle:
+        return True
+    if not os.path.isfile(bundle):
+        raise KlaviyoError("REQUESTS_CA_BUNDLE names a file that does not exist.")
+    return bundle
 
 
 def backoff_wait(tries: int) -> float:
@@ -137,10 +172,11 @@ class KlaviyoClient:
         self._on_retry = on_retry
         self._waiting = waiting
         self._clock = clock
+        self._secret = api_key
         self.session = requests.Session()
         self.session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
-        self.session.proxies = requests.utils.get_environ_proxies(self.api_url)
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
+        self.session.proxies = _proxies(self.api_url)
+        self.session.verify = _ca_bundle()
         self.session.headers.update(
             {
                 "Authorization": f"Klaviyo-API-Key {api_key}",
@@ -194,10 +230,23 @@ class KlaviyoClient:
                 "check api_url, and REQUESTS_CA_BUNDLE behind a proxy that inspects TLS."
             )
             raise KlaviyoError(msg) from None
-        except (requests.ConnectionError, requests.Timeout) as error:
-            kind = "timed out" if isinstance(error, requests.Timeout) else "failed to connect"
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as error:
+            kind = {
+                requests.Timeout: "timed out",
+                requests.exceptions.ChunkedEncodingError: "was cut off",
+                requests.exceptions.ContentDecodingError: "was cut off",
+            }.get(type(error), "timed out" if isinstance(error, requests.Timeout) else "failed to connect")
             where = f"{self.api_url}{path}"
             raise _Transient(KlaviyoError(f"{method} {where} {kind}: {type(error).__name__}")) from None
+        except (requests.RequestException, OSError, ValueError) as error:
+            raise KlaviyoError(
+                f"{method} {self.api_url}{path} could not be sent: {type(error).__name__}."
+            ) from None
         if 300 <= response.status_code < 400:
             msg = (
                 f"Klaviyo answered {response.status_code} to {method} {path} with a redirect, which its API "
@@ -206,12 +255,15 @@ class KlaviyoClient:
             raise KlaviyoError(msg)
         if response.status_code == 429:
             raise _Transient(
-                KlaviyoApiError(method, path, 429, parse_errors(response)), _retry_after(response)
+                KlaviyoApiError(method, path, 429, parse_errors(response), self._secret),
+                _retry_after(response),
             )
         if response.status_code in TRANSIENT_STATUSES:
-            raise _Transient(KlaviyoApiError(method, path, response.status_code, parse_errors(response)))
+            raise _Transient(
+                KlaviyoApiError(method, path, response.status_code, parse_errors(response), self._secret)
+            )
         if response.status_code >= 400:
-            raise KlaviyoApiError(method, path, response.status_code, parse_errors(response))
+            raise KlaviyoApiError(method, path, response.status_code, parse_errors(response), self._secret)
         if not response.content:
             return None
         try:

@@ -32,6 +32,7 @@ MAX_JOB_WAIT = 3600.0
 IMPORT_ERRORS_PAGE_SIZE = 100
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 def dig(answer: Any, *keys: str) -> Any:
@@ -151,8 +152,8 @@ class BulkImporter:
     """Creates, polls and settles the bulk import jobs of one list.
 
     ``submit`` runs on the reading thread and ``poll``/``settle`` on the settling
-    thread, each with its own client (a ``requests`` session is not shared between
-    threads).
+    thread, each with its own client, so that neither waits on the other's
+    connections.
     """
 
     def __init__(self, client: KlaviyoClient, list_id: str, events: JobEvents) -> None:
@@ -172,8 +173,10 @@ class BulkImporter:
                 chunk = self._without_refused(chunk, error)
                 continue
             job_id = dig(answer, "data", "id")
-            if not isinstance(job_id, str) or not job_id:
-                raise KlaviyoError(f"Klaviyo accepted POST {JOBS_PATH} but returned no job id.")
+            if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+                raise KlaviyoError(
+                    f"Klaviyo accepted POST {JOBS_PATH} but returned no job id of the form it documents."
+                )
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
             return [SubmittedJob(job_id, [item.sent() for item in chunk])]
@@ -244,7 +247,7 @@ class BulkImporter:
         """Turn each import error into a reject of the profile it names; returns their positions."""
         by_email = {item.key: position for position, item in enumerate(job.chunk)}
         rejected: set[int] = set()
-        for error in self._import_errors(job.id):
+        for error in self._import_errors(job.id, len(job.chunk)):
             attributes = error.get("attributes")
             if not isinstance(attributes, dict):
                 continue
@@ -256,10 +259,12 @@ class BulkImporter:
             rejected.add(position)
         return rejected
 
-    def _import_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
+    def _import_errors(self, job_id: str, job_size: int) -> Iterator[dict[str, Any]]:
+        """Every page of a job's import errors: no more pages than the job has profiles for."""
         params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
         path = f"{JOBS_PATH}/{job_id}/import-errors"
-        while True:
+        seen_cursors: set[str] = set()
+        for _ in range(job_size // IMPORT_ERRORS_PAGE_SIZE + 2):
             page = self.client.get(path, params)
             errors = page.get("data", [])
             if not isinstance(errors, list) or not all(isinstance(error, dict) for error in errors):
@@ -271,7 +276,11 @@ class BulkImporter:
             cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]") if next_link else None
             if not cursor:
                 return
+            if cursor[0] in seen_cursors:
+                break
+            seen_cursors.add(cursor[0])
             params = {"page[size]": IMPORT_ERRORS_PAGE_SIZE, "page[cursor]": cursor[0]}
+        raise unexpected_answer(f"GET {path}", "an end to its pages of import errors")
 
     @staticmethod
     def _position_for(attributes: dict[str, Any], size: int, by_email: dict[str, int]) -> int | None:

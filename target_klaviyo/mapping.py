@@ -26,7 +26,11 @@ from email_validator import EmailNotValidError, validate_email
 from target_klaviyo.settings import Settings
 
 MAX_PROFILE_BYTES = 100_000
-MAX_EXPONENT = 308  # beyond ±1.8e308 no JSON parser that reads numbers as doubles (Klaviyo's) can hold it
+MAX_DOUBLE = (
+    1.7976931348623157e308  # beyond it, a JSON parser that reads numbers as doubles (Klaviyo's) fails
+)
+MAX_DOUBLE_DECIMAL = decimal.Decimal(MAX_DOUBLE)
+MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
 _MISSING = object()
@@ -74,18 +78,24 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        if not value.is_finite() or value.adjusted() > MAX_EXPONENT:
+        # Comparing first is cheap at any exponent; int() of a huge one is not.
+        if not value.is_finite() or value.copy_abs() > MAX_DOUBLE_DECIMAL:
             raise Unrepresentable
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise Unrepresentable
-    if isinstance(value, int) and value.bit_length() > 1023:
+    if isinstance(value, int) and value.bit_length() > 1023 and abs(value) > MAX_DOUBLE_INT:
         raise Unrepresentable
     if isinstance(value, Mapping):
         return {str(key): to_json_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(item) for item in value]
     return value
+
+
+def is_empty(value: Any) -> bool:
+    """``null``, ``""``, ``[]`` and ``{}`` are left out, so that they never blank what Klaviyo has."""
+    return value is None or (isinstance(value, (str, list, dict)) and not value)
 
 
 def get_path(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -142,7 +152,7 @@ class ProfileMapper:
         dropped: list[Reject] = []
         for attribute, path in self.attribute_paths.items():
             value = get_path(record, path)
-            if value is _MISSING or value is None or value == "":
+            if value is _MISSING or is_empty(value):
                 continue
             try:
                 converted = self._attribute(attribute, value)
@@ -215,7 +225,7 @@ class ProfileMapper:
             chosen = {name: record[name] for name in self.custom_properties if name in record}
         properties = {}
         for key, value in chosen.items():
-            if value is None or key.startswith(SDC_PREFIX):
+            if is_empty(value) or key.startswith(SDC_PREFIX):
                 continue
             try:
                 properties[key] = to_json_value(value)

@@ -23,6 +23,7 @@ import time
 from collections import deque
 
 from target_klaviyo.client import KlaviyoError
+from target_klaviyo.errors import RunError
 from target_klaviyo.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob, split_for_jobs
 from target_klaviyo.stop import StopSignal
 
@@ -79,6 +80,10 @@ class JobPipeline:
                     return
                 with self._stop.waiting():
                     self._changed.wait(1.0)
+
+    @property
+    def settling_stopped(self) -> bool:
+        return self._settling_stopped
 
     def wait_all(self, deadline: float | None = None) -> bool:
         """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""
@@ -152,7 +157,7 @@ class JobPipeline:
 
     def _fail(self, error: BaseException) -> None:
         if self.failure is None:
-            self.failure = error if isinstance(error, KlaviyoError) else _unexpected(error)
+            self.failure = error if isinstance(error, RunError) else _unexpected(error)
             logger.debug("Settling import jobs failed: %s", self.failure)
 
 

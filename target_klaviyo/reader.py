@@ -14,7 +14,9 @@ same SDK callbacks, but:
   ``Infinity``, nesting deeper than ``MAX_NESTING``, text that is not valid
   Unicode) is rejected with a reason through :class:`InputEvents`, and the run
   goes on. Numbers too large for JSON are read (as ``Decimal``) and rejected by
-  the mapping, which knows whether the value is sent at all.
+  the mapping, which knows whether the value is sent at all. A line nested too
+  deeply for Python's parser to read at all cannot be told apart from a broken
+  one, so it ends the run like one.
 
 The SDK has no hook for "the run stopped early" (``Target.listen`` is final), but
 every line passes through the message reader, a documented extension point
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from decimal import Decimal
 
-from singer_sdk.exceptions import InvalidJSONSchema, RecordsWithoutSchemaException
+from singer_sdk.exceptions import MappingError, MissingKeyPropertiesError, RecordsWithoutSchemaException
 from singer_sdk.io_base import SingerMessageType, SingerReader
 
 from target_klaviyo.errors import RunError
@@ -59,6 +61,10 @@ class InputError(RunError):
 
 class RecordBeforeSchemaError(InputError, RecordsWithoutSchemaException):
     """A RECORD before its stream's SCHEMA: one sentence, and still the SDK's exception type."""
+
+
+class KeyPropertyMissingError(InputError, MissingKeyPropertiesError):
+    """A RECORD without one of its stream's key properties: one sentence, the SDK's type."""
 
 
 class InputEvents(t.Protocol):
@@ -116,14 +122,35 @@ class SingerInput(SingerReader):
                 counts[SingerMessageType.RECORD] += 1
                 continue
             kind = message["type"]
-            try:
-                callbacks[kind](message)
-            except RecordsWithoutSchemaException as error:
-                raise RecordBeforeSchemaError(f"Line {number}: {error}") from None
-            except InvalidJSONSchema as error:
-                raise InputError(f"Line {number}: {error}") from None
+            self._hand_over(callbacks[kind], message, number)
             counts[kind] += 1
         return counts
+
+    @staticmethod
+    def _hand_over(callback: Callable[[dict], None], message: dict[str, t.Any], number: int) -> None:
+        """Give the message to the SDK; what the SDK finds wrong with it becomes one sentence."""
+        kind, stream = message["type"], message.get("stream")
+        try:
+            callback(message)
+        except RunError:
+            raise
+        except RecordsWithoutSchemaException:
+            msg = f"Line {number} is a {kind} for stream {stream!r}, which no SCHEMA message announced before it."
+            raise RecordBeforeSchemaError(msg) from None
+        except MissingKeyPropertiesError:
+            msg = f"Line {number}: the record lacks a key property of stream {stream!r} (its SCHEMA's key_properties)."
+            raise KeyPropertyMissingError(msg) from None
+        except MappingError as error:
+            # The SDK's message can quote the record's values: name only the kind of failure.
+            msg = f"Line {number}: a stream map failed on this record ({type(error).__name__})."
+            raise InputError(msg) from None
+        except Exception as error:
+            if kind == SingerMessageType.RECORD:
+                raise
+            # A SCHEMA or ACTIVATE_VERSION the SDK cannot use: a bad schema (a pattern that is
+            # not a regular expression, a keyword of the wrong type) or an unknown stream.
+            msg = f"Line {number}: the {kind} message for stream {stream!r} cannot be used ({type(error).__name__})."
+            raise InputError(msg) from None
 
     def _lines(self, file_input: t.IO[str] | None) -> Iterator[tuple[str, bool]]:
         """Each line as text, and whether it was valid UTF-8; waiting for one may be interrupted."""
@@ -134,6 +161,9 @@ class SingerInput(SingerReader):
             stop.enter_wait()
             try:
                 raw = next(iterator, None)
+            except UnicodeDecodeError:
+                # A text file (``--input``) decodes as it reads; standard input is read as bytes.
+                raise InputError("The input file is not valid UTF-8 text.") from None
             finally:
                 stop.leave_wait()
             if raw is None:
@@ -180,6 +210,13 @@ class SingerInput(SingerReader):
             schema = message["schema"]
             if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
                 raise InputError(f"Line {number} is a SCHEMA message whose schema has no properties object.")
+            keys = message.get("key_properties")
+            if keys is not None and not (
+                isinstance(keys, list) and all(isinstance(key, str) for key in keys)
+            ):
+                raise InputError(
+                    f"Line {number} is a SCHEMA message whose key_properties is not a list of names."
+                )
         if kind == SingerMessageType.RECORD:
             problem = self._record_problem(message["record"], line, number, valid_utf8)
             if problem is not None:
@@ -193,9 +230,8 @@ class SingerInput(SingerReader):
         try:
             return json.loads(line, parse_float=Decimal, parse_constant=self._constant)
         except RecursionError:
-            detail = f"Line {number} nests objects or arrays too deeply to be read at all."
-            self.events.bad_record("", None, Reject("too_deeply_nested", detail))
-            return None
+            msg = f"Line {number} nests objects or arrays too deeply to be read at all."
+            raise InputError(msg) from None
         except json.JSONDecodeError as error:
             msg = f"Line {number} is not valid JSON: {error.msg.removesuffix(' at')} (column {error.colno})."
             raise InputError(msg) from None

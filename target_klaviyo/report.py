@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from target_klaviyo.errors import RunError
 from target_klaviyo.mapping import Reject
 
 logger = logging.getLogger("target_klaviyo.report")
@@ -147,8 +149,16 @@ class RunReport:
                 self._write_reject(stream, record, reject, exported=not counted)
 
     def _write_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
+        try:
+            self._append_reject(stream, record, reject, exported=exported)
+        except OSError as error:
+            raise RunError(
+                f"rejects_path cannot be written: {error.strerror or type(error).__name__}."
+            ) from None
+
+    def _append_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
         if self._rejects_file is None:
-            descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_APPEND)
+            descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
             self._rejects_file = os.fdopen(descriptor, "a", encoding="utf-8")
         line = {
             "reason": reject.reason,
@@ -174,8 +184,11 @@ class RunReport:
     def close(self) -> None:
         with self._lock:
             if self._rejects_file is not None:
-                self._rejects_file.close()
-                self._rejects_file = None
+                rejects, self._rejects_file = self._rejects_file, None
+                try:
+                    rejects.close()
+                except OSError as error:
+                    logger.error("The rejects file could not be completed: %s.", error.strerror)
 
     def tick(self) -> None:
         """Log a progress line when ``PROGRESS_INTERVAL`` seconds have passed since the last."""
@@ -246,8 +259,15 @@ class RunReport:
         }
 
     def write(self, path: Path) -> None:
-        """Write the report whole: to a private temporary file, then renamed over ``path``."""
-        partial = path.with_name(f".{path.name}.partial")
-        with os.fdopen(open_private(partial, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as out:
-            out.write(json.dumps(self.as_dict(), indent=2) + "\n")
-        partial.replace(path)
+        """Write the report whole: to a new private file beside ``path``, then renamed over it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write(json.dumps(self.as_dict(), indent=2) + "\n")
+            os.replace(partial, path)
+        except OSError as error:
+            Path(partial).unlink(missing_ok=True)
+            raise RunError(
+                f"report_path cannot be written: {error.strerror or type(error).__name__}."
+            ) from None

@@ -306,7 +306,7 @@ class ExportRun:
         """Let jobs already in flight finish, for at most ``stop_grace_seconds``, so the counts are right."""
         assert self.pipeline is not None
         in_flight = self.pipeline.in_flight
-        if in_flight:
+        if in_flight and not self.pipeline.settling_stopped:
             grace = self.settings.stop_grace_seconds
             logger.info("Waiting up to %.0f s for %d import job(s) in flight to finish.", grace, in_flight)
             if not self.pipeline.wait_all(time.monotonic() + grace):

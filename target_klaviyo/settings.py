@@ -209,6 +209,11 @@ class Settings:
     max_jobs_in_flight: int = DEFAULT_MAX_JOBS_IN_FLIGHT
     stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
 
+    def __post_init__(self) -> None:
+        if self.rejects_path is not None and self.rejects_path == self.report_path:
+            msg = "rejects_path and report_path name the same file; give each its own."
+            raise SettingsError(msg)
+
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> Settings:
         """Check a (schema-valid) config for what its JSON schema cannot express.
@@ -308,6 +313,9 @@ def _output_path(value: str | None, setting: str) -> Path | None:
     if path.is_dir():
         msg = f"{setting} {str(path)!r} is a folder; name a file in it."
         raise SettingsError(msg)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        msg = f"{setting} {str(path)!r} is a link or a special file; name a regular file."
+        raise SettingsError(msg)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -335,10 +343,12 @@ def _api_url(url: str) -> str:
         msg = f"api_url {url[:100]!r} is not an http(s) URL."
         raise SettingsError(msg)
     try:
-        parts.port  # noqa: B018 - parsing the port is the check
+        port = parts.port
     except ValueError:
+        port = 0
+    if port == 0:
         msg = f"api_url {url[:100]!r} has a port that is not a number from 1 to 65535."
-        raise SettingsError(msg) from None
+        raise SettingsError(msg)
     if parts.query or parts.fragment or parts.username or parts.password:
         msg = "api_url must be a plain base URL, without a query, a fragment or credentials."
         raise SettingsError(msg)
@@ -369,13 +379,24 @@ def unknown_setting_error(name: str, known: list[str]) -> str:
     return f"There is no setting {name[:60]!r}{hint}"
 
 
+NOT_SETTINGS = {"LOGLEVEL", "LOG_LEVEL"}  # read by the SDK's logging, not settings
+
+
 def parse_environment(schema: Mapping[str, Any], prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings from ``<PREFIX><NAME>`` environment variables, parsed as strictly as a config file.
 
     A boolean is ``true`` or ``false``, a number is a number, an object or a list is
     JSON, and a setting that may be text or a list (``custom_properties``) is a list
-    only when its value is a JSON array.
+    only when its value is a JSON array. A ``<PREFIX>`` variable that names no setting
+    is an error, like a misspelt key in a config file (Meltano's own extras, with a
+    double underscore after the prefix, and the log level are not settings).
     """
+    names = {prefix + name.upper().replace("-", "_"): name for name in schema.get("properties", {})}
+    for variable in sorted(environ):
+        rest = variable[len(prefix) :]
+        setting_like = variable.startswith(prefix) and not rest.startswith("_") and rest not in NOT_SETTINGS
+        if setting_like and variable not in names:
+            raise SettingsError(unknown_setting_error(variable, list(names)))
     config: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
         variable = prefix + name.upper().replace("-", "_")

@@ -20,14 +20,34 @@ from target_klaviyo.jobs import MAX_PROFILES_PER_JOB
 from target_klaviyo.mapping import Reject
 from target_klaviyo.run import ExportRun
 
+NAMED_SUBSCHEMAS = {"properties", "patternProperties", "definitions", "$defs", "dependentSchemas"}
+
 
 def _without_formats(schema: Any) -> Any:
-    """Drop ``format`` keywords: like the SDK's default, string formats are not enforced."""
-    if isinstance(schema, dict):
-        return {key: _without_formats(value) for key, value in schema.items() if key != "format"}
+    """Drop ``format`` keywords: like the SDK's default, string formats are not enforced.
+
+    Keys under ``properties`` (and the like) are names, not keywords: a property called
+    ``format`` stays.
+    """
     if isinstance(schema, list):
         return [_without_formats(item) for item in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    result = {}
+    for key, value in schema.items():
+        if key == "format":
+            continue
+        if key in NAMED_SUBSCHEMAS and isinstance(value, dict):
+            result[key] = {name: _without_formats(sub) for name, sub in value.items()}
+        else:
+            result[key] = _without_formats(value)
+    return result
+
+
+def _no_remote_reference(uri: str) -> Any:
+    """A ``$ref`` outside the schema: never fetched (a tap must not make the target open URLs)."""
+    msg = "the schema refers to another document ($ref), which target-klaviyo does not fetch"
+    raise fastjsonschema.JsonSchemaDefinitionException(msg)
 
 
 class RecordCheck(BaseJSONSchemaValidator):
@@ -41,7 +61,8 @@ class RecordCheck(BaseJSONSchemaValidator):
     def __init__(self, schema: dict[str, Any]) -> None:
         super().__init__(schema)
         try:
-            self._check = fastjsonschema.compile(_without_formats(schema))
+            handlers = dict.fromkeys(("http", "https", "file", "ftp", "data"), _no_remote_reference)
+            self._check = fastjsonschema.compile(_without_formats(schema), handlers=handlers)
         except fastjsonschema.JsonSchemaDefinitionException as error:
             msg = f"Schema Validation Error: {error}"
             raise InvalidJSONSchema(msg) from error
@@ -70,6 +91,14 @@ class KlaviyoSink(BatchSink):
         # setup(): singer-sdk 0.54.9's add_sink logs "Error initializing target sink" before
         # re-raising anything setup() raises, which would precede our one-sentence error.
         self.run.start()
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Leave date-time strings as the tap wrote them: Klaviyo takes them as text.
+
+        singer-sdk 0.54.9 parses each into ``datetime`` and, on a value it cannot parse
+        (``""``, ``0000-00-00``), raises an error that quotes the value and ends the run
+        (meltano/sdk#2711); the mapping would only turn the ``datetime`` back into text.
+        """
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return RecordCheck(self.schema) if self.validate_schema else None

@@ -9,8 +9,9 @@ order, and never earlier: a run killed at any moment can be resumed from the las
 STATE it wrote without losing a record.
 
 The reading thread opens records and adds STATE; the thread that settles import
-jobs closes them. Both go through one lock, which also keeps STATE lines whole
-and in order on stdout.
+jobs closes them. Both go through one lock, which also keeps STATE lines in order
+on stdout (a line can still be cut if the process is killed while the reader of
+stdout is not reading).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from typing import Any, TextIO
 
 from singer_sdk.singerlib.json import serialize_json
 
+from target_klaviyo.errors import RunError
+
 logger = logging.getLogger("target_klaviyo.state")
+_NOTHING = object()  # no STATE yet; ``None`` is a value a tap may send
 
 
 @dataclass
@@ -50,9 +54,8 @@ class StateLedger:
         self._lock = threading.Lock()
         self._epochs: deque[_Epoch] = deque([_Epoch()])
         self._first = 0  # the id of self._epochs[0]
-        self._last_value: Any = None
+        self._last_value: Any = _NOTHING
         self._closed = False
-        self.emitted = 0
 
     @property
     def current(self) -> int:
@@ -109,7 +112,11 @@ class StateLedger:
             return
         out = self._out or sys.stdout
         # The SDK's serializer, as its own STATE writer would: numbers read as Decimal stay exact.
-        out.write(serialize_json(ready.state) + "\n")
-        out.flush()
-        self.emitted += 1
+        try:
+            out.write(serialize_json(ready.state) + "\n")
+            out.flush()
+        except BrokenPipeError:
+            self._closed = True
+            msg = "The program reading the target's output closed it, so no further STATE can be written."
+            raise RunError(msg) from None
         logger.debug("Emitted a STATE: every record before it is final in Klaviyo.")

@@ -282,3 +282,62 @@ def test_json_that_is_not_an_object_is_one_sentence(scripted):
     _, client = scripted((200, {}, [1, 2]))
     with pytest.raises(KlaviyoError, match="answered GET /x with JSON that is not an object"):
         client.get("/x")
+
+
+def test_an_answer_cut_off_mid_body_is_retried(scripted, no_sleep):
+    import socket as socket_module
+
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    answers = [b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"data"', None]
+
+    def serve() -> None:
+        for answer in answers:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                body = b'{"data": {"id": "x"}}'
+                connection.sendall(
+                    answer or b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = KlaviyoClient(f"http://127.0.0.1:{listener.getsockname()[1]}", KEY, "2026-07-15")
+    try:
+        assert client.get("/x") == {"data": {"id": "x"}}
+        assert len(no_sleep) == 1
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"errors": 5},
+        {"errors": [{"status": "bad", "code": 1, "detail": None, "source": {"pointer": 5}}]},
+        {"errors": [{"status": [1]}, "text"]},
+        [1, 2],
+    ],
+)
+def test_error_bodies_of_any_shape_are_one_sentence(scripted, body):
+    _, client = scripted((400, {}, body))
+    with pytest.raises(KlaviyoApiError, match="Klaviyo answered 400 to GET /x"):
+        client.get("/x")
+
+
+def test_the_key_and_emails_echoed_in_an_error_are_hidden(scripted):
+    body = error_body(400, "invalid", f"Bad header Klaviyo-API-Key {KEY} for someone@example.com")
+    _, client = scripted((400, {}, body))
+    with pytest.raises(KlaviyoApiError) as caught:
+        client.get("/x")
+    assert KEY not in str(caught.value)
+    assert "someone@example.com" not in str(caught.value)
+    assert "[api key]" in str(caught.value)
+
+
+def test_an_http_url_never_goes_through_a_proxy(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.2:3128")
+    assert KlaviyoClient("http://127.0.0.1:1", KEY, "2026-07-15").session.proxies == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxies = KlaviyoClient("https://a.klaviyo.com", KEY, "2026-07-15").session.proxies
+    assert proxies["https"] == "http://proxy.internal:3128"

@@ -212,3 +212,26 @@ def test_environment_booleans_are_true_or_false(monkeypatch):
     monkeypatch.setenv("TARGET_KLAVIYO_LIST_ID", "L1")
     monkeypatch.setenv("TARGET_KLAVIYO_DRY_RUN", " TRUE ")
     assert TargetKlaviyo(config={}, parse_env_config=True).settings.dry_run is True
+
+
+def test_a_misspelt_environment_variable_is_an_error_that_suggests_the_closest(monkeypatch):
+    env = {"TARGET_KLAVIYO_API_KEY": "k", "TARGET_KLAVIYO_LIST_ID": "L1", "TARGET_KLAVIYO_DRYRUN": "true"}
+    message = target_error({}, env, monkeypatch)
+    assert message == "There is no setting 'TARGET_KLAVIYO_DRYRUN'; did you mean 'TARGET_KLAVIYO_DRY_RUN'?"
+
+
+def test_output_paths_that_are_links_special_files_or_the_same_file_are_refused(tmp_path):
+    (tmp_path / "target.json").write_text("")
+    (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
+    with pytest.raises(SettingsError, match="is a link or a special file"):
+        Settings.from_config({**BASE, "report_path": str(tmp_path / "link.json")})
+    with pytest.raises(SettingsError, match="is a link or a special file"):
+        Settings.from_config({**BASE, "report_path": "/dev/null"})
+    same = str(tmp_path / "out.json")
+    with pytest.raises(SettingsError, match="name the same file"):
+        Settings.from_config({**BASE, "report_path": same, "rejects_path": same})
+
+
+def test_port_zero_is_refused():
+    with pytest.raises(SettingsError, match="has a port that is not a number from 1 to 65535"):
+        Settings.from_config({**BASE, "api_url": "http://127.0.0.1:0"})

@@ -95,3 +95,9 @@ def test_closing_more_than_was_opened_is_a_bug_not_a_silent_state():
     ledger.open_record()
     with pytest.raises(RuntimeError, match="closed more records than it opened"):
         ledger.close([ledger.current, ledger.current])
+
+
+def test_a_null_state_is_a_state():
+    out = io.StringIO()
+    StateLedger(out).add_state(None)
+    assert out.getvalue() == "null\n"

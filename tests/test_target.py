@@ -66,7 +66,7 @@ def test_connection_check_names_the_problem(sandbox, monkeypatch, status, words)
     target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
 
     def refuse(path, params=None):
-        raise KlaviyoApiError("GET", path, status, [ErrorDetail(status, "x", "refused", None)])
+        raise KlaviyoApiError("GET", path, status, [ErrorDetail("x", "refused", None)])
 
     monkeypatch.setattr(target.run.client, "get", refuse)
     with pytest.raises(KlaviyoError) as caught:

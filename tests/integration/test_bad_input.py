@@ -73,7 +73,7 @@ def test_a_line_that_is_not_json_is_named_by_number_and_never_echoed(sandbox, tm
         ),
         (
             '{"type": "RECORD", "stream": "nope", "record": {"email": "' + SECRET + '"}}',
-            "Line 2: A record for stream 'nope'",
+            "Line 2 is a RECORD for stream 'nope', which no SCHEMA message announced before it.",
         ),
         (
             '{"type": "BATCH", "stream": "customers", "encoding": {"format": "jsonl"}, "manifest": []}',
@@ -134,14 +134,114 @@ def test_numbers_that_cannot_be_represented_reject_their_record_quickly(sandbox,
 
 def test_extreme_nesting_rejects_the_record(sandbox, tmp_path):
     deep = "[" * 500 + "]" * 500
-    too_deep_to_parse = "[" * 100_000 + "]" * 100_000
-    lines = [raw_record("deep@example.com", deep), raw_record("deeper@example.com", too_deep_to_parse)]
-    text = singer_text([schema(properties={"email": {"type": "string"}})]) + "\n".join(lines) + "\n"
-    text += singer_text(customers(1))
+    text = singer_text([schema(properties={"email": {"type": "string"}})]) + raw_record(
+        "deep@example.com", deep
+    )
+    text += "\n" + singer_text(customers(1))
     result = run_cli_text(config_for(sandbox, tmp_path), text, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert report_of(tmp_path)["counts"]["rejected_by_reason"] == {"too_deeply_nested": 2}
+    assert report_of(tmp_path)["counts"]["rejected_by_reason"] == {"too_deeply_nested": 1}
     assert set(members(sandbox)) == {"person0@example.com"}
+
+
+def test_a_line_too_deep_to_parse_at_all_ends_the_run_like_a_broken_one(sandbox, tmp_path):
+    too_deep = '{"type": "STATE", "value": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    text = singer_text([schema(), *customers(1)]) + too_deep + "\n" + singer_text([state(1)])
+    result = run_cli_text(config_for(sandbox, tmp_path), text, tmp_path)
+    assert result.returncode == 1
+    assert "Line 3 nests objects or arrays too deeply to be read at all." in result.stderr
+    assert result.states == []
+
+
+@pytest.mark.parametrize(
+    ("schema_line", "words"),
+    [
+        (
+            {
+                "type": "SCHEMA",
+                "stream": "s",
+                "schema": {"properties": {"e": {"type": "string", "pattern": "("}}},
+            },
+            "Line 1: the SCHEMA message for stream 's' cannot be used",
+        ),
+        (
+            {
+                "type": "SCHEMA",
+                "stream": "s",
+                "schema": {"properties": {"e": {"$ref": "http://127.0.0.1:9/x.json"}}},
+            },
+            "Line 1: the SCHEMA message for stream 's' cannot be used",
+        ),
+        (
+            {"type": "SCHEMA", "stream": "s", "schema": {"properties": {}}, "key_properties": "id"},
+            "Line 1 is a SCHEMA message whose key_properties is not a list of names.",
+        ),
+        (
+            {"type": "ACTIVATE_VERSION", "stream": "nope", "version": 1},
+            "Line 1: the ACTIVATE_VERSION message",
+        ),
+    ],
+)
+def test_schemas_the_sdk_cannot_use_end_the_run_in_one_sentence(sandbox, tmp_path, schema_line, words):
+    result = run_cli_text(config_for(sandbox, tmp_path), singer_text([schema_line]), tmp_path)
+    assert result.returncode == 1
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_record_without_its_key_property_is_one_sentence(sandbox, tmp_path):
+    messages = [schema(key=["id"]), record(email=SECRET)]
+    result = run_cli_text(config_for(sandbox, tmp_path), singer_text(messages), tmp_path)
+    assert result.returncode == 1
+    assert "Line 2: the record lacks a key property of stream 'customers'" in result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_date_times_the_sdk_cannot_parse_are_sent_as_the_tap_wrote_them(sandbox, tmp_path):
+    messages = [
+        schema(
+            properties={
+                "email": {"type": "string"},
+                "when": {"type": ["string", "null"], "format": "date-time"},
+            }
+        ),
+        record(email="a@example.com", when=""),
+        record(email="b@example.com", when="0000-00-00 00:00:00"),
+        record(email="c@example.com", when="2024-01-01T00:00:00Z"),
+    ]
+    result = run_cli_text(config_for(sandbox, tmp_path), singer_text(messages), tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = members(sandbox)
+    assert "when" not in listed["a@example.com"].get("properties", {}), "empty values are left out"
+    assert listed["b@example.com"]["properties"]["when"] == "0000-00-00 00:00:00"
+    assert listed["c@example.com"]["properties"]["when"] == "2024-01-01T00:00:00Z"
+    assert "0000-00-00" not in result.stderr
+
+
+def test_empty_values_never_blank_what_klaviyo_has(sandbox, tmp_path):
+    first = [
+        schema(properties={"email": {"type": "string"}}),
+        record(email="e@example.com", plan="gold", tags=["a"]),
+    ]
+    assert run_cli_text(config_for(sandbox, tmp_path), singer_text(first), tmp_path).returncode == 0
+    again = [first[0], record(email="e@example.com", plan="", tags=[], extra={})]
+    assert run_cli_text(config_for(sandbox, tmp_path), singer_text(again), tmp_path).returncode == 0
+    assert members(sandbox)["e@example.com"]["properties"] == {"plan": "gold", "tags": ["a"]}
+
+
+def test_a_property_named_format_is_a_property(sandbox, tmp_path):
+    body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"email": {"type": "string"}, "format": {"type": "string"}},
+    }
+    messages = [
+        {"type": "SCHEMA", "stream": "s", "schema": body, "key_properties": []},
+        record("s", email="f@example.com", format="A4"),
+    ]
+    result = run_cli_text(config_for(sandbox, tmp_path), singer_text(messages), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert members(sandbox)["f@example.com"]["properties"]["format"] == "A4"
 
 
 def test_text_that_is_not_unicode_rejects_the_record(sandbox, tmp_path):
@@ -186,3 +286,20 @@ def test_the_same_address_in_other_unicode_forms_is_one_person(sandbox, tmp_path
     [(email, attributes)] = members(sandbox).items()
     assert email == "jos\u00e9@xn--bcher-kva.de"
     assert attributes["properties"]["plan"] == "second"
+
+
+def test_a_schema_ref_to_a_url_is_never_fetched(sandbox, tmp_path):
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.json"
+    line = {"type": "SCHEMA", "stream": "s", "schema": {"properties": {"e": {"$ref": url}}}}
+    try:
+        result = run_cli_text(config_for(sandbox, tmp_path), singer_text([line]), tmp_path)
+        assert result.returncode == 1
+        assert "Line 1: the SCHEMA message for stream 's' cannot be used" in result.stderr
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()
