@@ -150,8 +150,9 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=0, maximum=3600),
         default=DEFAULT_STOP_GRACE_SECONDS,
         title="Stop grace seconds",
-        description="On SIGTERM or SIGINT, how long import jobs already in flight may take to "
-        "finish before the target exits; their profiles count as exported only if they do.",
+        description="When a run stops early (SIGTERM, SIGINT or a failure), how long import jobs "
+        "already in flight may take to finish before the target exits; their profiles count as "
+        "exported, and their STATE is written, only if they do.",
     ),
     th.Property(
         "batch_size_rows",

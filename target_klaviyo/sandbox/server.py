@@ -123,7 +123,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
-        raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_READ_BYTES:
+            # Refused unread: no request is that large, and reading it could exhaust memory. Bodies
+            # up to this size are read, so that a client sees the 413 for one a little too large.
+            self.close_connection = True
+            self._send(Response(413, {"errors": _too_large().errors}, {}))
+            return
+        raw_body = self.rfile.read(length)
         request = Request(
             method=method,
             path=url.path,
@@ -214,12 +224,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 f'Unsupported media type "{content_type}" in request; use "{JSON_API}".',
             )
         if len(request.raw_body) > MAX_JOB_BYTES:
-            raise ApiError(
-                413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes."
-            )
+            raise _too_large()
         try:
             body = json.loads(request.raw_body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "parse_error", "The request body is not valid JSON.", pointer="/") from None
         error = spec.request_validator(route.spec_path, route.method.lower()).first_error(body)
         if error:
@@ -242,7 +250,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if body is None and request.raw_body:
             try:
                 body = json.loads(request.raw_body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = request.raw_body
         self.server.record(
             RecordedRequest(
@@ -256,6 +264,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 spec_path=None if route is None else route.spec_path,
             )
         )
+
+
+MAX_READ_BYTES = 16 * MAX_JOB_BYTES
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes.")
 
 
 class _DropConnection(Exception):

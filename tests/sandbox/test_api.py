@@ -366,3 +366,22 @@ def test_jobs_unfinished_when_the_sandbox_stopped_are_cancelled(sandbox_factory,
     attributes = call(second, "GET", f"/api/profile-bulk-import-jobs/{job_id}").json()["data"]["attributes"]
     assert attributes["status"] == "cancelled"
     assert call(second, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"] == []
+
+
+def test_absurd_or_deeply_nested_bodies_are_refused_not_crashed_on(sandbox):
+    import socket
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = requests.post(
+        f"{sandbox.url}/api/profile-bulk-import-jobs",
+        data=deep,
+        headers={**HEADERS, "Content-Type": "application/vnd.api+json"},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    with socket.create_connection(("127.0.0.1", sandbox.server_address[1])) as connection:
+        connection.sendall(
+            b"POST /api/profile-bulk-import-jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n"
+        )
+        status_line = connection.recv(1024).split(b"\r\n", 1)[0]
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
