@@ -166,7 +166,7 @@ def main() -> None:
             f"--job-delays {' '.join(f'{d:g}' for d in args.job_delays)} "
             f"--in-flight {' '.join(map(str, args.in_flight))}"
             + "".join(f" --target {label}=..." for label in targets if args.target)
-            + "` on {platform.machine()}, "
+            + f"` on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; the sandbox with Klaviyo's rate "
             f"limits and request validation on. Median of {args.rounds} interleaved rounds.\n\n"
         )

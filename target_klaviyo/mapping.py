@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from target_klaviyo.settings import Settings
 
@@ -33,6 +36,10 @@ MAX_DOUBLE_DECIMAL = decimal.Decimal(MAX_DOUBLE)
 MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
+# The common shape of an address: an ASCII dot-atom local part. Such a local part is its own
+# normalised form, so only the domain needs email-validator, once per domain.
+PLAIN_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+PLAIN_MAX_LENGTH = 200  # well under email-validator's length limits, so they need no check here
 _MISSING = object()
 
 
@@ -190,11 +197,11 @@ class ProfileMapper:
         email = value.strip()
         if not email:
             return Reject("missing_email", f"The value at {name!r} is empty.")
-        try:
-            valid = validate_email(email, check_deliverability=False)
-        except EmailNotValidError as error:
-            return Reject("invalid_email", f"The value at {name!r} is not a valid email address: {error}")
-        normalized = f"{valid.local_part}@{valid.ascii_domain}"
+        normalized = normalize_email(email)
+        if isinstance(normalized, EmailNotValidError):
+            return Reject(
+                "invalid_email", f"The value at {name!r} is not a valid email address: {normalized}"
+            )
         return normalized.lower(), normalized
 
     @staticmethod
@@ -232,6 +239,44 @@ class ProfileMapper:
             except Unrepresentable:
                 raise Unrepresentable(f"The property {key!r}") from None
         return properties
+
+
+def normalize_email(email: str) -> str | EmailNotValidError:
+    """The address as ``email-validator`` normalises it, with the IDNA (ASCII) domain, or its error.
+
+    Gives exactly :func:`validate_normalized`'s answer: the common shape (a plain
+    ASCII local part of an address under 200 characters) takes a path that asks
+    ``email-validator`` about each domain once; anything else goes to it whole.
+    """
+    local, at, domain = email.rpartition("@")
+    if (
+        at
+        and len(email) <= PLAIN_MAX_LENGTH
+        and len(local) <= 64
+        and PLAIN_LOCAL_PART.match(local)
+        and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
+    ):
+        ascii_domain = _ascii_domain(domain)
+        if ascii_domain is not None:
+            return f"{local}@{ascii_domain}"
+    return validate_normalized(email)
+
+
+def validate_normalized(email: str) -> str | EmailNotValidError:
+    """``email-validator``'s verdict on the whole address (no DNS look-ups)."""
+    try:
+        valid = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        return error
+    return f"{valid.local_part}@{valid.ascii_domain}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _ascii_domain(domain: str) -> str | None:
+    """The domain's IDNA form if ``email-validator`` accepts it (a domain's verdict does not
+    depend on the local part); None sends the address down the full path."""
+    result = validate_normalized(f"a@{domain}")
+    return None if isinstance(result, EmailNotValidError) else result[2:]
 
 
 def normalize_phone(phone: str) -> str | Reject:
