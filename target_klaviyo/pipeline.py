@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from target_klaviyo.client import KlaviyoError
 from target_klaviyo.errors import RunError
@@ -34,9 +35,15 @@ MIN_POLL_INTERVAL = 0.45
 
 class JobPipeline:
     def __init__(
-        self, submitter: BulkImporter, settler: BulkImporter, max_in_flight: int, stop: StopSignal
+        self,
+        submitter: BulkImporter,
+        settler: BulkImporter,
+        max_in_flight: int,
+        stop: StopSignal,
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._stop = stop
+        self._tick = tick  # called about once a second while the reading thread waits (progress lines)
         self._submitter = submitter
         self._settler = settler
         self.max_in_flight = max_in_flight
@@ -80,6 +87,7 @@ class JobPipeline:
                     return
                 with self._stop.waiting():
                     self._changed.wait(1.0)
+                self._tick()
 
     @property
     def settling_stopped(self) -> bool:
@@ -94,6 +102,7 @@ class JobPipeline:
                     break
                 with self._stop.waiting():
                     self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
+                self._tick()
             return not self._jobs
 
     def raise_failure(self) -> None:

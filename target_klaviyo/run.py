@@ -63,6 +63,7 @@ class ExportRun:
                 BulkImporter(settler_client, settings.list_id, self),
                 settings.max_jobs_in_flight,
                 self.stop,
+                self.report.tick,
             )
             self._clients = [self.client, settler_client]
         self.limit_reached = False

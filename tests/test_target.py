@@ -100,3 +100,14 @@ def test_a_lost_answer_to_a_job_creation_is_retried_and_counted_once(sandbox_fac
     assert report.retried == len(created) - len(report.job_ids)
     assert len(members(server)) == 10
     assert json.loads(capsys.readouterr().out) == state(10)["value"]
+
+
+def test_progress_lines_while_waiting_for_jobs(sandbox_factory, monkeypatch, caplog):
+    from target_klaviyo import report
+
+    monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
+    server = sandbox_factory(job_delay=1.5)
+    with caplog.at_level("INFO"):
+        run_in_process(base_config(server), [schema(), *customers(3)])
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    assert any("import jobs 0 done and 1 in flight" in line for line in progress)
