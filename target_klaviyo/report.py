@@ -20,12 +20,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.mapping import Reject
+from target_klaviyo.mapping import Reject, Unrepresentable, to_json_value
 
 logger = logging.getLogger("target_klaviyo.report")
 PROGRESS_INTERVAL = 10.0
@@ -41,14 +40,13 @@ def open_private(path: Path, flags: int) -> int:
 
 
 def _as_json(value: Any) -> Any:
-    """``json.dumps`` default for what records hold: date-times, and numbers read as Decimal."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        if value.is_finite() and abs(value.adjusted()) <= 308:
-            return int(value) if value == value.to_integral_value() else float(value)
+    """``json.dumps`` default: the mapping's JSON form of a leaf (a date-time, a Decimal), or its
+    text when no JSON number can hold it, so that the rejects file keeps such records."""
+    try:
+        converted = to_json_value(value)
+    except Unrepresentable:
         return str(value)
-    return str(value)
+    return str(value) if converted is value else converted
 
 
 class RunReport:
