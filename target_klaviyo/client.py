@@ -236,11 +236,14 @@ class KlaviyoClient:
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as error:
-            kind = {
-                requests.Timeout: "timed out",
-                requests.exceptions.ChunkedEncodingError: "was cut off",
-                requests.exceptions.ContentDecodingError: "was cut off",
-            }.get(type(error), "timed out" if isinstance(error, requests.Timeout) else "failed to connect")
+            if isinstance(error, requests.Timeout):
+                kind = "timed out"
+            elif isinstance(
+                error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+            ):
+                kind = "was cut off"
+            else:
+                kind = "failed to connect"
             where = f"{self.api_url}{path}"
             raise _Transient(KlaviyoError(f"{method} {where} {kind}: {type(error).__name__}")) from None
         except (requests.RequestException, OSError, ValueError) as error:
