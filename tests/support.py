@@ -146,6 +146,11 @@ class TargetRun:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment less ``TARGET_KLAVIYO_*``, which would override a test's config."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+
+
 def run_cli(
     config: dict[str, Any],
     messages: list[dict],
@@ -178,8 +183,7 @@ def run_cli_text(
     """Like :func:`run_cli`, with the input given as raw text or bytes (to send malformed lines)."""
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
-    env.update(extra_env or {})
+    env = {**environment_without_settings(), **(extra_env or {})}
     process = subprocess.run(
         [str(TARGET_BIN), "--config", config_arg or str(config_path)],
         input=text.encode() if isinstance(text, str) else text,

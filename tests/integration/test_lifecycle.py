@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -18,6 +17,7 @@ from support import (
     base_config,
     bulk_jobs,
     customers,
+    environment_without_settings,
     members,
     record,
     run_cli,
@@ -33,7 +33,7 @@ class LiveTarget:
     def __init__(self, config: dict, tmp_path: Path) -> None:
         config_path = tmp_path / "config.json"
         config_path.write_text(json.dumps(config))
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+        env = environment_without_settings()
         self.process = subprocess.Popen(
             [str(TARGET_BIN), "--config", str(config_path)],
             stdin=subprocess.PIPE,

@@ -7,7 +7,6 @@ projects, so they take a minute; CI runs them with the rest.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from support import API_KEY, LIST_ID, members
+from support import API_KEY, LIST_ID, environment_without_settings, members
 
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = Path(sys.executable).with_name("meltano")
@@ -85,7 +84,7 @@ HUB_LOADER_SCHEMA = {
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
+    environment = environment_without_settings()
     environment.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", **(env or {}))
     result = subprocess.run(
         args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900, check=False
