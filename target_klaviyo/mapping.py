@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import functools
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+from email_validator import EmailNotValidError
 
+from target_klaviyo.emails import normalize_email
+from target_klaviyo.phones import e164
 from target_klaviyo.settings import Settings
 
 MAX_PROFILE_BYTES = 100_000
@@ -36,10 +34,6 @@ MAX_DOUBLE_DECIMAL = decimal.Decimal(MAX_DOUBLE)
 MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
-# The common shape of an address: an ASCII dot-atom local part. Such a local part is its own
-# normalised form, so only the domain needs email-validator, once per domain.
-PLAIN_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
-PLAIN_MAX_LENGTH = 200  # well under email-validator's length limits, so they need no check here
 _MISSING = object()
 
 
@@ -241,44 +235,6 @@ class ProfileMapper:
         return properties
 
 
-def normalize_email(email: str) -> str | EmailNotValidError:
-    """The address as ``email-validator`` normalises it, with the IDNA (ASCII) domain, or its error.
-
-    Gives exactly :func:`validate_normalized`'s answer: the common shape (a plain
-    ASCII local part of an address under 200 characters) takes a path that asks
-    ``email-validator`` about each domain once; anything else goes to it whole.
-    """
-    local, at, domain = email.rpartition("@")
-    if (
-        at
-        and len(email) <= PLAIN_MAX_LENGTH
-        and len(local) <= 64
-        and PLAIN_LOCAL_PART.match(local)
-        and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
-    ):
-        ascii_domain = _ascii_domain(domain)
-        if ascii_domain is not None:
-            return f"{local}@{ascii_domain}"
-    return validate_normalized(email)
-
-
-def validate_normalized(email: str) -> str | EmailNotValidError:
-    """``email-validator``'s verdict on the whole address (no DNS look-ups)."""
-    try:
-        valid = validate_email(email, check_deliverability=False)
-    except EmailNotValidError as error:
-        return error
-    return f"{valid.local_part}@{valid.ascii_domain}"
-
-
-@functools.lru_cache(maxsize=4096)
-def _ascii_domain(domain: str) -> str | None:
-    """The domain's IDNA form if ``email-validator`` accepts it (a domain's verdict does not
-    depend on the local part); None sends the address down the full path."""
-    result = validate_normalized(f"a@{domain}")
-    return None if isinstance(result, EmailNotValidError) else result[2:]
-
-
 def normalize_phone(phone: str) -> str | Reject:
     """E.164 form of an international number ("+1 415-555-2671" -> "+14155552671").
 
@@ -291,10 +247,5 @@ def normalize_phone(phone: str) -> str | Reject:
     )
     if not phone.startswith("+"):
         return invalid
-    try:
-        parsed = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return invalid
-    if not phonenumbers.is_valid_number(parsed):
-        return invalid
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    normalized = e164(phone)
+    return invalid if normalized is None else normalized
