@@ -14,6 +14,7 @@ country code), goes to the library itself. A leading zero after the country code
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 from collections.abc import Callable
@@ -28,13 +29,21 @@ NOT_DIGITS = re.compile(r"[^0-9]")
 MIN_NATIONAL = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
 MAX_NATIONAL = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
 MAX_COUNTRY_CODE = 3  # phonenumbers' _MAX_LENGTH_COUNTRY_CODE
-_LIBRARY = object()  # the shortcut's answer when the library must decide
+
+
+class Undecided(enum.Enum):
+    """The shortcut's answer when the library must decide."""
+
+    LIBRARY = "library"
+
+
+LIBRARY = Undecided.LIBRARY
 
 
 def e164(phone: str) -> str | None:
     """The number in E.164 form, or None if ``phonenumbers`` finds it invalid or cannot parse it."""
     fast = _shortcut(phone)
-    return library_e164(phone) if fast is _LIBRARY else fast  # type: ignore[return-value]
+    return library_e164(phone) if fast is LIBRARY else fast
 
 
 def library_e164(phone: str) -> str | None:
@@ -48,26 +57,26 @@ def library_e164(phone: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _shortcut(phone: str) -> str | None | object:
+def _shortcut(phone: str) -> str | Undecided | None:
     if not PLAIN_INTERNATIONAL.match(phone):
-        return _LIBRARY
+        return LIBRARY
     digits = NOT_DIGITS.sub("", phone)
     if len(digits) <= MIN_NATIONAL:
-        return _LIBRARY
+        return LIBRARY
     # The country code: the shortest prefix that is one (phonenumbers' _extract_country_code).
     for size in range(1, MAX_COUNTRY_CODE + 1):
         code = int(digits[:size])
         if code in COUNTRY_CODE_TO_REGION_CODE:
             break
     else:
-        return _LIBRARY
+        return LIBRARY
     national = digits[size:]
     plan = _plan(code)
     if plan is None or not MIN_NATIONAL <= len(national) <= MAX_NATIONAL:
-        return _LIBRARY
+        return LIBRARY
     national_prefix, regions = plan
     if national_prefix is not None and national_prefix.match(national):
-        return _LIBRARY  # the library would try to strip a national prefix or carrier code
+        return LIBRARY  # the library would try to strip a national prefix or carrier code
     # phonenumbers' region_code_for_number, then is_valid_number_for_region on that region.
     for leading_digits, is_valid in regions:
         if leading_digits is not None:
