@@ -16,7 +16,7 @@ import datetime
 import decimal
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,8 +65,11 @@ class Unrepresentable(ValueError):
     """A number that JSON (as Klaviyo reads it) cannot represent: not finite, or beyond ±1.8e308."""
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(resource: dict[str, Any]) -> bytes:
-    return json.dumps(resource, separators=(",", ":")).encode()
+    return _ENCODER.encode(resource).encode()
 
 
 def to_json_value(value: Any) -> Any:
@@ -74,8 +77,29 @@ def to_json_value(value: Any) -> Any:
 
     Raises :class:`Unrepresentable` for a number that cannot be sent. The checks
     come before any conversion, because ``int(Decimal("1e999999999"))`` alone would
-    take minutes.
+    take minutes. Plain JSON types are answered by their exact type first: this runs
+    for every value of every record.
     """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if value.bit_length() > 1023 and abs(value) > MAX_DOUBLE_INT:
+            raise Unrepresentable
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise Unrepresentable
+        return value
+    if kind is dict:
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if kind is list:
+        return [to_json_value(item) for item in value]
+    return _to_json_value(value)
+
+
+def _to_json_value(value: Any) -> Any:
+    """:func:`to_json_value` for every other type: Decimals, datetimes, subclasses."""
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -103,7 +127,7 @@ def get_path(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     """The value at a dotted path, or ``_MISSING`` when any step is absent or not an object."""
     node: Any = record
     for part in path:
-        if not isinstance(node, Mapping) or part not in node:
+        if (type(node) is not dict and not isinstance(node, Mapping)) or part not in node:
             return _MISSING
         node = node[part]
     return node
@@ -127,14 +151,115 @@ def without_paths(record: Mapping[str, Any], paths: list[tuple[str, ...]]) -> di
     return result
 
 
+@dataclass(frozen=True)
+class _Attribute:
+    """One entry of ``property_mapping``, resolved once: where to read it and how to convert it."""
+
+    name: str
+    path: tuple[str, ...]
+    location_key: str | None  # "city" for "location.city"; None for a top-level attribute
+
+    def convert(self, value: Any) -> Any:
+        if type(value) is not str and isinstance(value, (Mapping, list, tuple)):
+            return Reject(
+                "invalid_attribute",
+                f"{self.name} needs a single value, not a {type(value).__name__}; "
+                "it was left out of the profile.",
+            )
+        if self.name == "phone_number":
+            return normalize_phone(str(value).strip())
+        if (
+            self.name in NUMERIC_ATTRIBUTES
+            and isinstance(value, (int, float, decimal.Decimal))
+            and not isinstance(value, bool)
+        ):
+            return to_json_value(value)
+        converted = to_json_value(value)
+        return converted if isinstance(converted, str) else json.dumps(converted)
+
+
+AttributeFiller = Callable[[dict[str, Any], dict[str, Any], list[Reject]], None]
+
+
+def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
+    """:meth:`ProfileMapper._interpret_attributes` as straight-line code for this plan, for dict records.
+
+    Mapping runs once per record and the plan once per run, so the plan becomes one
+    Python function (as ``fastjsonschema`` does for schemas): no loop, no lookups of
+    the plan, a direct ``dict.get`` for a top-level property. Text values, the common
+    case, skip the conversion, which leaves text unchanged for every attribute but the
+    phone number. Paths and names enter the source only as ``repr`` literals.
+    """
+    namespace: dict[str, Any] = {
+        "MISSING": _MISSING,
+        "Reject": Reject,
+        "Unrepresentable": Unrepresentable,
+        "get_path": get_path,
+        "is_empty": is_empty,
+        "normalize_phone": normalize_phone,
+    }
+    lines = ["def fill(record, attributes, dropped):"]
+    for index, attribute in enumerate(plan):
+        namespace[f"convert_{index}"] = attribute.convert
+        namespace[f"path_{index}"] = attribute.path
+        if attribute.location_key is None:
+            store = f"attributes[{attribute.name!r}] = converted"
+        else:
+            store = f"attributes.setdefault('location', {{}})[{attribute.location_key!r}] = converted"
+        lookup = (
+            f"record.get({attribute.path[0]!r}, MISSING)"
+            if len(attribute.path) == 1
+            else f"get_path(record, path_{index})"
+        )
+        text = "normalize_phone(value.strip())" if attribute.name == "phone_number" else "value"
+        lines += [
+            f"    value = {lookup}",
+            "    if value.__class__ is str:",
+            "        if value:",
+            f"            converted = {text}",
+            "            if converted.__class__ is Reject:",
+            "                dropped.append(converted)",
+            "            else:",
+            f"                {store}",
+            "    elif value is not MISSING and not is_empty(value):",
+            "        try:",
+            f"            converted = convert_{index}(value)",
+            "        except Unrepresentable:",
+            f"            raise Unrepresentable({'The attribute ' + attribute.name!r}) from None",
+            "        if isinstance(converted, Reject):",
+            "            dropped.append(converted)",
+            "        else:",
+            f"            {store}",
+        ]
+    lines.append("    return None")
+    exec(compile("\n".join(lines), "<compiled property_mapping>", "exec"), namespace)  # noqa: S102
+    return namespace["fill"]
+
+
 class ProfileMapper:
-    """Applies ``email_property``, ``property_mapping`` and ``custom_properties`` to records."""
+    """Applies ``email_property``, ``property_mapping`` and ``custom_properties`` to records.
+
+    The settings are turned into a plan once (which paths to read, which record keys
+    the custom properties leave out, which nested objects they trim), so that mapping
+    a record only follows the plan.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.email_path = settings.email_path
-        self.attribute_paths = settings.attribute_paths
+        self._email_name = ".".join(settings.email_path)
+        self._attributes = [
+            _Attribute(name, path, name.split(".", 1)[1] if "." in name else None)
+            for name, path in settings.attribute_paths.items()
+        ]
         self.custom_properties = settings.custom_properties
-        self._used_paths = [self.email_path, *self.attribute_paths.values()]
+        used = [self.email_path, *settings.attribute_paths.values()]
+        # For "unmapped": record keys that are used whole, and nested paths to trim per key.
+        self._used_keys = {path[0] for path in used if len(path) == 1}
+        self._trimmed: dict[str, list[tuple[str, ...]]] = {}
+        for path in used:
+            if len(path) > 1 and path[0] not in self._used_keys:
+                self._trimmed.setdefault(path[0], []).append(path[1:])
+        self._compiled_attributes = compile_attributes(self._attributes)
 
     def map(self, record: Mapping[str, Any]) -> Profile | Reject:
         email = self._email(record)
@@ -151,20 +276,10 @@ class ProfileMapper:
         key, normalized = email
         attributes: dict[str, Any] = {"email": normalized}
         dropped: list[Reject] = []
-        for attribute, path in self.attribute_paths.items():
-            value = get_path(record, path)
-            if value is _MISSING or is_empty(value):
-                continue
-            try:
-                converted = self._attribute(attribute, value)
-            except Unrepresentable:
-                raise Unrepresentable(f"The attribute {attribute}") from None
-            if isinstance(converted, Reject):
-                dropped.append(converted)
-            elif "." in attribute:
-                attributes.setdefault("location", {})[attribute.split(".", 1)[1]] = converted
-            else:
-                attributes[attribute] = converted
+        if type(record) is dict:
+            self._compiled_attributes(record, attributes, dropped)
+        else:
+            self._interpret_attributes(record, attributes, dropped)
         properties = self._custom_properties(record)
         if properties:
             attributes["properties"] = properties
@@ -178,9 +293,28 @@ class ProfileMapper:
             )
         return Profile(key, resource, encoded, dropped)
 
+    def _interpret_attributes(
+        self, record: Mapping[str, Any], attributes: dict[str, Any], dropped: list[Reject]
+    ) -> None:
+        """The mapped attributes, read by following each path; for any kind of mapping."""
+        for attribute in self._attributes:
+            value = get_path(record, attribute.path)
+            if value is _MISSING or is_empty(value):
+                continue
+            try:
+                converted = attribute.convert(value)
+            except Unrepresentable:
+                raise Unrepresentable(f"The attribute {attribute.name}") from None
+            if isinstance(converted, Reject):
+                dropped.append(converted)
+            elif attribute.location_key is not None:
+                attributes.setdefault("location", {})[attribute.location_key] = converted
+            else:
+                attributes[attribute.name] = converted
+
     def _email(self, record: Mapping[str, Any]) -> tuple[str, str] | Reject:
         """The dedupe key and the normalised address to send, or why there is none."""
-        name = ".".join(self.email_path)
+        name = self._email_name
         value = get_path(record, self.email_path)
         if value is _MISSING or value is None:
             return Reject("missing_email", f"The record has no value at {name!r}.")
@@ -198,34 +332,19 @@ class ProfileMapper:
             )
         return normalized.lower(), normalized
 
-    @staticmethod
-    def _attribute(attribute: str, value: Any) -> Any:
-        if isinstance(value, (Mapping, list, tuple)):
-            return Reject(
-                "invalid_attribute",
-                f"{attribute} needs a single value, not a {type(value).__name__}; "
-                "it was left out of the profile.",
-            )
-        if attribute == "phone_number":
-            return normalize_phone(str(value).strip())
-        if (
-            attribute in NUMERIC_ATTRIBUTES
-            and isinstance(value, (int, float, decimal.Decimal))
-            and not isinstance(value, bool)
-        ):
-            return to_json_value(value)
-        converted = to_json_value(value)
-        return converted if isinstance(converted, str) else json.dumps(converted)
-
     def _custom_properties(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if self.custom_properties == "none":
             return {}
         if self.custom_properties == "unmapped":
-            chosen = without_paths(record, self._used_paths)
+            items = self._unmapped(record)
         else:
-            chosen = {name: record[name] for name in self.custom_properties if name in record}
+            items = [(name, record[name]) for name in self.custom_properties if name in record]
         properties = {}
-        for key, value in chosen.items():
+        for key, value in items:
+            if value.__class__ is str:  # the common case, which needs no conversion
+                if value and not key.startswith(SDC_PREFIX):
+                    properties[key] = value
+                continue
             if is_empty(value) or key.startswith(SDC_PREFIX):
                 continue
             try:
@@ -233,6 +352,19 @@ class ProfileMapper:
             except Unrepresentable:
                 raise Unrepresentable(f"The property {key!r}") from None
         return properties
+
+    def _unmapped(self, record: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The record's values less those the email and the attributes used (in record order)."""
+        used, trimmed = self._used_keys, self._trimmed
+        items = [(key, value) for key, value in record.items() if key not in used]
+        if trimmed:
+            items = [
+                (key, without_paths(value, trimmed[key]))
+                if key in trimmed and isinstance(value, Mapping)
+                else (key, value)
+                for key, value in items
+            ]
+        return items
 
 
 def normalize_phone(phone: str) -> str | Reject:

@@ -22,6 +22,7 @@ from types import FrameType
 
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.mapper import SameRecordTransform
 
 from target_klaviyo.errors import RunError
 from target_klaviyo.reader import SingerInput
@@ -35,6 +36,19 @@ from target_klaviyo.settings import (
 )
 from target_klaviyo.sinks import KlaviyoSink
 from target_klaviyo.stop import RunInterrupted
+
+# The metadata keys singer-sdk 0.54.9's _remove_sdc_metadata_from_record removes.
+SDC_KEYS = frozenset(
+    (
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    )
+)
 
 
 class TargetKlaviyo(Target):
@@ -62,6 +76,7 @@ class TargetKlaviyo(Target):
         self.run = ExportRun(self.settings)
         if isinstance(self.message_reader, SingerInput):
             self.message_reader.events = self.run
+        self._plain_streams: dict[str, KlaviyoSink] = {}
         # Every sink drains the run's one set of held profiles: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
 
@@ -102,6 +117,57 @@ class TargetKlaviyo(Target):
         """
         self._assert_line_requires(message_dict, requires={"value"})
         self.run.add_state(message_dict["value"])
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        super()._process_schema_message(message_dict)
+        self._plain_streams.clear()  # a SCHEMA may bring new maps and sinks
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """A RECORD of a stream with no stream map: the SDK's steps, without their per-record costs.
+
+        singer-sdk 0.54.9 spends more per record than the whole mapping to a profile
+        (copying the record for its map, looking up the sink, removing seven
+        metadata keys one by one, logging the empty context; meltano/sdk#1181). For a
+        stream that has only the SDK's identity map (no ``stream_maps`` entry, no
+        flattening) this does the steps that have an effect, in the SDK's order:
+        metadata removed, record checked (``_validate_and_parse``), key properties
+        checked, tallied, processed, counted, drained when the batch is full, and
+        every sink drained when records are older than the SDK's limit. Any other
+        stream goes through the SDK unchanged.
+        """
+        stream = message_dict["stream"]
+        sink = self._plain_streams.get(stream) or self._plain_sink(stream)
+        if sink is None:
+            super()._process_record_message(message_dict)
+            return
+        record = message_dict["record"]
+        if not SDC_KEYS.isdisjoint(record):
+            sink._remove_sdc_metadata_from_record(record)
+        sink._validate_and_parse(record)
+        sink._singer_validate_message(record)
+        sink.tally_record_read()
+        sink.process_record(record, {})
+        sink.record_counter_metric.increment()
+        if sink.is_full:
+            self.logger.info("Target sink for '%s' is full. Draining...", stream)
+            self.drain_one(sink)
+        self._handle_max_record_age()
+
+    def _plain_sink(self, stream: str) -> KlaviyoSink | None:
+        """The stream's sink if its records pass through the SDK's identity map, else None."""
+        maps = self.mapper.stream_maps.get(stream)
+        if not maps or len(maps) != 1:
+            return None
+        stream_map = maps[0]
+        if type(stream_map) is not SameRecordTransform or stream_map.stream_alias != stream:
+            return None
+        if stream_map.flattening_options and stream_map.flattening_enabled:
+            return None
+        sink = self._sinks_active.get(stream)
+        if not isinstance(sink, KlaviyoSink) or sink.include_sdc_metadata_properties:
+            return None
+        self._plain_streams[stream] = sink
+        return sink
 
     def process_endofpipe(self) -> None:
         with self.run.guard():

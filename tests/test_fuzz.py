@@ -72,7 +72,17 @@ def record_line(record: dict[str, Any]) -> str:
 
 
 raw_values = st.sampled_from(
-    ["1e999999999", "-1e5000", "9" * 5000, "NaN", "Infinity", '"\\ud800"', "[" * 70 + "]" * 70, '"\\u0000"']
+    [
+        "1e999999999",
+        "-1e5000",
+        "1e5555555555555555555555",
+        "9" * 5000,
+        "NaN",
+        "Infinity",
+        '"\\ud800"',
+        "[" * 70 + "]" * 70,
+        '"\\u0000"',
+    ]
 )
 raw_record_lines = st.builds(
     lambda email, raw: (
@@ -179,7 +189,7 @@ def test_any_configuration_is_accepted_or_refused_in_sentences_that_hide_the_key
             assert "Traceback" not in message
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999999999"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999999999", "1e5555555555555555555555"])
 def test_the_rejects_file_keeps_unrepresentable_numbers_as_text(tmp_path, value):
     config = {**DRY_RUN, "rejects_path": str(tmp_path / "rejects.jsonl")}
     line = '{"type": "RECORD", "stream": "people", "record": {"email": "a@example.com", "x": ' + value + "}}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import base_config, customers, members, run_in_process, schema, state
+from streams import SEGMENT_MAPPING, segment_messages
+from support import base_config, bulk_jobs, customers, members, run_in_process, schema, state
 
 from target_klaviyo.client import ErrorDetail, KlaviyoApiError, KlaviyoError
 from target_klaviyo.sandbox import FaultPlan
@@ -111,3 +112,48 @@ def test_progress_lines_while_waiting_for_jobs(sandbox_factory, monkeypatch, cap
         run_in_process(base_config(server), [schema(), *customers(3)])
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
     assert any("import jobs 0 done and 1 in flight" in line for line in progress)
+
+
+def run_segment(sandbox_factory, tmp_path, name: str, **overrides) -> dict:
+    """Run a generated segment (rejects, repeats, metadata keys) and collect what it produced."""
+    server = sandbox_factory()
+    messages = list(segment_messages(3_000, seed=5, state_every=700))
+    for message in messages[1:200:7]:
+        if message["type"] == "RECORD":
+            message["record"]["_sdc_extracted_at"] = "2026-11-28T06:00:00+00:00"
+            message["record"]["_sdc_custom"] = 1
+            message["record"]["LifetimeValue"] = "lots"  # against the schema
+    directory = tmp_path / name
+    directory.mkdir()
+    config = base_config(
+        server,
+        **SEGMENT_MAPPING,
+        batch_size_rows=500,
+        rejects_path=str(directory / "rejects.jsonl"),
+        report_path=str(directory / "report.json"),
+        **overrides,
+    )
+    target = run_in_process(config, messages)
+    report = json.loads((directory / "report.json").read_text())
+    return {
+        "plain_streams": dict(target._plain_streams),
+        "counts": report["counts"],
+        "rejects": [
+            {key: value for key, value in json.loads(line).items() if key != "rejected_at"}
+            for line in (directory / "rejects.jsonl").read_text().splitlines()
+        ],
+        "bodies": [request.body for request in bulk_jobs(server)],
+        "members": members(server),
+    }
+
+
+def test_the_record_lane_does_what_the_sdks_record_path_does(sandbox_factory, tmp_path):
+    """A stream map that changes nothing sends records through the SDK's own path: same outcome."""
+    lane = run_segment(sandbox_factory, tmp_path, "lane")
+    sdk = run_segment(sandbox_factory, tmp_path, "sdk", stream_maps={"customers": {"Plan": "Plan"}})
+    assert list(lane.pop("plain_streams")) == ["customers"]
+    assert sdk.pop("plain_streams") == {}
+    assert lane["counts"]["rejected"] > 50
+    assert lane["counts"]["rejected_by_reason"]["schema_violation"] > 20
+    assert lane["counts"]["sent_again"] > 10
+    assert lane == sdk

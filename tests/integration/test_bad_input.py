@@ -112,6 +112,7 @@ def test_a_null_record_is_a_counted_reject(sandbox, tmp_path):
 UNREPRESENTABLE = {
     "exponent beyond double": '{"plan": 1e5000}',
     "gigantic exponent": "1e999999999",
+    "exponent beyond what Decimal holds": "-1e5555555555555555555555",
     "5,000-digit integer": "9" * 5000,
     "NaN": "[1, NaN]",
     "Infinity": '{"a": -Infinity}',
