@@ -20,22 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness import API_KEY, BIN, LIST_ID, RESULTS, machine, measure, sandbox
 from streams import customer_messages
-
-BIN = Path(sys.executable).parent
-RESULTS = Path(__file__).with_name("results.md")
-API_KEY = "pk_benchmark_key"
-LIST_ID = "BeNch1"
 
 
 def write_stream(path: Path, records: int) -> None:
@@ -45,67 +36,26 @@ def write_stream(path: Path, records: int) -> None:
 
 
 def one_run(target: str, stream: Path, job_delay: float, in_flight: int, workdir: Path) -> dict:
-    port_file = workdir / "port"
-    port_file.unlink(missing_ok=True)
-    sandbox = subprocess.Popen(
-        [
-            str(BIN / "klaviyo-sandbox"),
-            "serve",
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--api-key",
-            API_KEY,
-            "--list",
-            LIST_ID,
-            "--job-delay",
-            str(job_delay),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while not port_file.exists() or not port_file.read_text().strip():
-            time.sleep(0.05)
+    with sandbox(workdir, "--job-delay", str(job_delay)) as url:
         report = workdir / "report.json"
         config = {
             "api_key": API_KEY,
             "list_id": LIST_ID,
-            "api_url": f"http://127.0.0.1:{port_file.read_text().strip()}",
+            "api_url": url,
             "max_profiles_per_run": 0,
             "max_jobs_in_flight": in_flight,
             "report_path": str(report),
         }
         (workdir / "config.json").write_text(json.dumps(config))
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TARGET_KLAVIYO_")}
-        started = time.monotonic()
-        log = workdir / "target.log"
-        with stream.open() as stdin, log.open("w") as stderr:
-            target_process = subprocess.Popen(
-                [target, "--config", str(workdir / "config.json")],
-                stdin=stdin,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-            )
-            # wait4 gives this one process's peak RSS, measured by the kernel from outside it.
-            _, status, usage = os.wait4(target_process.pid, 0)
-        wall = time.monotonic() - started
-        target_process.returncode = os.waitstatus_to_exitcode(status)
-        if target_process.returncode != 0:
-            sys.exit(f"target-klaviyo failed:\n{log.read_text()[-3000:]}")
+        result = measure([target, "--config", str(workdir / "config.json")], stream, workdir / "target.log")
         counts = json.loads(report.read_text())
         return {
-            "wall": wall,
-            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "wall": result.wall,
+            "peak_rss_mb": result.peak_rss_mb,
             "jobs": len(counts["job_ids"]),
             "exported": counts["counts"]["exported"],
             "throttled": counts.get("requests", {}).get("throttled", "n/a"),
         }
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
 
 
 def main() -> None:
@@ -166,8 +116,7 @@ def main() -> None:
             f"--job-delays {' '.join(f'{d:g}' for d in args.job_delays)} "
             f"--in-flight {' '.join(map(str, args.in_flight))}"
             + "".join(f" --target {label}=..." for label in targets if args.target)
-            + f"` on {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}; the sandbox with Klaviyo's rate "
+            + f"` on {machine()}; the sandbox with Klaviyo's rate "
             f"limits and request validation on. Median of {args.rounds} interleaved rounds.\n\n"
         )
         with RESULTS.open("a") as out:

@@ -101,13 +101,15 @@ class JobCancelled(KlaviyoError):
     """Klaviyo cancelled a job: its profiles are in an unknown state, so the run must fail."""
 
 
-def split_for_jobs(pending: list[PendingProfile]) -> Iterator[list[PendingProfile]]:
-    """Group profiles into job-sized chunks, in order, by count and by bytes."""
+def split_for_jobs(
+    pending: list[PendingProfile], most: int = MAX_PROFILES_PER_JOB
+) -> Iterator[list[PendingProfile]]:
+    """Group profiles into job-sized chunks of at most ``most`` profiles and Klaviyo's bytes, in order."""
     chunk: list[PendingProfile] = []
     size = ENVELOPE_BYTES
     for item in pending:
         item_size = len(item.encoded) + 1
-        if chunk and (len(chunk) == MAX_PROFILES_PER_JOB or size + item_size > MAX_JOB_BYTES):
+        if chunk and (len(chunk) >= most or size + item_size > MAX_JOB_BYTES):
             yield chunk
             chunk, size = [], ENVELOPE_BYTES
         chunk.append(item)

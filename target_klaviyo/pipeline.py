@@ -9,10 +9,11 @@ which bounds memory too.
 
 Jobs settle in the order they were submitted, so when a job is settled every
 earlier one is too. Two rules keep the results what a sequential run would give:
-a profile already in an unsettled job is not submitted again until that job has
-settled (so the later record for a person still wins in Klaviyo), and polling
-stays within Klaviyo's budget for reading jobs (``MIN_POLL_INTERVAL``, well under
-its steady 150 a minute).
+a profile whose person is in an unsettled job is not submitted until that job has
+settled (so the later record for a person still wins in Klaviyo; the run keeps it
+back, see :meth:`JobPipeline.busy`, while everyone else goes on), and polling stays
+within Klaviyo's budget for reading jobs (``MIN_POLL_INTERVAL``, well under its
+steady 150 a minute).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 from target_klaviyo.client import KlaviyoError
 from target_klaviyo.errors import RunError
-from target_klaviyo.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob, split_for_jobs
+from target_klaviyo.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob
 from target_klaviyo.stop import StopSignal
 
 logger = logging.getLogger("target_klaviyo.pipeline")
@@ -63,10 +64,22 @@ class JobPipeline:
         with self._changed:
             return len(self._jobs)
 
-    def submit(self, items: list[PendingProfile]) -> None:
-        """Submit these profiles as jobs, waiting for room and for earlier jobs of the same people."""
-        for chunk in split_for_jobs(items):
-            self._wait_until_submittable(chunk)
+    def busy(self, items: list[PendingProfile]) -> tuple[list[PendingProfile], list[PendingProfile]]:
+        """The profiles that may be submitted now, and those whose person is in an unsettled job.
+
+        Only this thread adds jobs, and settling only removes them, so a profile found
+        free here is still free when it is submitted.
+        """
+        with self._changed:
+            newest = self._newest_job_of
+            free = [item for item in items if item.key not in newest]
+            held = [item for item in items if item.key in newest] if len(free) < len(items) else []
+        return free, held
+
+    def submit(self, chunks: list[list[PendingProfile]]) -> None:
+        """Submit each chunk as a job, waiting for room among the jobs in flight."""
+        for chunk in chunks:
+            self._wait_for_room()
             for job in self._submitter.submit(chunk):
                 with self._changed:
                     number = self._submitted
@@ -77,13 +90,11 @@ class JobPipeline:
                     self._changed.notify_all()
                 self._start_settling()
 
-    def _wait_until_submittable(self, chunk: list[PendingProfile]) -> None:
-        newest = self._newest_job_of
-        needs = max((newest.get(item.key, -1) for item in chunk), default=-1)
+    def _wait_for_room(self) -> None:
         with self._changed:
             while True:
                 self.raise_failure()
-                if len(self._jobs) < self.max_in_flight and self._settled_through >= needs:
+                if len(self._jobs) < self.max_in_flight:
                     return
                 with self._stop.waiting():
                     self._changed.wait(1.0)

@@ -24,7 +24,14 @@ from enum import Enum
 from typing import Any
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.jobs import BulkImporter, PendingProfile, SentProfile, describe_dry_run
+from target_klaviyo.jobs import (
+    MAX_PROFILES_PER_JOB,
+    BulkImporter,
+    PendingProfile,
+    SentProfile,
+    describe_dry_run,
+    split_for_jobs,
+)
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
@@ -177,8 +184,7 @@ class ExportRun:
 
     def _stop_at_limit(self) -> None:
         """Export what is held (exactly the limit), wait until it is final, then stop the run."""
-        self.send_pending()
-        self._wait_for_jobs()
+        self._send_all_and_wait()
         limit = self.settings.max_profiles
         raise ProfileLimitReached(
             f"The run reached max_profiles_per_run ({limit:,} distinct profiles): "
@@ -211,8 +217,14 @@ class ExportRun:
 
     # Sending
 
-    def send_pending(self) -> None:
-        """Submit every held profile; returns once Klaviyo has accepted the jobs (not finished them)."""
+    def send_pending(self, full: int | None = None) -> None:
+        """Submit the held profiles; returns once Klaviyo has accepted the jobs (not finished them).
+
+        Profiles whose person is in a job still running stay held for a later send. With
+        ``full`` (a drain because the batch is full), jobs have ``full`` profiles and a
+        smaller remainder stays held too, so that held-back profiles do not add a small
+        job to every batch.
+        """
         pending, self._pending = list(self._pending.values()), {}
         if not pending:
             return
@@ -222,7 +234,21 @@ class ExportRun:
             self.report.count_exported(len(pending))
             self.ledger.close(item.epoch for item in pending)
             return
-        self.pipeline.submit(pending)
+        free, held = self.pipeline.busy(pending)
+        chunks = list(split_for_jobs(free, full or MAX_PROFILES_PER_JOB))
+        if full is not None and chunks and len(chunks[-1]) < full:
+            held += chunks.pop()
+        for item in held:
+            self._pending[item.key] = item
+        self.pipeline.submit(chunks)
+
+    def _send_all_and_wait(self) -> None:
+        """Submit every held profile and wait until every job is settled."""
+        self.send_pending()
+        self._wait_for_jobs()
+        if self._pending:  # people whose earlier record was in a job that was still running
+            self.send_pending()
+            self._wait_for_jobs()
 
     def _wait_for_jobs(self) -> None:
         if self.pipeline is not None:
@@ -253,8 +279,7 @@ class ExportRun:
     def finish(self) -> None:
         """All input was read and drained: wait for every job, then end the run as complete."""
         self.start()
-        self.send_pending()
-        self._wait_for_jobs()
+        self._send_all_and_wait()
         self._end("complete")
 
     @contextmanager

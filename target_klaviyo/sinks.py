@@ -117,4 +117,6 @@ class KlaviyoSink(BatchSink):
         run.add(profile, self.stream_name, record)
 
     def process_batch(self, context: dict) -> None:
-        self.run.send_pending()
+        # A full batch makes full jobs; a drain for another reason (end of input, the SDK's
+        # age limit for records) sends everything it may.
+        self.run.send_pending(self.max_size if self.is_full else None)

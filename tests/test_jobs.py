@@ -64,10 +64,10 @@ def import_all(bulk: BulkImporter, items: list[PendingProfile]) -> list[Submitte
     return submitted
 
 
-def test_split_by_count(monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_PROFILES_PER_JOB", 3)
-    chunks = list(split_for_jobs([pending(f"p{i}@example.com") for i in range(7)]))
+def test_split_by_count():
+    chunks = list(split_for_jobs([pending(f"p{i}@example.com") for i in range(7)], 3))
     assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+    assert [len(chunk) for chunk in split_for_jobs([pending("a@example.com")] * 10_001)] == [10_000, 1]
 
 
 def test_split_by_bytes_keeps_every_body_under_5_mb():

@@ -74,7 +74,7 @@ def eventually(condition, timeout: float = 5.0) -> None:
 def test_jobs_settle_in_the_order_they_were_submitted():
     pipe, importer = make()
     for n in range(3):
-        pipe.submit([item(f"p{n}@x.io")])
+        pipe.submit([[item(f"p{n}@x.io")]])
     importer.released |= {"job2", "job1"}
     time.sleep(0.1)
     assert importer.settled == [], "job0 still runs, so nothing after it is settled"
@@ -85,9 +85,9 @@ def test_jobs_settle_in_the_order_they_were_submitted():
 
 def test_submitting_waits_at_the_bound():
     pipe, importer = make(max_in_flight=2)
-    pipe.submit([item("a@x.io")])
-    pipe.submit([item("b@x.io")])
-    third = threading.Thread(target=pipe.submit, args=([item("c@x.io")],))
+    pipe.submit([[item("a@x.io")]])
+    pipe.submit([[item("b@x.io")]])
+    third = threading.Thread(target=pipe.submit, args=([[item("c@x.io")]],))
     third.start()
     time.sleep(0.1)
     assert importer.submitted == ["job0", "job1"]
@@ -99,22 +99,23 @@ def test_submitting_waits_at_the_bound():
     assert pipe.wait_all(time.monotonic() + 5)
 
 
-def test_a_person_in_a_running_job_waits_for_it():
+def test_a_person_in_a_running_job_is_held_back_and_others_are_not():
     pipe, importer = make()
-    pipe.submit([item("same@x.io")])
-    second = threading.Thread(target=pipe.submit, args=([item("other@x.io"), item("same@x.io")],))
-    second.start()
-    time.sleep(0.1)
-    assert importer.submitted == ["job0"]
+    pipe.submit([[item("same@x.io")]])
+    free, held = pipe.busy([item("other@x.io"), item("same@x.io")])
+    assert [i.key for i in free] == ["other@x.io"]
+    assert [i.key for i in held] == ["same@x.io"]
     importer.released.add("job0")
-    second.join(timeout=5)
-    assert importer.submitted == ["job0", "job1"]
+    assert pipe.wait_all(time.monotonic() + 5)
+    free, held = pipe.busy([item("other@x.io"), item("same@x.io")])
+    assert [i.key for i in free] == ["other@x.io", "same@x.io"]
+    assert held == []
 
 
 def test_a_cancelled_job_is_a_failure_but_later_jobs_still_settle():
     pipe, importer = make()
     for n in range(3):
-        pipe.submit([item(f"p{n}@x.io")])
+        pipe.submit([[item(f"p{n}@x.io")]])
     importer.cancel.add("job1")
     importer.released |= {"job0", "job1", "job2"}
     assert pipe.wait_all(time.monotonic() + 5)
@@ -126,17 +127,17 @@ def test_a_cancelled_job_is_a_failure_but_later_jobs_still_settle():
 def test_an_unexpected_answer_stops_settling_and_reaches_the_reading_thread():
     pipe, importer = make()
     importer.broken.add("job0")
-    pipe.submit([item("a@x.io")])
+    pipe.submit([[item("a@x.io")]])
     assert not pipe.wait_all(time.monotonic() + 5)
     with pytest.raises(KlaviyoError, match="Settling import jobs failed unexpectedly: KeyError"):
         pipe.raise_failure()
     with pytest.raises(KlaviyoError):
-        pipe.submit([item("b@x.io")])
+        pipe.submit([[item("b@x.io")]])
 
 
 def test_wait_all_gives_up_at_the_deadline_and_abandon_stops_settling():
     pipe, importer = make()
-    pipe.submit([item("a@x.io")])
+    pipe.submit([[item("a@x.io")]])
     started = time.monotonic()
     assert not pipe.wait_all(started + 0.2)
     assert 0.2 <= time.monotonic() - started < 1.5
@@ -157,7 +158,7 @@ def test_polls_are_paced_within_klaviyos_budget(monkeypatch):
         return original(job)
 
     importer.poll = counting_poll  # type: ignore[method-assign]
-    pipe.submit([item("a@x.io")])
+    pipe.submit([[item("a@x.io")]])
     time.sleep(0.5)
     importer.released.add("job0")
     assert pipe.wait_all(time.monotonic() + 5)

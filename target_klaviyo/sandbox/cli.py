@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="import jobs with an email at DOMAIN end as cancelled, importing nothing",
     )
     serve.add_argument("--no-rate-limits", action="store_true", help="turn Klaviyo's rate limits off")
+    serve.add_argument(
+        "--no-request-validation",
+        action="store_true",
+        help="skip checking request bodies against Klaviyo's spec (for benchmarks; tests keep it on)",
+    )
     serve.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate limit")
     serve.add_argument("--fault-429", type=float, default=0.0, metavar="P", help="probability of a 429")
     serve.add_argument("--fault-5xx", type=float, default=0.0, metavar="P", help="probability of a 5xx")
@@ -99,6 +104,7 @@ def serve(args: argparse.Namespace) -> None:
         ),
         db=args.db,
         rate_limits=not args.no_rate_limits,
+        validate_requests=not args.no_request_validation,
         rate_scale=args.rate_scale,
         faults=FaultPlan(
             throttle=args.fault_429,

@@ -213,6 +213,39 @@ def test_a_person_in_a_running_job_waits_for_it_so_the_later_record_wins(sandbox
     assert server.recorded.index(second) > first_done
 
 
+def test_a_person_in_a_running_job_holds_back_only_that_person(sandbox_factory, tmp_path):
+    """Others go on in new jobs while the person's earlier job runs; the person follows it."""
+    server = sandbox_factory(job_delay=1.0)
+    messages = [
+        schema(),
+        record(id=1, email="same@example.com", plan="first"),
+        record(id=2, email="b@example.com"),
+        record(id=3, email="same@example.com", plan="second"),
+        *[record(id=10 + i, email=f"p{i}@example.com") for i in range(4)],
+    ]
+    result = run_cli(base_config(server, batch_size_rows=2, max_jobs_in_flight=5), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert members(server)["same@example.com"]["properties"]["plan"] == "second"
+    jobs = bulk_jobs(server)
+    emails = [
+        [p["attributes"]["email"] for p in job.body["data"]["attributes"]["profiles"]["data"]] for job in jobs
+    ]
+    assert emails[:3] == [
+        ["same@example.com", "b@example.com"],
+        ["p0@example.com", "p1@example.com"],
+        ["p2@example.com", "p3@example.com"],
+    ]
+    assert emails[3:] == [["same@example.com"]]
+    first_done = next(
+        i
+        for i, r in enumerate(server.recorded)
+        if r.spec_path == "/api/profile-bulk-import-jobs/{job_id}"
+        and r.response["data"]["attributes"]["status"] == "complete"
+    )
+    assert server.recorded.index(jobs[2]) < first_done, "the others did not wait for the first job"
+    assert server.recorded.index(jobs[3]) > first_done
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_job_stops_within_the_grace_time(sandbox_factory, live, tmp_path, signum, code):
     server = sandbox_factory(job_delay=30)

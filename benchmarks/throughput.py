@@ -1,0 +1,167 @@
+"""Records per second: target-klaviyo against the sandbox, and the SDK's reference loader on the same file.
+
+For each ``--records`` count (default 1,000,000) this writes one Singer file of
+generated customers in the shape of ``sample_data/`` (a few percent unusable or
+repeated rows, a STATE every 10,000 records), then, in each of ``--rounds``
+interleaved rounds:
+
+- starts ``klaviyo-sandbox serve`` with Klaviyo's rate limits, a job processing
+  time from ``--job-delays`` (default 10 s) and request validation off (the sandbox
+  shares the two cores; the tests check every request against the spec), and runs
+  ``target-klaviyo`` with the sample mapping and default settings otherwise
+  (``max_profiles_per_run: 0``, record validation on);
+- runs ``meltanolabs-target-csv`` 0.5.0 with its defaults on the same file
+  (installed into ``benchmarks/.venv-target-csv`` on first use).
+
+It prints records/s for both and their ratio, wall and CPU seconds, peak RSS
+(from the kernel, outside the process), jobs, rejects and throttled answers, as
+medians over the rounds; ``--write`` appends them to ``benchmarks/results.md``.
+
+    python benchmarks/throughput.py [--records 200000 1000000] [--rounds 3] [--job-delays 0 10] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import API_KEY, BIN, LIST_ID, RESULTS, machine, measure, sandbox
+from streams import SEGMENT_MAPPING, segment_messages
+
+CSV_VENV = Path(__file__).with_name(".venv-target-csv")
+CSV_REQUIREMENT = "meltanolabs-target-csv==0.5.0"
+
+
+def target_csv() -> Path:
+    """The reference loader, in a virtual environment of its own (its SDK pins may differ from ours)."""
+    executable = CSV_VENV / "bin" / "target-csv"
+    if not executable.exists():
+        venv.create(CSV_VENV, with_pip=True)
+        subprocess.run([str(CSV_VENV / "bin" / "pip"), "install", "-q", CSV_REQUIREMENT], check=True)
+    return executable
+
+
+def write_stream(path: Path, records: int) -> None:
+    with path.open("w") as out:
+        for message in segment_messages(records):
+            out.write(json.dumps(message) + "\n")
+
+
+def run_klaviyo(stream: Path, job_delay: float, workdir: Path) -> dict:
+    with sandbox(workdir, "--job-delay", str(job_delay), "--no-request-validation") as url:
+        report = workdir / "report.json"
+        config = {
+            "api_key": API_KEY,
+            "list_id": LIST_ID,
+            "api_url": url,
+            "max_profiles_per_run": 0,
+            "report_path": str(report),
+            **SEGMENT_MAPPING,
+        }
+        (workdir / "config.json").write_text(json.dumps(config))
+        command = [str(BIN / "target-klaviyo"), "--config", str(workdir / "config.json")]
+        result = measure(command, stream, workdir / "target.log")
+    counts = json.loads(report.read_text())
+    return {
+        "measurement": result,
+        "jobs": len(counts["job_ids"]),
+        "exported": counts["counts"]["exported"],
+        "rejected": counts["counts"]["rejected"],
+        "throttled": counts["requests"]["throttled"],
+    }
+
+
+def run_csv(executable: Path, stream: Path, workdir: Path) -> dict:
+    output = workdir / "csv"
+    output.mkdir(exist_ok=True)
+    for old in output.iterdir():
+        old.unlink()
+    (workdir / "csv.json").write_text(json.dumps({"output_path": str(output)}))
+    result = measure([str(executable), "--config", str(workdir / "csv.json")], stream, workdir / "csv.log")
+    return {"measurement": result}
+
+
+def median(results: list[dict], field: str) -> float:
+    return statistics.median(getattr(result["measurement"], field) for result in results)
+
+
+def walls(results: list[dict]) -> str:
+    return ", ".join(f"{result['measurement'].wall:.1f}" for result in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--job-delays", type=float, nargs="+", default=[10.0])
+    parser.add_argument("--no-csv", action="store_true", help="skip the reference loader")
+    parser.add_argument("--write", action="store_true", help="append the results to benchmarks/results.md")
+    args = parser.parse_args()
+    csv = None if args.no_csv else target_csv()
+
+    rows = [
+        "| records | loader | job time (s) | median wall (s) | records/s | x target-csv | CPU (s) "
+        "| peak RSS (MB) | jobs | exported | rejected | throttled answers | runs (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for records in args.records:
+        with tempfile.TemporaryDirectory(prefix="target-klaviyo-throughput-") as tmp:
+            workdir = Path(tmp)
+            stream = workdir / "customers.singer.jsonl"
+            write_stream(stream, records)
+            klaviyo: dict[float, list[dict]] = {delay: [] for delay in args.job_delays}
+            reference: list[dict] = []
+            # Interleaved, so that a slower moment of the machine hits every loader alike.
+            for _ in range(args.rounds):
+                for delay in args.job_delays:
+                    klaviyo[delay].append(run_klaviyo(stream, delay, workdir))
+                    print(
+                        f"{records:,} records, target-klaviyo, {delay:g} s jobs: "
+                        f"{klaviyo[delay][-1]['measurement']}",
+                        file=sys.stderr,
+                    )
+                if csv is not None:
+                    reference.append(run_csv(csv, stream, workdir))
+                    print(f"{records:,} records, target-csv: {reference[-1]['measurement']}", file=sys.stderr)
+        csv_rate = records / median(reference, "wall") if reference else None
+        for delay, results in klaviyo.items():
+            rate = records / median(results, "wall")
+            last = results[-1]
+            rows.append(
+                f"| {records:,} | target-klaviyo | {delay:g} | {median(results, 'wall'):.1f} | {rate:,.0f} "
+                f"| {f'{rate / csv_rate:.2f}' if csv_rate else 'n/a'} | {median(results, 'cpu'):.1f} "
+                f"| {median(results, 'peak_rss_mb'):.0f} | {last['jobs']} | {last['exported']:,} "
+                f"| {last['rejected']:,} | {', '.join(str(r['throttled']) for r in results)} "
+                f"| {walls(results)} |"
+            )
+        if reference and csv_rate:
+            rows.append(
+                f"| {records:,} | target-csv 0.5.0 | | {median(reference, 'wall'):.1f} | {csv_rate:,.0f} | 1.00 "
+                f"| {median(reference, 'cpu'):.1f} | {median(reference, 'peak_rss_mb'):.0f} | | | | "
+                f"| {walls(reference)} |"
+            )
+    table = "\n".join(rows)
+    print(table)
+    if args.write:
+        heading = (
+            f"\n## Throughput, {datetime.now(timezone.utc):%Y-%m-%d}\n\n"
+            f"`python benchmarks/throughput.py --records {' '.join(map(str, args.records))} "
+            f"--rounds {args.rounds} --job-delays {' '.join(f'{d:g}' for d in args.job_delays)}` on {machine()}; "
+            "the sandbox with Klaviyo's rate limits and request validation off, on the same two cores. "
+            f"Median of {args.rounds} interleaved round(s).\n\n"
+        )
+        with RESULTS.open("a") as out:
+            out.write(heading + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
