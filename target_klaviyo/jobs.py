@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.mapping import Profile, Reject
+from target_klaviyo.reader import record_from_line
 
 logger = logging.getLogger("target_klaviyo.jobs")
 
@@ -48,30 +49,44 @@ def unexpected_answer(request: str, what: str) -> KlaviyoError:
     return KlaviyoError(f"Klaviyo answered {request} without {what}; the run stops rather than guess.")
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingProfile:
-    """A profile on its way to Klaviyo, with the record it came from (for the rejects file).
+    """A profile on its way to Klaviyo: what is sent, and where it came from (for the rejects file).
 
-    ``epoch`` is where the record stood among the tap's STATE messages
-    (:class:`target_klaviyo.state.StateLedger`).
+    ``source`` is the Singer line the record came in on when the reader had it (a line
+    is a third of the memory of the record as Python objects, and is read again only
+    for a reject), else the record. ``epoch`` is where the record stood among the
+    tap's STATE messages (:class:`target_klaviyo.state.StateLedger`). ``attributes``
+    is kept only in a dry run, which describes what it would send.
     """
 
-    profile: Profile
+    key: str
+    encoded: bytes
     stream: str
-    record: dict[str, Any]
+    source: dict[str, Any] | str
     epoch: int = 0
+    attributes: dict[str, Any] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        profile: Profile,
+        stream: str,
+        source: dict[str, Any] | str,
+        epoch: int = 0,
+        *,
+        describe: bool = False,
+    ) -> PendingProfile:
+        attributes = profile.resource["attributes"] if describe else None
+        return cls(profile.key, profile.encoded, stream, source, epoch, attributes)
 
     @property
-    def key(self) -> str:
-        return self.profile.key
-
-    @property
-    def encoded(self) -> bytes:
-        return self.profile.encoded
+    def record(self) -> dict[str, Any]:
+        return record_of(self.source)
 
     def sent(self) -> SentProfile:
         """What is still needed once Klaviyo accepted the profile: not the profile itself."""
-        return SentProfile(self.profile.key, self.stream, self.record, self.epoch)
+        return SentProfile(self.key, self.stream, self.source, self.epoch)
 
 
 @dataclass(slots=True)
@@ -83,8 +98,17 @@ class SentProfile:
 
     key: str
     stream: str
-    record: dict[str, Any]
+    source: dict[str, Any] | str
     epoch: int
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return record_of(self.source)
+
+
+def record_of(source: dict[str, Any] | str) -> dict[str, Any]:
+    """The record as the sink received it, read again from its line if that is what was kept."""
+    return source if isinstance(source, dict) else record_from_line(source)
 
 
 class JobEvents(Protocol):
@@ -299,9 +323,7 @@ class BulkImporter:
 def describe_dry_run(list_id: str, pending: list[PendingProfile]) -> Iterator[str]:
     """What ``import_batch`` would send, without personal data: sizes and attribute names."""
     for chunk in split_for_jobs(pending):
-        names = sorted(
-            {name for item in chunk for name in _attribute_names(item.profile.resource["attributes"])}
-        )
+        names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
         yield (
             f"Dry run: would submit an import job of {len(chunk)} profiles "
             f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "

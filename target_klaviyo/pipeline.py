@@ -1,11 +1,12 @@
 """Import jobs in flight: submitted from the reading thread, settled in the background.
 
 Klaviyo runs bulk import jobs asynchronously, often for many seconds. Waiting for
-each one before reading on would pay that time once per job, so the reading
-thread only submits, and a second thread settles: it polls the oldest unsettled
-job, reads its import errors and reports each profile's fate. At most
-``max_in_flight`` jobs are unsettled at once; at the bound, submitting waits,
-which bounds memory too.
+each one before reading on would pay that time once per job, and even waiting for
+Klaviyo to accept a job means waiting for a 5 MB upload. So the reading thread
+only queues each job's profiles; a submitting thread sends them, and a settling
+thread polls the oldest unsettled job, reads its import errors and reports each
+profile's fate. At most ``max_in_flight`` jobs are queued or unsettled at once; at
+the bound, queueing waits, which bounds memory too.
 
 Jobs settle in the order they were submitted, so when a job is settled every
 earlier one is too. Two rules keep the results what a sequential run would give:
@@ -48,21 +49,25 @@ class JobPipeline:
         self._submitter = submitter
         self._settler = settler
         self.max_in_flight = max_in_flight
+        self._queued: deque[tuple[int, list[PendingProfile]]] = deque()
+        self._submitting = 0  # chunks taken from the queue whose POST has not been answered
         self._jobs: deque[tuple[int, SubmittedJob]] = deque()
         self._newest_job_of: dict[str, int] = {}
-        self._submitted = 0
-        self._settled_through = -1
+        self._numbered = 0
         self._changed = threading.Condition()
         self._abandoned = threading.Event()
         self._settling_stopped = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._last_poll = 0.0
         self.failure: BaseException | None = None
 
     @property
     def in_flight(self) -> int:
         with self._changed:
-            return len(self._jobs)
+            return self._unfinished()
+
+    def _unfinished(self) -> int:
+        return len(self._queued) + self._submitting + len(self._jobs)
 
     def busy(self, items: list[PendingProfile]) -> tuple[list[PendingProfile], list[PendingProfile]]:
         """The profiles that may be submitted now, and those whose person is in an unsettled job.
@@ -77,28 +82,23 @@ class JobPipeline:
         return free, held
 
     def submit(self, chunks: list[list[PendingProfile]]) -> None:
-        """Submit each chunk as a job, waiting for room among the jobs in flight."""
+        """Queue each chunk for submission as a job, waiting for room among the jobs in flight."""
         for chunk in chunks:
-            self._wait_for_room()
-            for job in self._submitter.submit(chunk):
-                with self._changed:
-                    number = self._submitted
-                    self._submitted += 1
-                    self._jobs.append((number, job))
-                    for item in job.chunk:
-                        self._newest_job_of[item.key] = number
-                    self._changed.notify_all()
-                self._start_settling()
-
-    def _wait_for_room(self) -> None:
-        with self._changed:
-            while True:
-                self.raise_failure()
-                if len(self._jobs) < self.max_in_flight:
-                    return
-                with self._stop.waiting():
-                    self._changed.wait(1.0)
-                self._tick()
+            with self._changed:
+                while True:
+                    self.raise_failure()
+                    if self._unfinished() < self.max_in_flight:
+                        break
+                    with self._stop.waiting():
+                        self._changed.wait(1.0)
+                    self._tick()
+                number = self._numbered
+                self._numbered += 1
+                for item in chunk:
+                    self._newest_job_of[item.key] = number
+                self._queued.append((number, chunk))
+                self._changed.notify_all()
+            self._start_threads()
 
     @property
     def settling_stopped(self) -> bool:
@@ -107,14 +107,14 @@ class JobPipeline:
     def wait_all(self, deadline: float | None = None) -> bool:
         """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""
         with self._changed:
-            while self._jobs and not self._settling_stopped:
+            while self._unfinished() and not self._settling_stopped:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 with self._stop.waiting():
                     self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
                 self._tick()
-            return not self._jobs
+            return not self._unfinished()
 
     def raise_failure(self) -> None:
         """Raise, on the reading thread, what went wrong while settling."""
@@ -127,10 +127,40 @@ class JobPipeline:
         with self._changed:
             self._changed.notify_all()
 
-    def _start_settling(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._settle_all, name="settle-import-jobs", daemon=True)
-            self._thread.start()
+    def _start_threads(self) -> None:
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._submit_all, name="submit-import-jobs", daemon=True),
+                threading.Thread(target=self._settle_all, name="settle-import-jobs", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def _submit_all(self) -> None:
+        """Send queued chunks in order; a chunk may become several jobs, or none (all refused)."""
+        try:
+            while True:
+                with self._changed:
+                    while not self._queued and not self._abandoned.is_set():
+                        self._changed.wait()
+                    if self._abandoned.is_set():
+                        return
+                    number, chunk = self._queued.popleft()
+                    self._submitting += 1
+                jobs = self._submitter.submit(chunk)
+                with self._changed:
+                    self._submitting -= 1
+                    submitted = {item.key for job in jobs for item in job.chunk}
+                    for item in chunk:
+                        if item.key not in submitted and self._newest_job_of.get(item.key) == number:
+                            del self._newest_job_of[item.key]  # refused at submission: final already
+                    self._jobs.extend((number, job) for job in jobs)
+                    self._changed.notify_all()
+        except BaseException as error:
+            self._fail(error)
+            with self._changed:
+                self._settling_stopped = True
+                self._changed.notify_all()
 
     def _settle_all(self) -> None:
         try:
@@ -169,7 +199,6 @@ class JobPipeline:
     def _done(self, number: int, job: SubmittedJob) -> None:
         with self._changed:
             self._jobs.popleft()
-            self._settled_through = number
             for item in job.chunk:
                 if self._newest_job_of.get(item.key) == number:
                     del self._newest_job_of[item.key]

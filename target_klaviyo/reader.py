@@ -60,6 +60,28 @@ TYPE_NAME = re.compile(r"^[A-Za-z_]{1,32}$")
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 
+# The metadata keys singer-sdk 0.54.9 removes from every record (_remove_sdc_metadata_from_record).
+SDC_KEYS = frozenset(
+    (
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    )
+)
+
+
+def record_from_line(line: str) -> dict[str, t.Any]:
+    """The record of a RECORD line the reader already accepted, as the sink received it."""
+    record = json.loads(line, parse_float=Decimal)["record"]
+    for key in SDC_KEYS.intersection(record):
+        del record[key]
+    return record
+
+
 class InputError(RunError):
     """The input is not a Singer stream this target can read."""
 
@@ -103,6 +125,7 @@ class SingerInput(SingerReader):
     def __init__(self) -> None:
         super().__init__()
         self.events: InputEvents = _Unattached()
+        self.line = ""  # the text of the message being handed over
         self._nonfinite = False
 
     def process_lines(
@@ -127,6 +150,7 @@ class SingerInput(SingerReader):
                 counts[SingerMessageType.RECORD] += 1
                 continue
             kind = message["type"]
+            self.line = line
             self._hand_over(callbacks[kind], message, number)
             counts[kind] += 1
         return counts

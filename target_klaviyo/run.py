@@ -128,8 +128,14 @@ class ExportRun:
         """A record that will not be exported; it is final at once."""
         self.report.reject(stream, record, reject)
 
-    def add(self, profile: Profile, stream: str, record: dict[str, Any]) -> None:
-        """Count a mapped profile towards the limit and hold it for the next batch."""
+    def add(
+        self, profile: Profile, stream: str, record: dict[str, Any], source: dict[str, Any] | str
+    ) -> None:
+        """Count a mapped profile towards the limit and hold it for the next batch.
+
+        ``source`` is what held and sent profiles keep to write a reject later: the
+        record, or the line it came in on (see :class:`PendingProfile`).
+        """
         admission = self._admit(profile.key)
         if admission is Admission.OVER_LIMIT:
             limit = self.settings.max_profiles
@@ -141,7 +147,10 @@ class ExportRun:
         profile = self._one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
-        self._hold(PendingProfile(profile, stream, record, self.ledger.open_record()), admission)
+        epoch = self.ledger.open_record()
+        self._hold(
+            PendingProfile.of(profile, stream, source, epoch, describe=self.pipeline is None), admission
+        )
 
     def _one_person_per_phone(self, profile: Profile) -> Profile:
         """Klaviyo identifies people by phone too: a phone already given to another email is dropped.
@@ -194,13 +203,13 @@ class ExportRun:
 
     def _hold(self, item: PendingProfile, admission: Admission) -> None:
         """Keep a profile for the next send; a later record for the same email replaces it."""
-        replaced = self._pending.get(item.profile.key)
+        replaced = self._pending.get(item.key)
         if replaced is not None:
             self.report.count_deduplicated()
             self.ledger.close([replaced.epoch])
         elif admission is Admission.REPEAT:
             self.report.count_sent_again()
-        self._pending[item.profile.key] = item
+        self._pending[item.key] = item
 
     def add_state(self, value: Any) -> None:
         self.ledger.add_state(value)

@@ -20,6 +20,7 @@ from target_klaviyo.jobs import MAX_PROFILES_PER_JOB
 from target_klaviyo.mapping import Reject
 from target_klaviyo.run import ExportRun
 
+SOURCE_LINE = "target_klaviyo.line"  # the record's Singer line, in the context the target passes
 NAMED_SUBSCHEMAS = {"properties", "patternProperties", "definitions", "$defs", "dependentSchemas"}
 
 
@@ -114,7 +115,7 @@ class KlaviyoSink(BatchSink):
         if isinstance(profile, Reject):
             run.reject(self.stream_name, record, profile)
             return
-        run.add(profile, self.stream_name, record)
+        run.add(profile, self.stream_name, record, context.get(SOURCE_LINE, record))
 
     def process_batch(self, context: dict) -> None:
         # A full batch makes full jobs; a drain for another reason (end of input, the SDK's

@@ -25,7 +25,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.mapper import SameRecordTransform
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.reader import SingerInput
+from target_klaviyo.reader import SDC_KEYS, SingerInput
 from target_klaviyo.run import ExportRun
 from target_klaviyo.settings import (
     CONFIG_SCHEMA,
@@ -34,21 +34,8 @@ from target_klaviyo.settings import (
     parse_environment,
     unknown_setting_error,
 )
-from target_klaviyo.sinks import KlaviyoSink
+from target_klaviyo.sinks import SOURCE_LINE, KlaviyoSink
 from target_klaviyo.stop import RunInterrupted
-
-# The metadata keys singer-sdk 0.54.9's _remove_sdc_metadata_from_record removes.
-SDC_KEYS = frozenset(
-    (
-        "_sdc_extracted_at",
-        "_sdc_received_at",
-        "_sdc_batched_at",
-        "_sdc_deleted_at",
-        "_sdc_sequence",
-        "_sdc_table_version",
-        "_sdc_sync_started_at",
-    )
-)
 
 
 class TargetKlaviyo(Target):
@@ -74,8 +61,9 @@ class TargetKlaviyo(Target):
         except SettingsError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
         self.run = ExportRun(self.settings)
-        if isinstance(self.message_reader, SingerInput):
-            self.message_reader.events = self.run
+        self._input = self.message_reader if isinstance(self.message_reader, SingerInput) else None
+        if self._input is not None:
+            self._input.events = self.run
         self._plain_streams: dict[str, KlaviyoSink] = {}
         # Every sink drains the run's one set of held profiles: one drain at a time keeps jobs in input order.
         self.max_parallelism = 1
@@ -146,7 +134,8 @@ class TargetKlaviyo(Target):
         sink._validate_and_parse(record)
         sink._singer_validate_message(record)
         sink.tally_record_read()
-        sink.process_record(record, {})
+        # The line goes along so that held profiles keep it rather than the record (see PendingProfile).
+        sink.process_record(record, {SOURCE_LINE: self._input.line} if self._input is not None else {})
         sink.record_counter_metric.increment()
         if sink.is_full:
             self.logger.info("Target sink for '%s' is full. Draining...", stream)

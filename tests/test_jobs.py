@@ -27,7 +27,7 @@ MAPPER = ProfileMapper(Settings.from_config({"api_key": "k", "list_id": LIST_ID}
 
 def pending(email: str, **extra) -> PendingProfile:
     record = {"email": email, **extra}
-    return PendingProfile(MAPPER.map(record), "customers", record)
+    return PendingProfile.of(MAPPER.map(record), "customers", record, describe=True)
 
 
 class Recorder:

@@ -21,7 +21,7 @@ MAPPER = ProfileMapper(Settings.from_config({"api_key": "k", "list_id": "L"}))
 
 
 def item(email: str) -> PendingProfile:
-    return PendingProfile(MAPPER.map({"email": email}), "s", {"email": email})
+    return PendingProfile.of(MAPPER.map({"email": email}), "s", {"email": email})
 
 
 class ScriptedImporter:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from streams import SEGMENT_MAPPING, segment_messages
-from support import base_config, bulk_jobs, customers, members, run_in_process, schema, state
+from support import base_config, customers, members, run_in_process, schema, state
 
 from target_klaviyo.client import ErrorDetail, KlaviyoApiError, KlaviyoError
 from target_klaviyo.sandbox import FaultPlan
@@ -115,8 +115,12 @@ def test_progress_lines_while_waiting_for_jobs(sandbox_factory, monkeypatch, cap
 
 
 def run_segment(sandbox_factory, tmp_path, name: str, **overrides) -> dict:
-    """Run a generated segment (rejects, repeats, metadata keys) and collect what it produced."""
-    server = sandbox_factory()
+    """Run a generated segment (rejects, repeats, metadata keys) and collect what it produced.
+
+    Klaviyo refuses profiles at one domain when a job is submitted and fails those at
+    another while it runs, so rejects are also written for profiles held and in flight.
+    """
+    server = sandbox_factory(refuse_domains=("example.se",), fail_domains=("shop.example.co.uk",))
     messages = list(segment_messages(3_000, seed=5, state_every=700))
     for message in messages[1:200:7]:
         if message["type"] == "RECORD":
@@ -135,14 +139,24 @@ def run_segment(sandbox_factory, tmp_path, name: str, **overrides) -> dict:
     )
     target = run_in_process(config, messages)
     report = json.loads((directory / "report.json").read_text())
+    counts = report["counts"]
+    # Which repeats of a person are merged before sending and which are sent again depends on
+    # which jobs are still running at each drain, a matter of timing; the outcome does not.
     return {
         "plain_streams": dict(target._plain_streams),
-        "counts": report["counts"],
-        "rejects": [
-            {key: value for key, value in json.loads(line).items() if key != "rejected_at"}
-            for line in (directory / "rejects.jsonl").read_text().splitlines()
-        ],
-        "bodies": [request.body for request in bulk_jobs(server)],
+        "counts": {
+            key: value
+            for key, value in counts.items()
+            if key not in {"exported", "deduplicated", "sent_again"}
+        },
+        # Jobs are submitted and settled on two threads, so rejects arrive in either order.
+        "rejects": sorted(
+            (
+                {key: value for key, value in json.loads(line).items() if key != "rejected_at"}
+                for line in (directory / "rejects.jsonl").read_text().splitlines()
+            ),
+            key=lambda reject: json.dumps(reject, sort_keys=True),
+        ),
         "members": members(server),
     }
 
@@ -155,5 +169,6 @@ def test_the_record_lane_does_what_the_sdks_record_path_does(sandbox_factory, tm
     assert sdk.pop("plain_streams") == {}
     assert lane["counts"]["rejected"] > 50
     assert lane["counts"]["rejected_by_reason"]["schema_violation"] > 20
-    assert lane["counts"]["sent_again"] > 10
+    assert lane["counts"]["rejected_by_reason"]["rejected_by_klaviyo"] > 500
+    assert any(reject["record"].get("_sdc_extracted_at") is None for reject in lane["rejects"])
     assert lane == sdk
