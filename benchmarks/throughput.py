@@ -35,6 +35,8 @@ from pathlib import Path
 from harness import API_KEY, BIN, LIST_ID, RESULTS, machine, measure, sandbox
 from streams import SEGMENT_MAPPING, segment_messages
 
+from target_klaviyo.settings import DEFAULT_MAX_JOBS_IN_FLIGHT
+
 CSV_VENV = Path(__file__).with_name(".venv-target-csv")
 CSV_REQUIREMENT = "meltanolabs-target-csv==0.5.0"
 
@@ -54,7 +56,7 @@ def write_stream(path: Path, records: int) -> None:
             out.write(json.dumps(message) + "\n")
 
 
-def run_klaviyo(stream: Path, job_delay: float, workdir: Path) -> dict:
+def run_klaviyo(stream: Path, job_delay: float, in_flight: int | None, workdir: Path) -> dict:
     with sandbox(workdir, "--job-delay", str(job_delay), "--no-request-validation") as url:
         report = workdir / "report.json"
         config = {
@@ -65,6 +67,8 @@ def run_klaviyo(stream: Path, job_delay: float, workdir: Path) -> dict:
             "report_path": str(report),
             **SEGMENT_MAPPING,
         }
+        if in_flight is not None:
+            config["max_jobs_in_flight"] = in_flight
         (workdir / "config.json").write_text(json.dumps(config))
         command = [str(BIN / "target-klaviyo"), "--config", str(workdir / "config.json")]
         result = measure(command, stream, workdir / "target.log")
@@ -103,41 +107,45 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--job-delays", type=float, nargs="+", default=[10.0])
+    parser.add_argument(
+        "--in-flight", type=int, nargs="+", default=[None], help="max_jobs_in_flight (default: the default)"
+    )
     parser.add_argument("--no-csv", action="store_true", help="skip the reference loader")
     parser.add_argument("--write", action="store_true", help="append the results to benchmarks/results.md")
     args = parser.parse_args()
     csv = None if args.no_csv else target_csv()
 
     rows = [
-        "| records | loader | job time (s) | median wall (s) | records/s | x target-csv | CPU (s) "
+        "| records | loader | max_jobs_in_flight | job time (s) | median wall (s) | records/s | x target-csv | CPU (s) "
         "| peak RSS (MB) | jobs | exported | rejected | throttled answers | runs (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for records in args.records:
         with tempfile.TemporaryDirectory(prefix="target-klaviyo-throughput-") as tmp:
             workdir = Path(tmp)
             stream = workdir / "customers.singer.jsonl"
             write_stream(stream, records)
-            klaviyo: dict[float, list[dict]] = {delay: [] for delay in args.job_delays}
+            settings = [(delay, in_flight) for delay in args.job_delays for in_flight in args.in_flight]
+            klaviyo: dict[tuple[float, int | None], list[dict]] = {setting: [] for setting in settings}
             reference: list[dict] = []
             # Interleaved, so that a slower moment of the machine hits every loader alike.
             for _ in range(args.rounds):
-                for delay in args.job_delays:
-                    klaviyo[delay].append(run_klaviyo(stream, delay, workdir))
+                for delay, in_flight in settings:
+                    klaviyo[delay, in_flight].append(run_klaviyo(stream, delay, in_flight, workdir))
                     print(
-                        f"{records:,} records, target-klaviyo, {delay:g} s jobs: "
-                        f"{klaviyo[delay][-1]['measurement']}",
+                        f"{records:,} records, target-klaviyo, {delay:g} s jobs, in flight {in_flight}: "
+                        f"{klaviyo[delay, in_flight][-1]['measurement']}",
                         file=sys.stderr,
                     )
                 if csv is not None:
                     reference.append(run_csv(csv, stream, workdir))
                     print(f"{records:,} records, target-csv: {reference[-1]['measurement']}", file=sys.stderr)
         csv_rate = records / median(reference, "wall") if reference else None
-        for delay, results in klaviyo.items():
+        for (delay, in_flight), results in klaviyo.items():
             rate = records / median(results, "wall")
             last = results[-1]
             rows.append(
-                f"| {records:,} | target-klaviyo | {delay:g} | {median(results, 'wall'):.1f} | {rate:,.0f} "
+                f"| {records:,} | target-klaviyo | {in_flight or DEFAULT_MAX_JOBS_IN_FLIGHT} | {delay:g} | {median(results, 'wall'):.1f} | {rate:,.0f} "
                 f"| {f'{rate / csv_rate:.2f}' if csv_rate else 'n/a'} | {median(results, 'cpu'):.1f} "
                 f"| {median(results, 'peak_rss_mb'):.0f} | {last['jobs']} | {last['exported']:,} "
                 f"| {last['rejected']:,} | {', '.join(str(r['throttled']) for r in results)} "
@@ -145,7 +153,7 @@ def main() -> None:
             )
         if reference and csv_rate:
             rows.append(
-                f"| {records:,} | target-csv 0.5.0 | | {median(reference, 'wall'):.1f} | {csv_rate:,.0f} | 1.00 "
+                f"| {records:,} | target-csv 0.5.0 | | | {median(reference, 'wall'):.1f} | {csv_rate:,.0f} | 1.00 "
                 f"| {median(reference, 'cpu'):.1f} | {median(reference, 'peak_rss_mb'):.0f} | | | | "
                 f"| {walls(reference)} |"
             )
@@ -155,7 +163,9 @@ def main() -> None:
         heading = (
             f"\n## Throughput, {datetime.now(timezone.utc):%Y-%m-%d}\n\n"
             f"`python benchmarks/throughput.py --records {' '.join(map(str, args.records))} "
-            f"--rounds {args.rounds} --job-delays {' '.join(f'{d:g}' for d in args.job_delays)}` on {machine()}; "
+            f"--rounds {args.rounds} --job-delays {' '.join(f'{d:g}' for d in args.job_delays)}"
+            + (f" --in-flight {' '.join(map(str, args.in_flight))}" if args.in_flight != [None] else "")
+            + f"` on {machine()}; "
             "the sandbox with Klaviyo's rate limits and request validation off, on the same two cores. "
             f"Median of {args.rounds} interleaved round(s).\n\n"
         )

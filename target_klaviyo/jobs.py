@@ -13,8 +13,10 @@ import json
 import logging
 import re
 import time
+import zlib
+from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -84,17 +86,10 @@ class PendingProfile:
     def record(self) -> dict[str, Any]:
         return record_of(self.source)
 
-    def sent(self) -> SentProfile:
-        """What is still needed once Klaviyo accepted the profile: not the profile itself."""
-        return SentProfile(self.key, self.stream, self.source, self.epoch)
-
 
 @dataclass(slots=True)
 class SentProfile:
-    """A profile in a job Klaviyo accepted: enough to match its import errors and reject it.
-
-    Jobs in flight hold thousands of these, so the profile's JSON is not kept.
-    """
+    """A profile of a job Klaviyo accepted, as needed to reject it: made from :class:`SubmittedJob`."""
 
     key: str
     stream: str
@@ -118,7 +113,7 @@ class JobEvents(Protocol):
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
-    def job_done(self, job_id: str, imported: list[SentProfile], unmatched_failures: int) -> None: ...
+    def job_done(self, job_id: str, imported_epochs: list[int], unmatched_failures: int) -> None: ...
 
 
 class JobCancelled(KlaviyoError):
@@ -155,18 +150,56 @@ def job_body(list_id: str, chunk: list[PendingProfile]) -> bytes:
     )
 
 
-@dataclass
+class Sources:
+    """Where a job's profiles came from, for the rejects file, in a fraction of the memory.
+
+    Lines (from the reader) are kept as one zlib-compressed text, about a sixth of
+    their size, and decompressed only if Klaviyo rejects one of them; records (from a
+    stream map) are kept as they are.
+    """
+
+    def __init__(self, sources: list[dict[str, Any] | str]) -> None:
+        self._records: list[dict[str, Any] | str] | None = None
+        self._compressed = b""
+        if all(isinstance(source, str) for source in sources):
+            text = "\n".join(source.rstrip("\n") for source in sources)  # type: ignore[union-attr]
+            self._compressed = zlib.compress(text.encode("utf-8", "surrogatepass"), 1)
+        else:
+            self._records = sources
+
+    def __getitem__(self, position: int) -> dict[str, Any] | str:
+        if self._records is None:
+            text = zlib.decompress(self._compressed).decode("utf-8", "surrogatepass")
+            self._records = list(text.split("\n"))
+        return self._records[position]
+
+
 class SubmittedJob:
-    """A job Klaviyo accepted and has not finished; ``polls`` and ``next_poll`` pace its polling."""
+    """A job Klaviyo accepted and has not finished; ``polls`` and ``next_poll`` pace its polling.
 
-    id: str
-    chunk: list[SentProfile]
-    submitted_at: float = field(default_factory=time.monotonic)
-    polls: int = 0
-    next_poll: float = 0.0
+    Jobs in flight hold many thousands of profiles, so a job keeps its profiles as
+    columns (keys, streams, STATE epochs, compressed sources), not their JSON, and
+    makes a :class:`SentProfile` only for one Klaviyo rejects.
+    """
 
-    def __post_init__(self) -> None:
+    def __init__(self, job_id: str, chunk: list[PendingProfile]) -> None:
+        self.id = job_id
+        self.keys = [item.key for item in chunk]
+        self.epochs = array("q", [item.epoch for item in chunk])
+        self._streams = [item.stream for item in chunk]
+        self._sources = Sources([item.source for item in chunk])
+        self.submitted_at = time.monotonic()
+        self.polls = 0
         self.next_poll = self.submitted_at + POLL_DELAYS[0]
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def profile(self, position: int) -> SentProfile:
+        return SentProfile(
+            self.keys[position], self._streams[position], self._sources[position], self.epochs[position]
+        )
 
     def polled(self, now: float) -> None:
         """It was not finished at ``now``: ask again a little later each time."""
@@ -205,7 +238,7 @@ class BulkImporter:
                 )
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
-            return [SubmittedJob(job_id, [item.sent() for item in chunk])]
+            return [SubmittedJob(job_id, chunk)]
         return []
 
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
@@ -238,7 +271,7 @@ class BulkImporter:
         if not isinstance(attributes, dict) or attributes.get("status") not in JOB_STATUSES:
             raise unexpected_answer(request, "a job status it documents")
         failed = attributes.get("failed_count") or 0
-        if not isinstance(failed, int) or isinstance(failed, bool) or not 0 <= failed <= len(job.chunk):
+        if not isinstance(failed, int) or isinstance(failed, bool) or not 0 <= failed <= job.size:
             raise unexpected_answer(request, "a failed_count between 0 and the job's size")
         if attributes["status"] in {"complete", "cancelled"}:
             return attributes
@@ -260,7 +293,7 @@ class BulkImporter:
         failed = int(attributes.get("failed_count") or 0)
         rejected = self._reject_import_errors(job) if failed else set()
         unmatched = max(0, failed - len(rejected))
-        imported = [item for position, item in enumerate(job.chunk) if position not in rejected]
+        imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
         self.events.job_done(job.id, imported, unmatched)
         logger.info(
             "Import job %s complete: %d profiles imported, %d failed.",
@@ -271,17 +304,17 @@ class BulkImporter:
 
     def _reject_import_errors(self, job: SubmittedJob) -> set[int]:
         """Turn each import error into a reject of the profile it names; returns their positions."""
-        by_email = {item.key: position for position, item in enumerate(job.chunk)}
+        by_email = {key: position for position, key in enumerate(job.keys)}
         rejected: set[int] = set()
-        for error in self._import_errors(job.id, len(job.chunk)):
+        for error in self._import_errors(job.id, job.size):
             attributes = error.get("attributes")
             if not isinstance(attributes, dict):
                 continue
-            position = self._position_for(attributes, len(job.chunk), by_email)
+            position = self._position_for(attributes, job.size, by_email)
             if position is None or position in rejected:
                 continue
             detail = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}".strip()[:1000]
-            self.events.rejected(job.chunk[position], Reject("rejected_by_klaviyo", detail))
+            self.events.rejected(job.profile(position), Reject("rejected_by_klaviyo", detail))
             rejected.add(position)
         return rejected
 

@@ -150,7 +150,7 @@ class JobPipeline:
                 jobs = self._submitter.submit(chunk)
                 with self._changed:
                     self._submitting -= 1
-                    submitted = {item.key for job in jobs for item in job.chunk}
+                    submitted = {key for job in jobs for key in job.keys}
                     for item in chunk:
                         if item.key not in submitted and self._newest_job_of.get(item.key) == number:
                             del self._newest_job_of[item.key]  # refused at submission: final already
@@ -199,9 +199,9 @@ class JobPipeline:
     def _done(self, number: int, job: SubmittedJob) -> None:
         with self._changed:
             self._jobs.popleft()
-            for item in job.chunk:
-                if self._newest_job_of.get(item.key) == number:
-                    del self._newest_job_of[item.key]
+            for key in job.keys:
+                if self._newest_job_of.get(key) == number:
+                    del self._newest_job_of[key]
             self._changed.notify_all()
 
     def _fail(self, error: BaseException) -> None:

@@ -35,6 +35,7 @@ from target_klaviyo.jobs import (
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
+from target_klaviyo.seen import HashTable, hash64
 from target_klaviyo.settings import Settings
 from target_klaviyo.state import StateLedger
 from target_klaviyo.stop import RunInterrupted, StopSignal
@@ -76,9 +77,10 @@ class ExportRun:
         self.limit_reached = False
         self._started = False
         self._ended = False
-        self._profiles: set[str] = set()
+        # Emails seen and phone owners, as 64-bit hashes in compact tables (see seen.py).
+        self._profiles = HashTable(with_values=False)
         self._pending: dict[str, PendingProfile] = {}
-        self._phone_owner: dict[str, str] = {}
+        self._phone_owner = HashTable(with_values=True)
 
     def _client(self) -> KlaviyoClient:
         settings = self.settings
@@ -160,8 +162,8 @@ class ExportRun:
         phone = profile.resource["attributes"].get("phone_number")
         if phone is None:
             return profile
-        owner = self._phone_owner.setdefault(phone, profile.key)
-        if owner == profile.key:
+        person = hash64(profile.key)
+        if self._phone_owner.setdefault(hash64(phone), person) == person:
             return profile
         detail = (
             "phone_number is already the phone of another email in this run; it was left out so "
@@ -171,7 +173,8 @@ class ExportRun:
 
     def _admit(self, key: str) -> Admission:
         """Count a profile towards the limit the first time its email is seen in this run."""
-        if key in self._profiles:
+        hashed = hash64(key)
+        if hashed in self._profiles:
             return Admission.REPEAT
         limit = self.settings.max_profiles
         if limit and len(self._profiles) >= limit:
@@ -179,7 +182,7 @@ class ExportRun:
                 self.limit_reached = True
                 self._warn_limit()
             return Admission.OVER_LIMIT
-        self._profiles.add(key)
+        self._profiles.setdefault(hashed)
         self.report.count_distinct()
         return Admission.NEW
 
@@ -273,15 +276,15 @@ class ExportRun:
         self.report.reject(item.stream, item.record, reject)
         self.ledger.close([item.epoch])
 
-    def job_done(self, job_id: str, imported: list[SentProfile], unmatched_failures: int) -> None:
-        self.report.count_exported(len(imported) - unmatched_failures)
+    def job_done(self, job_id: str, imported_epochs: list[int], unmatched_failures: int) -> None:
+        self.report.count_exported(len(imported_epochs) - unmatched_failures)
         for _ in range(unmatched_failures):
             detail = f"Import job {job_id} reported a failed profile without an import error that names it."
             self.report.reject("", None, Reject("rejected_by_klaviyo", detail))
         self.report.job_settled()
         self.report.flush()
         self.report.tick()
-        self.ledger.close(item.epoch for item in imported)
+        self.ledger.close(imported_epochs)
 
     # End
 

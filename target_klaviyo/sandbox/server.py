@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+
 from target_klaviyo.sandbox import spec
 from target_klaviyo.sandbox.api import (
     MAX_JOB_BYTES,
@@ -98,6 +100,15 @@ class SandboxServer(ThreadingHTTPServer):
     def record(self, entry: RecordedRequest) -> None:
         if self.settings.record_requests:
             self.recorded.append(entry)
+
+
+def _decode_json(raw: bytes) -> Any:
+    """A request body: msgspec reads a 5 MB import job several times faster than the json module;
+    what it refuses (NaN, very deep nesting) is left to the json module, which decides."""
+    try:
+        return msgspec.json.decode(raw)
+    except (ValueError, RecursionError):
+        return json.loads(raw)
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -227,7 +238,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if len(request.raw_body) > MAX_JOB_BYTES:
             raise _too_large()
         try:
-            body = json.loads(request.raw_body)
+            body = _decode_json(request.raw_body)
         except (ValueError, RecursionError):
             raise ApiError(400, "parse_error", "The request body is not valid JSON.", pointer="/") from None
         if not validate:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import msgspec
+
 IDENTIFIERS = ("email", "phone_number", "external_id")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
@@ -88,6 +90,11 @@ class Job:
         if self.completed_at is not None:
             return "complete"
         return "processing" if now >= (self.created_at + self.due_at) / 2 else "queued"
+
+
+def _encode(attributes: dict[str, Any]) -> str:
+    """A profile's attributes as stored: JSON, by msgspec (10,000 of them for every import job)."""
+    return msgspec.json.encode(attributes).decode()
 
 
 def merge_attributes(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +240,7 @@ class SandboxStore:
             "UPDATE profiles SET email = ?, phone_number = ?, external_id = ?, attributes = ?, updated = ?"
             " WHERE id = ?",
             [
-                (*_identifiers(merged), json.dumps(merged), now, profile_id)
+                (*_identifiers(merged), _encode(merged), now, profile_id)
                 for profile_id, merged in merged_by_id.items()
                 if profile_id not in created
             ],
@@ -241,7 +248,7 @@ class SandboxStore:
         db.executemany(
             "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (profile_id, *_identifiers(merged), json.dumps(merged), now, now)
+                (profile_id, *_identifiers(merged), _encode(merged), now, now)
                 for profile_id, merged in merged_by_id.items()
                 if profile_id in created
             ],
