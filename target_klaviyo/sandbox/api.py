@@ -8,7 +8,6 @@ Behaviour follows Klaviyo's revision 2026-07-15 for the endpoints target-klaviyo
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 import uuid
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import phonenumbers
 
 from target_klaviyo.sandbox.store import IDENTIFIERS, Job, SandboxStore, iso
@@ -370,7 +370,7 @@ def profile_errors(
 ) -> list[dict[str, Any]]:
     """What Klaviyo would reject in one profile, beyond the schema: size, identity, email, phone."""
     attributes = profile.get("attributes") or {}
-    if len(json.dumps(profile, separators=(",", ":"))) > MAX_PROFILE_BYTES:
+    if len(msgspec.json.encode(profile)) > MAX_PROFILE_BYTES:
         return [
             error_object(
                 400, "invalid", f"A profile may be at most {MAX_PROFILE_BYTES} bytes.", pointer=pointer

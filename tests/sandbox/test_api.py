@@ -211,6 +211,14 @@ def test_unknown_attribute_is_400_with_a_pointer_at_it(sandbox):
     assert "'age' is not a valid field" in error["detail"]
 
 
+def test_request_validation_can_be_turned_off_for_benchmarks(sandbox):
+    sandbox.settings.validate_requests = False
+    answer = post_job(sandbox, profile("a@example.com"), profile("b@example.com", age=3))
+    assert answer.status_code == 202
+    assert call(sandbox, "POST", "/api/profile-bulk-import-jobs", b"{not json").status_code == 400
+    sandbox.settings.validate_requests = True
+
+
 def test_wrong_type_is_400(sandbox):
     answer = post_job(sandbox, profile("a@example.com", first_name=5))
     assert only_error(answer)["source"]["pointer"] == "/data/attributes/profiles/data/0/attributes/first_name"
