@@ -4,12 +4,15 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from target_klaviyo.mapping import (
     MAX_PROFILE_BYTES,
     Profile,
     ProfileMapper,
     Reject,
+    Unrepresentable,
     normalize_phone,
 )
 from target_klaviyo.settings import Settings
@@ -191,3 +194,70 @@ def test_numbers_json_cannot_hold_reject_the_record(value):
 def test_a_large_but_representable_number_is_sent():
     profile = mapper().map({"email": "a@example.com", "score": Decimal("1e300"), "n": 10**300})
     assert attributes(profile)["properties"]["score"] == 10**300
+
+
+# The compiled property mapping does exactly what following the paths does
+
+MAPPINGS = [
+    {
+        "first_name": "FirstName",
+        "phone_number": "Phone",
+        "location.city": "Address.City",
+        "external_id": "Id",
+    },
+    {"location.latitude": "geo.lat", "location.longitude": "geo.lon", "title": "Address"},
+    {"last_name": "a.b.c", "organization": "a.b", "location.zip": "a"},
+]
+values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.decimals(allow_nan=True),
+        st.text(max_size=8),
+        st.sampled_from(["", " ", "+1 703-555-0143", "+44 20 7946 0958", "070-123 45 67"]),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "c", "lat", "lon", "City", "x"]), children, max_size=3),
+    ),
+    max_leaves=8,
+)
+records = st.dictionaries(
+    st.sampled_from(["FirstName", "Phone", "Address", "Id", "geo", "a", "email", "_sdc_x", "other"]),
+    values,
+    max_size=7,
+).map(lambda record: {**record, "email": "a@example.com"})
+
+
+@given(mapping=st.sampled_from(MAPPINGS), record=records)
+@example(
+    mapping=MAPPINGS[0],
+    record={
+        "email": "a@example.com",
+        "FirstName": "",
+        "Phone": " +44 20 7946 0958",
+        "Address": {"City": ""},
+        "Id": 7,
+    },
+)
+@example(mapping=MAPPINGS[1], record={"email": "a@example.com", "geo": {"lat": Decimal("1e400"), "lon": "x"}})
+def test_the_compiled_mapping_is_the_interpreted_one(mapping, record):
+    subject = mapper(property_mapping=mapping)
+    compiled: tuple[dict, list] = ({}, [])
+    interpreted: tuple[dict, list] = ({}, [])
+    outcomes = []
+    for fill, (attributes, dropped) in [
+        (subject._compiled_attributes, compiled),
+        (subject._interpret_attributes, interpreted),
+    ]:
+        try:
+            fill(record, attributes, dropped)
+            outcomes.append(None)
+        except Unrepresentable as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+    if outcomes[0] is None:
+        assert json.dumps(compiled[0]) == json.dumps(interpreted[0])
+        assert compiled[1] == interpreted[1]
