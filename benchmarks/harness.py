@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -61,5 +63,46 @@ def measure(command: list[str], stdin: Path, log: Path, env: dict[str, str] | No
     return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
+def run_target(
+    target: str, stream: Path, workdir: Path, sandbox_options: list[str], **settings: object
+) -> tuple[Measurement, dict]:
+    """Run a target-klaviyo command against a fresh sandbox on ``stream``; its measurement and report."""
+    with sandbox(workdir, *sandbox_options) as url:
+        report = workdir / "report.json"
+        config = {
+            "api_key": API_KEY,
+            "list_id": LIST_ID,
+            "api_url": url,
+            "max_profiles_per_run": 0,
+            "report_path": str(report),
+            **settings,
+        }
+        (workdir / "config.json").write_text(json.dumps(config))
+        result = measure([target, "--config", str(workdir / "config.json")], stream, workdir / "target.log")
+    return result, json.loads(report.read_text())
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def row(*cells: object) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def publish(rows: list[str], title: str, *, rounds: int, validation: bool, write: bool) -> None:
+    """Print a result table; with ``write``, append it to results.md under a dated heading that
+    gives the command as it was run."""
+    table = "\n".join(rows)
+    conditions = (
+        f"the sandbox with Klaviyo's rate limits and request validation {'on' if validation else 'off'}, "
+        f"on the same two cores. Median of {rounds} interleaved round(s)."
+    )
+    print(table)
+    arguments = [argument for argument in sys.argv[1:] if argument != "--write"]
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *arguments])
+    if write:
+        heading = f"\n## {title}, {datetime.now(timezone.utc):%Y-%m-%d}\n\n`{command}` on {machine()}; {conditions}\n\n"
+        with RESULTS.open("a") as out:
+            out.write(heading + table + "\n")

@@ -22,10 +22,9 @@ import argparse
 import json
 import statistics
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import API_KEY, BIN, LIST_ID, RESULTS, machine, measure, sandbox
+from harness import BIN, publish, row, run_target
 from streams import customer_messages
 
 
@@ -36,26 +35,16 @@ def write_stream(path: Path, records: int) -> None:
 
 
 def one_run(target: str, stream: Path, job_delay: float, in_flight: int, workdir: Path) -> dict:
-    with sandbox(workdir, "--job-delay", str(job_delay)) as url:
-        report = workdir / "report.json"
-        config = {
-            "api_key": API_KEY,
-            "list_id": LIST_ID,
-            "api_url": url,
-            "max_profiles_per_run": 0,
-            "max_jobs_in_flight": in_flight,
-            "report_path": str(report),
-        }
-        (workdir / "config.json").write_text(json.dumps(config))
-        result = measure([target, "--config", str(workdir / "config.json")], stream, workdir / "target.log")
-        counts = json.loads(report.read_text())
-        return {
-            "wall": result.wall,
-            "peak_rss_mb": result.peak_rss_mb,
-            "jobs": len(counts["job_ids"]),
-            "exported": counts["counts"]["exported"],
-            "throttled": counts.get("requests", {}).get("throttled", "n/a"),
-        }
+    result, report = run_target(
+        target, stream, workdir, ["--job-delay", str(job_delay)], max_jobs_in_flight=in_flight
+    )
+    return {
+        "wall": result.wall,
+        "peak_rss_mb": result.peak_rss_mb,
+        "jobs": len(report["job_ids"]),
+        "exported": report["counts"]["exported"],
+        "throttled": report.get("requests", {}).get("throttled", "n/a"),
+    }
 
 
 def main() -> None:
@@ -101,26 +90,14 @@ def main() -> None:
         base = statistics.median(r["wall"] for r in runs[(label, in_flight, fastest)])
         each = ", ".join(f"{r['wall']:.1f}" for r in results)
         throttled = [r["throttled"] for r in results]
+        peak = statistics.median(r["peak_rss_mb"] for r in results)
         rows.append(
-            f"| {label} | {in_flight} | {delay:g} | {wall:.1f} | {wall - base:+.1f} "
-            f"| {each} | {results[-1]['jobs']} "
-            f"| {results[-1]['exported']:,} | {', '.join(map(str, throttled))} "
-            f"| {statistics.median(r['peak_rss_mb'] for r in results):.0f} |"
-        )
-    table = "\n".join(rows)
-    print(table)
-    if args.write:
-        heading = (
-            f"\n## Job processing time, {datetime.now(timezone.utc):%Y-%m-%d}\n\n"
-            f"`python benchmarks/job_latency.py --records {args.records} --rounds {args.rounds} "
-            f"--job-delays {' '.join(f'{d:g}' for d in args.job_delays)} "
-            f"--in-flight {' '.join(map(str, args.in_flight))}"
-            + "".join(f" --target {label}=..." for label in targets if args.target)
-            + f"` on {machine()}; the sandbox with Klaviyo's rate "
-            f"limits and request validation on. Median of {args.rounds} interleaved rounds.\n\n"
-        )
-        with RESULTS.open("a") as out:
-            out.write(heading + table + "\n")
+            row(
+                label, in_flight, f"{delay:g}", f"{wall:.1f}", f"{wall - base:+.1f}", each, results[-1]["jobs"],
+                f"{results[-1]['exported']:,}", ", ".join(map(str, throttled)), f"{peak:.0f}",
+            )
+        )  # fmt: skip
+    publish(rows, "Job processing time", rounds=args.rounds, validation=True, write=args.write)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,9 @@ import subprocess
 import sys
 import tempfile
 import venv
-from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import API_KEY, BIN, LIST_ID, RESULTS, machine, measure, sandbox
+from harness import BIN, measure, publish, row, run_target
 from streams import SEGMENT_MAPPING, segment_messages
 
 from target_klaviyo.settings import DEFAULT_MAX_JOBS_IN_FLIGHT
@@ -57,28 +56,17 @@ def write_stream(path: Path, records: int) -> None:
 
 
 def run_klaviyo(stream: Path, job_delay: float, in_flight: int | None, workdir: Path) -> dict:
-    with sandbox(workdir, "--job-delay", str(job_delay), "--no-request-validation") as url:
-        report = workdir / "report.json"
-        config = {
-            "api_key": API_KEY,
-            "list_id": LIST_ID,
-            "api_url": url,
-            "max_profiles_per_run": 0,
-            "report_path": str(report),
-            **SEGMENT_MAPPING,
-        }
-        if in_flight is not None:
-            config["max_jobs_in_flight"] = in_flight
-        (workdir / "config.json").write_text(json.dumps(config))
-        command = [str(BIN / "target-klaviyo"), "--config", str(workdir / "config.json")]
-        result = measure(command, stream, workdir / "target.log")
-    counts = json.loads(report.read_text())
+    settings = (
+        dict(SEGMENT_MAPPING) if in_flight is None else {**SEGMENT_MAPPING, "max_jobs_in_flight": in_flight}
+    )
+    options = ["--job-delay", str(job_delay), "--no-request-validation"]
+    result, report = run_target(str(BIN / "target-klaviyo"), stream, workdir, options, **settings)
     return {
         "measurement": result,
-        "jobs": len(counts["job_ids"]),
-        "exported": counts["counts"]["exported"],
-        "rejected": counts["counts"]["rejected"],
-        "throttled": counts["requests"]["throttled"],
+        "jobs": len(report["job_ids"]),
+        "exported": report["counts"]["exported"],
+        "rejected": report["counts"]["rejected"],
+        "throttled": report["requests"]["throttled"],
     }
 
 
@@ -153,24 +141,13 @@ def main() -> None:
             )
         if reference and csv_rate:
             rows.append(
-                f"| {records:,} | target-csv 0.5.0 | | | {median(reference, 'wall'):.1f} | {csv_rate:,.0f} | 1.00 "
-                f"| {median(reference, 'cpu'):.1f} | {median(reference, 'peak_rss_mb'):.0f} | | | | "
-                f"| {walls(reference)} |"
-            )
-    table = "\n".join(rows)
-    print(table)
-    if args.write:
-        heading = (
-            f"\n## Throughput, {datetime.now(timezone.utc):%Y-%m-%d}\n\n"
-            f"`python benchmarks/throughput.py --records {' '.join(map(str, args.records))} "
-            f"--rounds {args.rounds} --job-delays {' '.join(f'{d:g}' for d in args.job_delays)}"
-            + (f" --in-flight {' '.join(map(str, args.in_flight))}" if args.in_flight != [None] else "")
-            + f"` on {machine()}; "
-            "the sandbox with Klaviyo's rate limits and request validation off, on the same two cores. "
-            f"Median of {args.rounds} interleaved round(s).\n\n"
-        )
-        with RESULTS.open("a") as out:
-            out.write(heading + table + "\n")
+                row(
+                    f"{records:,}", "target-csv 0.5.0", "", "", f"{median(reference, 'wall'):.1f}",
+                    f"{csv_rate:,.0f}", "1.00", f"{median(reference, 'cpu'):.1f}",
+                    f"{median(reference, 'peak_rss_mb'):.0f}", "", "", "", "", walls(reference),
+                )
+            )  # fmt: skip
+    publish(rows, "Throughput", rounds=args.rounds, validation=False, write=args.write)
 
 
 if __name__ == "__main__":
