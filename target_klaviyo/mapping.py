@@ -23,7 +23,7 @@ from typing import Any
 from email_validator import EmailNotValidError
 
 from target_klaviyo.emails import normalize_email
-from target_klaviyo.phones import e164
+from target_klaviyo.phones import e164, library_e164
 from target_klaviyo.settings import Settings
 
 MAX_PROFILE_BYTES = 100_000
@@ -158,6 +158,7 @@ class _Attribute:
     name: str
     path: tuple[str, ...]
     location_key: str | None  # "city" for "location.city"; None for a top-level attribute
+    phone_region: str | None = None  # default_phone_region, for phone_number
 
     def convert(self, value: Any) -> Any:
         if type(value) is not str and isinstance(value, (Mapping, list, tuple)):
@@ -167,7 +168,7 @@ class _Attribute:
                 "it was left out of the profile.",
             )
         if self.name == "phone_number":
-            return normalize_phone(str(value).strip())
+            return normalize_phone(str(value).strip(), self.phone_region)
         if (
             self.name in NUMERIC_ATTRIBUTES
             and isinstance(value, (int, float, decimal.Decimal))
@@ -211,7 +212,10 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
             if len(attribute.path) == 1
             else f"get_path(record, path_{index})"
         )
-        text = "normalize_phone(value.strip())" if attribute.name == "phone_number" else "value"
+        namespace[f"region_{index}"] = attribute.phone_region
+        text = (
+            f"normalize_phone(value.strip(), region_{index})" if attribute.name == "phone_number" else "value"
+        )
         lines += [
             f"    value = {lookup}",
             "    if value.__class__ is str:",
@@ -248,7 +252,9 @@ class ProfileMapper:
         self.email_path = settings.email_path
         self._email_name = ".".join(settings.email_path)
         self._attributes = [
-            _Attribute(name, path, name.split(".", 1)[1] if "." in name else None)
+            _Attribute(
+                name, path, name.split(".", 1)[1] if "." in name else None, settings.default_phone_region
+            )
             for name, path in settings.attribute_paths.items()
         ]
         self.custom_properties = settings.custom_properties
@@ -367,17 +373,23 @@ class ProfileMapper:
         return items
 
 
-def normalize_phone(phone: str) -> str | Reject:
-    """E.164 form of an international number ("+1 415-555-2671" -> "+14155552671").
+def normalize_phone(phone: str, region: str | None = None) -> str | Reject:
+    """E.164 form of a phone number ("+1 415-555-2671" -> "+14155552671").
 
-    A number without its ``+`` country code is refused rather than guessed: the same
-    digits mean different people in different countries.
+    A number without its ``+`` country code is read as a number of ``region``
+    (``default_phone_region``) when one is set, and refused otherwise rather than
+    guessed: the same digits mean different people in different countries.
     """
-    invalid = Reject(
+    if phone.startswith("+"):
+        normalized = e164(phone)
+    elif region is not None:
+        normalized = library_e164(phone, region)
+    else:
+        normalized = None
+    if normalized is not None:
+        return normalized
+    what = f"is neither a valid number for default_phone_region {region} nor" if region else "is not"
+    return Reject(
         "invalid_phone",
-        "phone_number is not a valid international (E.164) number; the profile was exported without it.",
+        f"phone_number {what} a valid international (E.164) number; the profile was exported without it.",
     )
-    if not phone.startswith("+"):
-        return invalid
-    normalized = e164(phone)
-    return invalid if normalized is None else normalized

@@ -46,10 +46,10 @@ def e164(phone: str) -> str | None:
     return library_e164(phone) if fast is LIBRARY else fast
 
 
-def library_e164(phone: str) -> str | None:
-    """``phonenumbers``' own verdict: parsed with no default region, valid, formatted as E.164."""
+def library_e164(phone: str, region: str | None = None) -> str | None:
+    """``phonenumbers``' own verdict: parsed (with ``region`` for a national number), valid, as E.164."""
     try:
-        parsed = phonenumbers.parse(phone, None)
+        parsed = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(parsed):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import phonenumbers
 from singer_sdk import typing as th
 
 PROFILE_ATTRIBUTES = (
@@ -91,6 +92,14 @@ CONFIG_SCHEMA = th.PropertiesList(
         description='Record properties sent as custom profile properties: "unmapped" (every '
         'property not used by email_property or property_mapping, never `_sdc_*`), "none", '
         'or a list of property names (in an environment variable, a JSON array: `["plan", "ltv"]`).',
+    ),
+    th.Property(
+        "default_phone_region",
+        th.StringType,
+        title="Default phone region",
+        description="Two-letter country code (ISO 3166-1, e.g. `SE`) for phone numbers written "
+        "without their `+` country code: `070-123 45 67` becomes `+46701234567`. Unset, such "
+        "numbers are dropped from the profile as invalid.",
     ),
     th.Property(
         "max_profiles_per_run",
@@ -209,6 +218,7 @@ class Settings:
     dry_run: bool
     max_jobs_in_flight: int = DEFAULT_MAX_JOBS_IN_FLIGHT
     stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
+    default_phone_region: str | None = None
 
     def __post_init__(self) -> None:
         if self.rejects_path is not None and self.rejects_path == self.report_path:
@@ -247,7 +257,21 @@ class Settings:
             dry_run=bool(config.get("dry_run", False)),
             max_jobs_in_flight=config.get("max_jobs_in_flight", DEFAULT_MAX_JOBS_IN_FLIGHT),
             stop_grace_seconds=config.get("stop_grace_seconds", DEFAULT_STOP_GRACE_SECONDS),
+            default_phone_region=_phone_region(config.get("default_phone_region")),
         )
+
+
+def _phone_region(value: str | None) -> str | None:
+    if value is None:
+        return None
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        msg = (
+            f"default_phone_region must be a two-letter country code that has phone numbers "
+            f"(ISO 3166-1, such as SE or US), not {value[:20]!r}."
+        )
+        raise SettingsError(msg)
+    return region
 
 
 def _flat_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:

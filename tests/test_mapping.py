@@ -97,6 +97,30 @@ def test_phone_is_normalised_to_e164():
     assert result.dropped == []
 
 
+@pytest.mark.parametrize(
+    ("phone", "expected"),
+    [
+        ("070-123 45 67", "+46701234567"),
+        ("0046 70 123 45 67", "+46701234567"),  # the international prefix dialled from Sweden
+        ("+1 (415) 555-2671", "+14155552671"),  # a + number ignores the default region
+        ("08-123 456 78", "+46812345678"),
+    ],
+)
+def test_a_national_number_takes_the_default_phone_region(phone, expected):
+    subject = mapper(property_mapping={"phone_number": "phone"}, default_phone_region="se")
+    result = subject.map({"email": "a@example.com", "phone": phone})
+    assert attributes(result)["phone_number"] == expected
+    assert result.dropped == []
+
+
+def test_a_number_invalid_for_the_default_region_is_dropped_with_the_region_named():
+    subject = mapper(property_mapping={"phone_number": "phone"}, default_phone_region="SE")
+    result = subject.map({"email": "a@example.com", "phone": "070-12"})
+    assert "phone_number" not in attributes(result)
+    assert result.dropped[0].reason == "invalid_phone"
+    assert "default_phone_region SE" in result.dropped[0].detail
+
+
 @pytest.mark.parametrize("phone", ["415-555-2671", "+1 555", "+999 1234567", "call me", "+44 7700 900461"])
 def test_invalid_phone_is_dropped_but_the_profile_goes(phone):
     result = mapper(property_mapping={"phone_number": "phone"}).map(
@@ -231,7 +255,7 @@ records = st.dictionaries(
 ).map(lambda record: {**record, "email": "a@example.com"})
 
 
-@given(mapping=st.sampled_from(MAPPINGS), record=records)
+@given(mapping=st.sampled_from(MAPPINGS), record=records, region=st.sampled_from([None, "SE"]))
 @example(
     mapping=MAPPINGS[0],
     record={
@@ -242,9 +266,13 @@ records = st.dictionaries(
         "Id": 7,
     },
 )
-@example(mapping=MAPPINGS[1], record={"email": "a@example.com", "geo": {"lat": Decimal("1e400"), "lon": "x"}})
-def test_the_compiled_mapping_is_the_interpreted_one(mapping, record):
-    subject = mapper(property_mapping=mapping)
+@example(
+    mapping=MAPPINGS[1],
+    record={"email": "a@example.com", "geo": {"lat": Decimal("1e400"), "lon": "x"}},
+    region=None,
+)
+def test_the_compiled_mapping_is_the_interpreted_one(mapping, record, region):
+    subject = mapper(property_mapping=mapping, default_phone_region=region)
     compiled: tuple[dict, list] = ({}, [])
     interpreted: tuple[dict, list] = ({}, [])
     outcomes = []

@@ -235,3 +235,19 @@ def test_output_paths_that_are_links_special_files_or_the_same_file_are_refused(
 def test_port_zero_is_refused():
     with pytest.raises(SettingsError, match="has a port that is not a number from 1 to 65535"):
         Settings.from_config({**BASE, "api_url": "http://127.0.0.1:0"})
+
+
+@pytest.mark.parametrize("region", ["XX", "Sweden", "", "001"])
+def test_default_phone_region_must_be_a_country_with_phone_numbers(region):
+    with pytest.raises(SettingsError, match="default_phone_region must be a two-letter country code"):
+        Settings.from_config({"api_key": "k", "list_id": "L", "default_phone_region": region})
+
+
+def test_default_phone_region_is_upper_case_and_optional():
+    assert (
+        Settings.from_config(
+            {"api_key": "k", "list_id": "L", "default_phone_region": " se "}
+        ).default_phone_region
+        == "SE"
+    )
+    assert Settings.from_config({"api_key": "k", "list_id": "L"}).default_phone_region is None

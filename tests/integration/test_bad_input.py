@@ -273,6 +273,25 @@ def test_one_phone_for_several_emails_is_kept_on_the_first_only(sandbox, tmp_pat
     assert members(sandbox)["p0@example.com"]["phone_number"] == "+14155552671"
 
 
+def test_national_phone_numbers_with_a_default_region(sandbox, tmp_path):
+    messages = [
+        schema(),
+        record(id=1, email="a@example.com", phone="070-123 45 67"),
+        record(id=2, email="b@example.com", phone="+44 20 7946 0958"),
+        record(id=3, email="c@example.com", phone="12"),
+    ]
+    config = config_for(
+        sandbox, tmp_path, property_mapping={"phone_number": "phone"}, default_phone_region="SE"
+    )
+    result = run_cli_text(config, singer_text(messages), tmp_path)
+    assert result.returncode == 0, result.stderr
+    people = members(sandbox)
+    assert people["a@example.com"]["phone_number"] == "+46701234567"
+    assert people["b@example.com"]["phone_number"] == "+442079460958"
+    assert "phone_number" not in people["c@example.com"]
+    assert report_of(tmp_path)["counts"]["values_dropped_by_reason"] == {"invalid_phone": 1}
+
+
 def test_the_same_address_in_other_unicode_forms_is_one_person(sandbox, tmp_path):
     messages = [
         schema(),
