@@ -265,7 +265,9 @@ records = st.dictionaries(
         "Address": {"City": ""},
         "Id": 7,
     },
+    region=None,
 )
+@example(mapping=MAPPINGS[0], record={"email": "a@example.com", "Phone": "070-123 45 67"}, region="SE")
 @example(
     mapping=MAPPINGS[1],
     record={"email": "a@example.com", "geo": {"lat": Decimal("1e400"), "lon": "x"}},
