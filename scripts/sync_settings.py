@@ -41,7 +41,7 @@ HUB_METADATA = {
     "keywords": ["meltano_sdk", "klaviyo", "marketing", "reverse-etl", "email"],
     "maintenance_status": "beta",
 }
-GROUP_VALIDATION = [["api_key", "list_id"]]
+GROUP_VALIDATION = [["api_key", "list_id"], ["api_key", "stream_lists"]]
 
 
 def about(output_format: str = "json") -> str:

@@ -59,7 +59,8 @@ class PendingProfile:
     is a third of the memory of the record as Python objects, and is read again only
     for a reject), else the record. ``epoch`` is where the record stood among the
     tap's STATE messages (:class:`target_klaviyo.state.StateLedger`). ``attributes``
-    is kept only in a dry run, which describes what it would send.
+    is kept only in a dry run, which describes what it would send. ``list_id`` is the
+    list the profile goes to (its stream's).
     """
 
     key: str
@@ -68,6 +69,8 @@ class PendingProfile:
     source: dict[str, Any] | str
     epoch: int = 0
     attributes: dict[str, Any] | None = None
+    list_id: str = ""
+    order: int = 0  # when the run took it in: the order of a person's records across lists
 
     @classmethod
     def of(
@@ -77,10 +80,12 @@ class PendingProfile:
         source: dict[str, Any] | str,
         epoch: int = 0,
         *,
+        list_id: str = "",
+        order: int = 0,
         describe: bool = False,
     ) -> PendingProfile:
         attributes = profile.resource["attributes"] if describe else None
-        return cls(profile.key, profile.encoded, stream, source, epoch, attributes)
+        return cls(profile.key, profile.encoded, stream, source, epoch, attributes, list_id, order)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -208,27 +213,26 @@ class SubmittedJob:
 
 
 class BulkImporter:
-    """Creates, polls and settles the bulk import jobs of one list.
+    """Creates, polls and settles bulk import jobs.
 
     ``submit`` runs on the reading thread and ``poll``/``settle`` on the settling
     thread, each with its own client, so that neither waits on the other's
     connections.
     """
 
-    def __init__(self, client: KlaviyoClient, list_id: str, events: JobEvents) -> None:
+    def __init__(self, client: KlaviyoClient, events: JobEvents) -> None:
         self.client = client
-        self.list_id = list_id
         self.events = events
 
-    def submit(self, chunk: list[PendingProfile]) -> list[SubmittedJob]:
+    def submit(self, list_id: str, chunk: list[PendingProfile]) -> list[SubmittedJob]:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
         while chunk:
             try:
-                answer = self.client.post(JOBS_PATH, job_body(self.list_id, chunk))
+                answer = self.client.post(JOBS_PATH, job_body(list_id, chunk))
             except KlaviyoApiError as error:
                 if error.status == 413 and len(chunk) > 1:
                     middle = len(chunk) // 2
-                    return self.submit(chunk[:middle]) + self.submit(chunk[middle:])
+                    return self.submit(list_id, chunk[:middle]) + self.submit(list_id, chunk[middle:])
                 chunk = self._without_refused(chunk, error)
                 continue
             job_id = dig(answer, "data", "id")
@@ -353,15 +357,19 @@ class BulkImporter:
         return by_email.get(email.strip().lower()) if isinstance(email, str) else None
 
 
-def describe_dry_run(list_id: str, pending: list[PendingProfile]) -> Iterator[str]:
-    """What ``import_batch`` would send, without personal data: sizes and attribute names."""
-    for chunk in split_for_jobs(pending):
-        names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
-        yield (
-            f"Dry run: would submit an import job of {len(chunk)} profiles "
-            f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
-            f"with attributes: {', '.join(names)}."
-        )
+def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
+    """What would be sent, list by list, without personal data: sizes and attribute names."""
+    by_list: dict[str, list[PendingProfile]] = {}
+    for item in pending:
+        by_list.setdefault(item.list_id, []).append(item)
+    for list_id, items in by_list.items():
+        for chunk in split_for_jobs(items):
+            names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
+            yield (
+                f"Dry run: would submit an import job of {len(chunk)} profiles "
+                f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
+                f"with attributes: {', '.join(names)}."
+            )
 
 
 def _attribute_names(attributes: dict[str, Any]) -> Iterator[str]:

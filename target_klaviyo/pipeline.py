@@ -49,7 +49,7 @@ class JobPipeline:
         self._submitter = submitter
         self._settler = settler
         self.max_in_flight = max_in_flight
-        self._queued: deque[tuple[int, list[PendingProfile]]] = deque()
+        self._queued: deque[tuple[int, str, list[PendingProfile]]] = deque()
         self._submitting = 0  # chunks taken from the queue whose POST has not been answered
         self._jobs: deque[tuple[int, SubmittedJob]] = deque()
         self._newest_job_of: dict[str, int] = {}
@@ -81,9 +81,9 @@ class JobPipeline:
             held = [item for item in items if item.key in newest] if len(free) < len(items) else []
         return free, held
 
-    def submit(self, chunks: list[list[PendingProfile]]) -> None:
-        """Queue each chunk for submission as a job, waiting for room among the jobs in flight."""
-        for chunk in chunks:
+    def submit(self, chunks: list[tuple[str, list[PendingProfile]]]) -> None:
+        """Queue each (list, chunk) for submission as a job, waiting for room among the jobs in flight."""
+        for list_id, chunk in chunks:
             with self._changed:
                 while True:
                     self.raise_failure()
@@ -96,7 +96,7 @@ class JobPipeline:
                 self._numbered += 1
                 for item in chunk:
                     self._newest_job_of[item.key] = number
-                self._queued.append((number, chunk))
+                self._queued.append((number, list_id, chunk))
                 self._changed.notify_all()
             self._start_threads()
 
@@ -145,9 +145,9 @@ class JobPipeline:
                         self._changed.wait()
                     if self._abandoned.is_set():
                         return
-                    number, chunk = self._queued.popleft()
+                    number, list_id, chunk = self._queued.popleft()
                     self._submitting += 1
-                jobs = self._submitter.submit(chunk)
+                jobs = self._submitter.submit(list_id, chunk)
                 with self._changed:
                     self._submitting -= 1
                     submitted = {key for job in jobs for key in job.keys}

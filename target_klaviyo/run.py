@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.errors import RunError
 from target_klaviyo.jobs import (
     MAX_PROFILES_PER_JOB,
     BulkImporter,
@@ -67,8 +68,8 @@ class ExportRun:
             self.client = self._client()
             settler_client = self._client()
             self.pipeline = JobPipeline(
-                BulkImporter(self.client, settings.list_id, self),
-                BulkImporter(settler_client, settings.list_id, self),
+                BulkImporter(self.client, self),
+                BulkImporter(settler_client, self),
                 settings.max_jobs_in_flight,
                 self.stop,
                 self.report.tick,
@@ -79,8 +80,11 @@ class ExportRun:
         self._ended = False
         # Emails seen and phone owners, as 64-bit hashes in compact tables (see seen.py).
         self._profiles = HashTable(with_values=False)
-        self._pending: dict[str, PendingProfile] = {}
+        self._pending: dict[tuple[str, str], PendingProfile] = {}
         self._phone_owner = HashTable(with_values=True)
+        # With several lists, which lists each person was sent to (else the people are that).
+        self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
+        self._taken = 0
 
     def _client(self) -> KlaviyoClient:
         settings = self.settings
@@ -101,7 +105,12 @@ class ExportRun:
         self._started = True
         if self.client is None:
             return
-        list_id = self.settings.list_id
+        for list_id in self.settings.lists:
+            self._check_list(list_id)
+
+    def _check_list(self, list_id: str) -> None:
+        assert self.client is not None
+        setting = "list_id" if list_id == self.settings.list_id else "stream_lists"
         try:
             self.client.get(f"/api/lists/{list_id}")
         except KlaviyoApiError as error:
@@ -112,7 +121,9 @@ class ExportRun:
                 )
                 raise KlaviyoError(msg) from None
             if error.status == 404:
-                msg = f"Klaviyo has no list with id {list_id!r} for this API key: check the list_id setting."
+                msg = (
+                    f"Klaviyo has no list with id {list_id!r} for this API key: check the {setting} setting."
+                )
                 raise KlaviyoError(msg) from None
             raise
         logger.info("Connected to Klaviyo at %s; list %s found.", self.settings.api_url, list_id)
@@ -130,15 +141,31 @@ class ExportRun:
         """A record that will not be exported; it is final at once."""
         self.report.reject(stream, record, reject)
 
+    def list_for(self, stream: str) -> str:
+        """The list a stream goes to; a stream with none is a configuration error, before its records."""
+        list_id = self.settings.list_for(stream)
+        if list_id is None:
+            msg = (
+                f"Stream {stream!r} has no Klaviyo list: add it to stream_lists, or set list_id "
+                "for the streams stream_lists does not name."
+            )
+            raise RunError(msg)
+        return list_id
+
     def add(
-        self, profile: Profile, stream: str, record: dict[str, Any], source: dict[str, Any] | str
+        self,
+        profile: Profile,
+        stream: str,
+        record: dict[str, Any],
+        source: dict[str, Any] | str,
+        list_id: str,
     ) -> None:
-        """Count a mapped profile towards the limit and hold it for the next batch.
+        """Count a mapped profile towards the limit and hold it for the next batch of its list.
 
         ``source`` is what held and sent profiles keep to write a reject later: the
         record, or the line it came in on (see :class:`PendingProfile`).
         """
-        admission = self._admit(profile.key)
+        admission = self._admit(profile.key, list_id)
         if admission is Admission.OVER_LIMIT:
             limit = self.settings.max_profiles
             detail = f"The run already has max_profiles_per_run ({limit:,}) profiles."
@@ -150,9 +177,11 @@ class ExportRun:
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
         epoch = self.ledger.open_record()
-        self._hold(
-            PendingProfile.of(profile, stream, source, epoch, describe=self.pipeline is None), admission
+        self._taken += 1
+        item = PendingProfile.of(
+            profile, stream, source, epoch, list_id=list_id, order=self._taken, describe=self.pipeline is None
         )
+        self._hold(item, admission)
 
     def _one_person_per_phone(self, profile: Profile) -> Profile:
         """Klaviyo identifies people by phone too: a phone already given to another email is dropped.
@@ -171,10 +200,21 @@ class ExportRun:
         )
         return profile.without("phone_number", Reject("duplicate_phone", detail))
 
-    def _admit(self, key: str) -> Admission:
-        """Count a profile towards the limit the first time its email is seen in this run."""
+    def _admit(self, key: str, list_id: str) -> Admission:
+        """Count a profile towards the limit the first time its email is seen in this run.
+
+        With several lists, a person already sent to another list is new to this one (it
+        is sent, not "sent again"), and still one profile towards the limit.
+        """
         hashed = hash64(key)
-        if hashed in self._profiles:
+        if self._memberships is not None:
+            membership = hash64(f"{list_id}\n{key}")
+            if membership in self._memberships:
+                return Admission.REPEAT
+            if hashed in self._profiles:
+                self._memberships.setdefault(membership)
+                return Admission.NEW
+        elif hashed in self._profiles:
             return Admission.REPEAT
         limit = self.settings.max_profiles
         if limit and len(self._profiles) >= limit:
@@ -183,6 +223,8 @@ class ExportRun:
                 self._warn_limit()
             return Admission.OVER_LIMIT
         self._profiles.setdefault(hashed)
+        if self._memberships is not None:
+            self._memberships.setdefault(hash64(f"{list_id}\n{key}"))
         self.report.count_distinct()
         return Admission.NEW
 
@@ -206,13 +248,13 @@ class ExportRun:
 
     def _hold(self, item: PendingProfile, admission: Admission) -> None:
         """Keep a profile for the next send; a later record for the same email replaces it."""
-        replaced = self._pending.get(item.key)
+        replaced = self._pending.get((item.list_id, item.key))
         if replaced is not None:
             self.report.count_deduplicated()
             self.ledger.close([replaced.epoch])
         elif admission is Admission.REPEAT:
             self.report.count_sent_again()
-        self._pending[item.key] = item
+        self._pending[item.list_id, item.key] = item
 
     def add_state(self, value: Any) -> None:
         self.ledger.add_state(value)
@@ -241,17 +283,34 @@ class ExportRun:
         if not pending:
             return
         if self.pipeline is None:
-            for line in describe_dry_run(self.settings.list_id, pending):
+            for line in describe_dry_run(pending):
                 logger.info("%s", line)
             self.report.count_exported(len(pending))
             self.ledger.close(item.epoch for item in pending)
             return
-        free, held = self.pipeline.busy(pending)
-        chunks = list(split_for_jobs(free, full or MAX_PROFILES_PER_JOB))
-        if full is not None and chunks and len(chunks[-1]) < full:
-            held += chunks.pop()
+        # A person bound for two lists in one send goes to the first now and to the other once
+        # that job has settled, so that their later record is applied last.
+        ready, held = pending, []
+        if self._memberships is not None:
+            first: dict[str, PendingProfile] = {}
+            for item in pending:
+                if item.key not in first or item.order < first[item.key].order:
+                    first[item.key] = item
+            ready = [item for item in pending if first[item.key] is item]
+            held = [item for item in pending if first[item.key] is not item]
+        free, busy = self.pipeline.busy(ready)
+        held += busy
+        by_list: dict[str, list[PendingProfile]] = {}
+        for item in free:
+            by_list.setdefault(item.list_id, []).append(item)
+        chunks = []
+        for list_id, items in by_list.items():
+            split = list(split_for_jobs(items, full or MAX_PROFILES_PER_JOB))
+            if full is not None and split and len(split[-1]) < full:
+                held += split.pop()
+            chunks += [(list_id, chunk) for chunk in split]
         for item in held:
-            self._pending[item.key] = item
+            self._pending[item.list_id, item.key] = item
         self.pipeline.submit(chunks)
 
     def _send_all_and_wait(self) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -52,9 +52,16 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "list_id",
         th.StringType,
-        required=True,
         title="List ID",
-        description="The Klaviyo list that receives the profiles.",
+        description="The Klaviyo list that receives the profiles of every stream not named in "
+        "stream_lists. Required unless stream_lists names every stream.",
+    ),
+    th.Property(
+        "stream_lists",
+        th.ObjectType(additional_properties=th.StringType),
+        title="Stream lists",
+        description='Stream name -> Klaviyo list id, e.g. `{"vip_customers": "AbC123", "churn_risk": '
+        '"XyZ789"}`: each stream\'s profiles go to its own list; other streams go to list_id.',
     ),
     th.Property(
         "email_property",
@@ -205,7 +212,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     api_key: str
-    list_id: str
+    list_id: str | None
     email_path: tuple[str, ...]
     attribute_paths: Mapping[str, tuple[str, ...]]
     custom_properties: Literal["unmapped", "none"] | tuple[str, ...]
@@ -219,8 +226,21 @@ class Settings:
     max_jobs_in_flight: int = DEFAULT_MAX_JOBS_IN_FLIGHT
     stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
     default_phone_region: str | None = None
+    stream_lists: Mapping[str, str] = field(default_factory=dict)
+
+    def list_for(self, stream: str) -> str | None:
+        """The list a stream's profiles go to: its own in stream_lists, else list_id."""
+        return self.stream_lists.get(stream, self.list_id)
+
+    @property
+    def lists(self) -> list[str]:
+        """Every list the run may send to, each once, list_id first."""
+        return list(dict.fromkeys([*([self.list_id] if self.list_id else []), *self.stream_lists.values()]))
 
     def __post_init__(self) -> None:
+        if not self.lists:
+            msg = "No Klaviyo list is set: set list_id, or stream_lists for each stream."
+            raise SettingsError(msg)
         if self.rejects_path is not None and self.rejects_path == self.report_path:
             msg = "rejects_path and report_path name the same file; give each its own."
             raise SettingsError(msg)
@@ -244,7 +264,11 @@ class Settings:
         custom = _custom_properties(config.get("custom_properties", "unmapped"))
         return cls(
             api_key=_api_key(config["api_key"]),
-            list_id=_list_id(config["list_id"]),
+            list_id=_list_id(config["list_id"]) if "list_id" in config else None,
+            stream_lists={
+                stream: _list_id(list_id, f"stream_lists.{stream}")
+                for stream, list_id in (config.get("stream_lists") or {}).items()
+            },
             email_path=_path(config.get("email_property", "email"), "email_property"),
             attribute_paths={key: _path(path, f"property_mapping.{key}") for key, path in mapping.items()},
             custom_properties=custom,
@@ -315,10 +339,10 @@ def _api_key(value: str) -> str:
     return key
 
 
-def _list_id(value: str) -> str:
+def _list_id(value: str, name: str = "list_id") -> str:
     list_id = value.strip()
     if not LIST_ID.match(list_id):
-        msg = f"list_id {list_id[:70]!r} is not a Klaviyo list id (letters and digits, like XyZ123)."
+        msg = f"{name} {list_id[:70]!r} is not a Klaviyo list id (letters and digits, like XyZ123)."
         raise SettingsError(msg)
     return list_id
 

@@ -88,6 +88,7 @@ class KlaviyoSink(BatchSink):
     def __init__(self, target: Any, stream_name: str, schema: dict, key_properties: Any) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.run: ExportRun = target.run
+        self.list_id = self.run.list_for(stream_name)  # before any record: a stream without a list fails here
         # The first sink is the moment to check the key and the list, before any record. Not in
         # setup(): singer-sdk 0.54.9's add_sink logs "Error initializing target sink" before
         # re-raising anything setup() raises, which would precede our one-sentence error.
@@ -115,7 +116,7 @@ class KlaviyoSink(BatchSink):
         if isinstance(profile, Reject):
             run.reject(self.stream_name, record, profile)
             return
-        run.add(profile, self.stream_name, record, context.get(SOURCE_LINE, record))
+        run.add(profile, self.stream_name, record, context.get(SOURCE_LINE, record), self.list_id)
 
     def process_batch(self, context: dict) -> None:
         # A full batch makes full jobs; a drain for another reason (end of input, the SDK's

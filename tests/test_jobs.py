@@ -27,7 +27,7 @@ MAPPER = ProfileMapper(Settings.from_config({"api_key": "k", "list_id": LIST_ID}
 
 def pending(email: str, **extra) -> PendingProfile:
     record = {"email": email, **extra}
-    return PendingProfile.of(MAPPER.map(record), "customers", record, describe=True)
+    return PendingProfile.of(MAPPER.map(record), "customers", record, list_id=LIST_ID, describe=True)
 
 
 class Recorder:
@@ -51,12 +51,12 @@ class Recorder:
 
 def importer(server, report=None) -> BulkImporter:
     client = KlaviyoClient(server.url, API_KEY, "2026-07-15")
-    return BulkImporter(client, LIST_ID, Recorder(report or RunReport()))
+    return BulkImporter(client, Recorder(report or RunReport()))
 
 
-def import_all(bulk: BulkImporter, items: list[PendingProfile]) -> list[SubmittedJob]:
+def import_all(bulk: BulkImporter, items: list[PendingProfile], list_id: str = LIST_ID) -> list[SubmittedJob]:
     """Submit the items, then poll and settle each job in order, as the settling thread does."""
-    submitted = [job for chunk in split_for_jobs(items) for job in bulk.submit(chunk)]
+    submitted = [job for chunk in split_for_jobs(items) for job in bulk.submit(list_id, chunk)]
     for job in submitted:
         while (attributes := bulk.poll(job)) is None:
             time.sleep(max(0.0, job.next_poll - time.monotonic()))
@@ -151,11 +151,11 @@ def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_
 def test_a_request_level_error_is_not_blamed_on_profiles(sandbox):
     client = KlaviyoClient(sandbox.url, API_KEY, "2026-07-15")
     with pytest.raises(KlaviyoApiError, match="404"):
-        import_all(BulkImporter(client, "NoSuchList", Recorder(RunReport())), [pending("a@example.com")])
+        import_all(BulkImporter(client, Recorder(RunReport())), [pending("a@example.com")], "NoSuchList")
 
 
 def test_dry_run_description_names_attributes_not_values():
-    lines = list(describe_dry_run(LIST_ID, [pending("secret.person@example.com", plan="pro")]))
+    lines = list(describe_dry_run([pending("secret.person@example.com", plan="pro")]))
     assert len(lines) == 1
     assert "1 profiles" in lines[0]
     assert "email, properties.plan" in lines[0]
@@ -176,7 +176,7 @@ def test_a_cancelled_job_is_a_failure_and_counts_nothing(sandbox_factory):
     server = sandbox_factory(cancel_domains=("cancel.example.org",))
     report = RunReport()
     recorder = Recorder(report)
-    bulk = BulkImporter(KlaviyoClient(server.url, API_KEY, "2026-07-15"), LIST_ID, recorder)
+    bulk = BulkImporter(KlaviyoClient(server.url, API_KEY, "2026-07-15"), recorder)
     with pytest.raises(JobCancelled, match="was cancelled before it completed"):
         import_all(bulk, [pending("a@example.com"), pending("b@cancel.example.org")])
     assert report.exported == 0
@@ -186,7 +186,7 @@ def test_a_cancelled_job_is_a_failure_and_counts_nothing(sandbox_factory):
 def test_a_job_still_running_is_polled_again_later(sandbox_factory):
     server = sandbox_factory(job_delay=5)
     bulk = importer(server)
-    [job] = bulk.submit([pending("a@example.com")])
+    [job] = bulk.submit(LIST_ID, [pending("a@example.com")])
     assert bulk.poll(job) is None
     assert bulk.poll(job) is None
     assert job.polls == 2
@@ -207,7 +207,7 @@ def test_a_job_still_running_is_polled_again_later(sandbox_factory):
 )
 def test_a_job_answer_of_an_unexpected_shape_is_one_sentence_naming_the_request(sandbox, monkeypatch, answer):
     bulk = importer(sandbox)
-    [job] = bulk.submit([pending("a@example.com")])
+    [job] = bulk.submit(LIST_ID, [pending("a@example.com")])
     monkeypatch.setattr(bulk.client, "get", lambda path, params=None: answer)
     with pytest.raises(KlaviyoError) as caught:
         bulk.poll(job)
@@ -219,7 +219,7 @@ def test_a_job_answer_of_an_unexpected_shape_is_one_sentence_naming_the_request(
 def test_import_errors_of_an_unexpected_shape_are_one_sentence(sandbox_factory, monkeypatch):
     server = sandbox_factory(fail_domains=("bounce.example.net",))
     bulk = importer(server)
-    [job] = bulk.submit([pending("a@bounce.example.net")])
+    [job] = bulk.submit(LIST_ID, [pending("a@bounce.example.net")])
     while (attributes := bulk.poll(job)) is None:
         time.sleep(0.05)
     monkeypatch.setattr(bulk.client, "get", lambda path, params=None: {"data": "not a list"})

@@ -34,7 +34,7 @@ class ScriptedImporter:
         self.cancel: set[str] = set()
         self.broken: set[str] = set()
 
-    def submit(self, chunk: list[PendingProfile]) -> list[SubmittedJob]:
+    def submit(self, list_id: str, chunk: list[PendingProfile]) -> list[SubmittedJob]:
         job = SubmittedJob(f"job{len(self.submitted)}", chunk)
         job.next_poll = 0.0
         self.submitted.append(job.id)
@@ -74,7 +74,7 @@ def eventually(condition, timeout: float = 5.0) -> None:
 def test_jobs_settle_in_the_order_they_were_submitted():
     pipe, importer = make()
     for n in range(3):
-        pipe.submit([[item(f"p{n}@x.io")]])
+        pipe.submit([("L", [item(f"p{n}@x.io")])])
     importer.released |= {"job2", "job1"}
     time.sleep(0.1)
     assert importer.settled == [], "job0 still runs, so nothing after it is settled"
@@ -85,9 +85,9 @@ def test_jobs_settle_in_the_order_they_were_submitted():
 
 def test_submitting_waits_at_the_bound():
     pipe, importer = make(max_in_flight=2)
-    pipe.submit([[item("a@x.io")]])
-    pipe.submit([[item("b@x.io")]])
-    third = threading.Thread(target=pipe.submit, args=([[item("c@x.io")]],))
+    pipe.submit([("L", [item("a@x.io")])])
+    pipe.submit([("L", [item("b@x.io")])])
+    third = threading.Thread(target=pipe.submit, args=([("L", [item("c@x.io")])],))
     third.start()
     time.sleep(0.1)
     assert importer.submitted == ["job0", "job1"]
@@ -101,7 +101,7 @@ def test_submitting_waits_at_the_bound():
 
 def test_a_person_in_a_running_job_is_held_back_and_others_are_not():
     pipe, importer = make()
-    pipe.submit([[item("same@x.io")]])
+    pipe.submit([("L", [item("same@x.io")])])
     free, held = pipe.busy([item("other@x.io"), item("same@x.io")])
     assert [i.key for i in free] == ["other@x.io"]
     assert [i.key for i in held] == ["same@x.io"]
@@ -115,7 +115,7 @@ def test_a_person_in_a_running_job_is_held_back_and_others_are_not():
 def test_a_cancelled_job_is_a_failure_but_later_jobs_still_settle():
     pipe, importer = make()
     for n in range(3):
-        pipe.submit([[item(f"p{n}@x.io")]])
+        pipe.submit([("L", [item(f"p{n}@x.io")])])
     importer.cancel.add("job1")
     importer.released |= {"job0", "job1", "job2"}
     assert pipe.wait_all(time.monotonic() + 5)
@@ -127,17 +127,17 @@ def test_a_cancelled_job_is_a_failure_but_later_jobs_still_settle():
 def test_an_unexpected_answer_stops_settling_and_reaches_the_reading_thread():
     pipe, importer = make()
     importer.broken.add("job0")
-    pipe.submit([[item("a@x.io")]])
+    pipe.submit([("L", [item("a@x.io")])])
     assert not pipe.wait_all(time.monotonic() + 5)
     with pytest.raises(KlaviyoError, match="Settling import jobs failed unexpectedly: KeyError"):
         pipe.raise_failure()
     with pytest.raises(KlaviyoError):
-        pipe.submit([[item("b@x.io")]])
+        pipe.submit([("L", [item("b@x.io")])])
 
 
 def test_wait_all_gives_up_at_the_deadline_and_abandon_stops_settling():
     pipe, importer = make()
-    pipe.submit([[item("a@x.io")]])
+    pipe.submit([("L", [item("a@x.io")])])
     started = time.monotonic()
     assert not pipe.wait_all(started + 0.2)
     assert 0.2 <= time.monotonic() - started < 1.5
@@ -158,7 +158,7 @@ def test_polls_are_paced_within_klaviyos_budget(monkeypatch):
         return original(job)
 
     importer.poll = counting_poll  # type: ignore[method-assign]
-    pipe.submit([[item("a@x.io")]])
+    pipe.submit([("L", [item("a@x.io")])])
     time.sleep(0.5)
     importer.released.add("job0")
     assert pipe.wait_all(time.monotonic() + 5)

@@ -13,7 +13,7 @@ def export_run(**config) -> ExportRun:
 def add(run: ExportRun, email: str, **fields) -> None:
     record = {"email": email, **fields}
     run.record_read()
-    run.add(run.mapper.map(record), "s", record, record)
+    run.add(run.mapper.map(record), "s", record, record, run.settings.list_id or "")
 
 
 def test_limit_counts_distinct_profiles_only():

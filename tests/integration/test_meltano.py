@@ -103,7 +103,7 @@ def test_hub_definition_follows_the_hub_loader_schema():
     jsonschema.validate(definition, HUB_LOADER_SCHEMA)
     [api_key] = [s for s in definition["settings"] if s["name"] == "api_key"]
     assert api_key["sensitive"] is True
-    assert definition["settings_group_validation"] == [["api_key", "list_id"]]
+    assert definition["settings_group_validation"] == [["api_key", "list_id"], ["api_key", "stream_lists"]]
 
 
 def test_every_setting_is_documented_in_both_directions():
