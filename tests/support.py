@@ -34,11 +34,12 @@ def make_sandbox(
     rate_scale: float = 1.0,
     faults: FaultPlan | None = None,
     db: str = ":memory:",
+    lists: tuple[str, ...] = (),
 ) -> SandboxServer:
     settings = SandboxSettings(
         options=SandboxOptions(
             api_key=API_KEY,
-            lists={LIST_ID: "Test list"},
+            lists={LIST_ID: "Test list", **{list_id: f"Test list {list_id}" for list_id in lists}},
             job_delay=job_delay,
             fail_domains=frozenset(fail_domains),
             refuse_domains=frozenset(refuse_domains),

@@ -251,3 +251,17 @@ def test_default_phone_region_is_upper_case_and_optional():
         == "SE"
     )
     assert Settings.from_config({"api_key": "k", "list_id": "L"}).default_phone_region is None
+
+
+def test_a_list_must_be_set_somewhere():
+    with pytest.raises(SettingsError, match="No Klaviyo list is set: set list_id, or stream_lists"):
+        Settings.from_config({"api_key": "k"})
+
+
+def test_stream_lists_ids_are_checked_and_named():
+    with pytest.raises(SettingsError, match=r"stream_lists\.vip 'no way' is not a Klaviyo list id"):
+        Settings.from_config({"api_key": "k", "stream_lists": {"vip": "no way"}})
+    settings = Settings.from_config({"api_key": "k", "list_id": "L", "stream_lists": {"vip": "V", "x": "L"}})
+    assert settings.lists == ["L", "V"]
+    assert settings.list_for("vip") == "V"
+    assert settings.list_for("other") == "L"
