@@ -19,18 +19,24 @@ def config(server, tmp_path, **overrides):
     }
 
 
-def test_two_streams_go_to_two_lists(sandbox_factory, tmp_path):
+def run_segments(sandbox_factory, tmp_path, *records, **overrides):
+    """Run the vip and churn_risk streams' records into their two lists; returns the sandbox."""
     server = sandbox_factory(lists=(VIP, CHURN))
-    messages = [
-        schema("vip"),
-        schema("churn_risk"),
+    messages = [schema("vip"), schema("churn_risk"), *records]
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    return server
+
+
+def test_two_streams_go_to_two_lists(sandbox_factory, tmp_path):
+    server = run_segments(
+        sandbox_factory,
+        tmp_path,
         record("vip", id=1, email="ada@example.com", plan="vip"),
         record("churn_risk", id=2, email="bob@example.com", plan="free"),
         record("vip", id=3, email="both@example.com", plan="vip"),
         record("churn_risk", id=4, email="both@example.com", plan="churning"),
-    ]
-    result = run_cli(config(server, tmp_path), messages, tmp_path)
-    assert result.returncode == 0, result.stderr
+    )
     assert set(members(server, VIP)) == {"ada@example.com", "both@example.com"}
     assert set(members(server, CHURN)) == {"bob@example.com", "both@example.com"}
     assert members(server, LIST_ID) == {}
@@ -77,18 +83,15 @@ def test_every_list_is_checked_before_any_profile_is_sent(sandbox_factory, tmp_p
 
 
 def test_the_limit_counts_people_across_lists(sandbox_factory, tmp_path):
-    server = sandbox_factory(lists=(VIP, CHURN))
-    messages = [
-        schema("vip"),
-        schema("churn_risk"),
+    server = run_segments(
+        sandbox_factory,
+        tmp_path,
         record("vip", id=1, email="a@example.com"),
         record("churn_risk", id=2, email="a@example.com"),
         record("churn_risk", id=3, email="b@example.com"),
-    ]
-    result = run_cli(
-        config(server, tmp_path, max_profiles_per_run=1, on_limit_exceeded="truncate"), messages, tmp_path
+        max_profiles_per_run=1,
+        on_limit_exceeded="truncate",
     )
-    assert result.returncode == 0, result.stderr
     assert set(members(server, VIP)) == {"a@example.com"}
     assert set(members(server, CHURN)) == {"a@example.com"}
     counts = json.loads((tmp_path / "report.json").read_text())["counts"]
@@ -97,15 +100,12 @@ def test_the_limit_counts_people_across_lists(sandbox_factory, tmp_path):
 
 def test_a_person_in_two_lists_gets_their_later_record_last(sandbox_factory, tmp_path):
     """Without holding the later record back, the lists' jobs would be sent in list order."""
-    server = sandbox_factory(lists=(VIP, CHURN))
-    messages = [
-        schema("vip"),
-        schema("churn_risk"),
+    server = run_segments(
+        sandbox_factory,
+        tmp_path,
         record("vip", id=1, email="a@example.com"),
         record("churn_risk", id=2, email="both@example.com", plan="earlier"),
         record("vip", id=3, email="both@example.com", plan="later"),
-    ]
-    result = run_cli(config(server, tmp_path), messages, tmp_path)
-    assert result.returncode == 0, result.stderr
+    )
     assert members(server, VIP)["both@example.com"]["properties"]["plan"] == "later"
     assert set(members(server, CHURN)) == {"both@example.com"}
