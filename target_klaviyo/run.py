@@ -317,7 +317,9 @@ class ExportRun:
         """Submit every held profile and wait until every job is settled."""
         self.send_pending()
         self._wait_for_jobs()
-        if self._pending:  # people whose earlier record was in a job that was still running
+        # Held back: people whose earlier record was in a job still running, or who go to
+        # several lists (one list a round). Every round sends at least one record of each.
+        while self._pending:
             self.send_pending()
             self._wait_for_jobs()
 

@@ -109,3 +109,18 @@ def test_a_person_in_two_lists_gets_their_later_record_last(sandbox_factory, tmp
     )
     assert members(server, VIP)["both@example.com"]["properties"]["plan"] == "later"
     assert set(members(server, CHURN)) == {"both@example.com"}
+
+
+def test_a_person_in_three_lists_is_in_all_three(sandbox_factory, tmp_path):
+    server = run_segments(
+        sandbox_factory,
+        tmp_path,
+        schema("customers"),
+        record("vip", id=1, email="all@example.com", plan="one"),
+        record("churn_risk", id=2, email="all@example.com", plan="two"),
+        record("customers", id=3, email="all@example.com", plan="three"),
+        list_id=LIST_ID,
+    )
+    for list_id in (VIP, CHURN, LIST_ID):
+        assert set(members(server, list_id)) == {"all@example.com"}
+    assert members(server, LIST_ID)["all@example.com"]["properties"]["plan"] == "three"
