@@ -118,7 +118,7 @@ class JobEvents(Protocol):
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
-    def job_done(self, job_id: str, imported_epochs: list[int], unmatched_failures: int) -> None: ...
+    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None: ...
 
 
 class JobCancelled(KlaviyoError):
@@ -187,8 +187,9 @@ class SubmittedJob:
     makes a :class:`SentProfile` only for one Klaviyo rejects.
     """
 
-    def __init__(self, job_id: str, chunk: list[PendingProfile]) -> None:
+    def __init__(self, job_id: str, chunk: list[PendingProfile], list_id: str = "") -> None:
         self.id = job_id
+        self.list_id = list_id
         self.keys = [item.key for item in chunk]
         self.epochs = array("q", [item.epoch for item in chunk])
         self._streams = [item.stream for item in chunk]
@@ -242,7 +243,7 @@ class BulkImporter:
                 )
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
-            return [SubmittedJob(job_id, chunk)]
+            return [SubmittedJob(job_id, chunk, list_id)]
         return []
 
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
@@ -298,7 +299,7 @@ class BulkImporter:
         rejected = self._reject_import_errors(job) if failed else set()
         unmatched = max(0, failed - len(rejected))
         imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
-        self.events.job_done(job.id, imported, unmatched)
+        self.events.job_done(job, imported, unmatched)
         logger.info(
             "Import job %s complete: %d profiles imported, %d failed.",
             job.id,

@@ -56,6 +56,7 @@ class RunReport:
         self.distinct_profiles = 0
         self.read = 0
         self.exported = 0
+        self.exported_to: Counter[str] = Counter()  # per list
         self.deduplicated = 0
         self.sent_again = 0
         self.skipped_over_limit = 0
@@ -97,9 +98,10 @@ class RunReport:
         with self._lock:
             self.sent_again += 1
 
-    def count_exported(self, count: int) -> None:
+    def count_exported(self, count: int, list_id: str) -> None:
         with self._lock:
             self.exported += count
+            self.exported_to[list_id] += count
 
     def job_submitted(self, job_id: str) -> None:
         with self._lock:
@@ -209,10 +211,11 @@ class RunReport:
     def summary(self) -> str:
         rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(self.rejected.items()))
         dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.attributes_dropped.items()))
+        lists = f" to {len(self.exported_to)} lists" if len(self.exported_to) > 1 else ""
         exported = (
-            f"{self.exported} profiles would be exported (dry run: nothing was sent)"
+            f"{self.exported} profiles would be exported{lists} (dry run: nothing was sent)"
             if self.dry_run
-            else f"{self.exported} profiles exported in {len(self.job_ids)} import job(s)"
+            else f"{self.exported} profiles exported{lists} in {len(self.job_ids)} import job(s)"
         )
         return (
             f"Run {self.outcome}: {self.read} records read, {exported}, "
@@ -247,6 +250,7 @@ class RunReport:
                 "input_lines_skipped": dict(sorted(self.input_skipped.items())),
                 "unaccounted": self.unaccounted,
             },
+            "lists": {list_id: {"exported": count} for list_id, count in sorted(self.exported_to.items())},
             "job_ids": list(self.job_ids),
             "requests": {"throttled": self.throttled, "retried": self.retried},
             "timings": {

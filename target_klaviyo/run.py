@@ -30,6 +30,7 @@ from target_klaviyo.jobs import (
     BulkImporter,
     PendingProfile,
     SentProfile,
+    SubmittedJob,
     describe_dry_run,
     split_for_jobs,
 )
@@ -285,7 +286,8 @@ class ExportRun:
         if self.pipeline is None:
             for line in describe_dry_run(pending):
                 logger.info("%s", line)
-            self.report.count_exported(len(pending))
+            for item in pending:
+                self.report.count_exported(1, item.list_id)
             self.ledger.close(item.epoch for item in pending)
             return
         # A person bound for two lists in one send goes to the first now and to the other once
@@ -337,10 +339,10 @@ class ExportRun:
         self.report.reject(item.stream, item.record, reject)
         self.ledger.close([item.epoch])
 
-    def job_done(self, job_id: str, imported_epochs: list[int], unmatched_failures: int) -> None:
-        self.report.count_exported(len(imported_epochs) - unmatched_failures)
+    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None:
+        self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
         for _ in range(unmatched_failures):
-            detail = f"Import job {job_id} reported a failed profile without an import error that names it."
+            detail = f"Import job {job.id} reported a failed profile without an import error that names it."
             self.report.reject("", None, Reject("rejected_by_klaviyo", detail))
         self.report.job_settled()
         self.report.flush()

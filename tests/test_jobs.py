@@ -43,10 +43,10 @@ class Recorder:
     def rejected(self, item: PendingProfile, reject: Reject) -> None:
         self.report.reject(item.stream, item.record, reject)
 
-    def job_done(self, job_id: str, imported_epochs: list[int], unmatched_failures: int) -> None:
-        self.report.count_exported(len(imported_epochs) - unmatched_failures)
+    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None:
+        self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
         self.report.job_settled()
-        self.done.append((job_id, len(imported_epochs), unmatched_failures))
+        self.done.append((job.id, len(imported_epochs), unmatched_failures))
 
 
 def importer(server, report=None) -> BulkImporter:

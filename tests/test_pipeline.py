@@ -89,12 +89,13 @@ def test_submitting_waits_at_the_bound():
     pipe.submit([("L", [item("b@x.io")])])
     third = threading.Thread(target=pipe.submit, args=([("L", [item("c@x.io")])],))
     third.start()
+    eventually(lambda: importer.submitted == ["job0", "job1"])
     time.sleep(0.1)
-    assert importer.submitted == ["job0", "job1"]
+    assert third.is_alive(), "the third job was queued beyond the bound"
     assert pipe.in_flight == 2
     importer.released.add("job0")
     third.join(timeout=5)
-    assert importer.submitted == ["job0", "job1", "job2"]
+    eventually(lambda: importer.submitted == ["job0", "job1", "job2"])
     importer.released |= {"job1", "job2"}
     assert pipe.wait_all(time.monotonic() + 5)
 
