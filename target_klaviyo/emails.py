@@ -17,26 +17,28 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 # The common shape of an address: an ASCII dot-atom local part.
 PLAIN_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
-PLAIN_MAX_LENGTH = 200  # well under email-validator's length limits, so they need no check here
+PLAIN_MAX_BYTES = 200  # well under email-validator's 254-byte limits, so they need no check here
 
 
 def normalize_email(email: str) -> str | EmailNotValidError:
     """The address as ``email-validator`` normalises it, with the IDNA (ASCII) domain, or its error.
 
     Gives exactly :func:`validate_normalized`'s answer: the common shape (a plain
-    ASCII local part of an address under 200 characters) takes a path that asks
-    ``email-validator`` about each domain once; anything else goes to it whole.
+    ASCII local part, and the address under 200 bytes as written and with its domain
+    in ASCII) takes a path that asks ``email-validator`` about each domain once;
+    anything else goes to it whole. The library limits the length of every form of
+    the address, which a domain checked alone cannot show.
     """
     local, at, domain = email.rpartition("@")
     if (
         at
-        and len(email) <= PLAIN_MAX_LENGTH
+        and len(email.encode("utf-8", "surrogatepass")) <= PLAIN_MAX_BYTES
         and len(local) <= 64
         and PLAIN_LOCAL_PART.match(local)
         and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
     ):
         ascii_domain = _ascii_domain(domain)
-        if ascii_domain is not None:
+        if ascii_domain is not None and len(local) + 1 + len(ascii_domain) <= PLAIN_MAX_BYTES:
             return f"{local}@{ascii_domain}"
     return validate_normalized(email)
 

@@ -79,6 +79,7 @@ class ExportRun:
         self.limit_reached = False
         self._started = False
         self._ended = False
+        self._books_closed = False  # the report is final: what jobs report after that is not counted
         # Emails seen and phone owners, as 64-bit hashes in compact tables (see seen.py).
         self._profiles = HashTable(with_values=False)
         self._pending: dict[tuple[str, str], PendingProfile] = {}
@@ -330,16 +331,21 @@ class ExportRun:
             self.pipeline.wait_all()
             self.pipeline.raise_failure()
 
-    # What jobs report (JobEvents), from the reading and the settling thread
+    # What jobs report (JobEvents), from the submitting and the settling thread
 
     def job_submitted(self, job_id: str) -> None:
-        self.report.job_submitted(job_id)
+        if not self._books_closed:
+            self.report.job_submitted(job_id)
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None:
+        if self._books_closed:
+            return
         self.report.reject(item.stream, item.record, reject)
         self.ledger.close([item.epoch])
 
     def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None:
+        if self._books_closed:
+            return
         self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
         for _ in range(unmatched_failures):
             detail = f"Import job {job.id} reported a failed profile without an import error that names it."
@@ -388,6 +394,9 @@ class ExportRun:
                 if outcome != "complete":
                     self._settle_within_grace()
                 self.pipeline.abandon()
+            # A background thread may still be finishing a request: from here on, what it
+            # reports stays out of the report and the rejects file, which must agree.
+            self._books_closed = True
             self.ledger.stop()
             self.report.finish(outcome)
             if self.settings.report_path is not None:

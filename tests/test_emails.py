@@ -13,6 +13,7 @@ ODD_DOMAINS = [
     "a.c", "a.123", "é.com", "exa mple.com", "a_b.com", "x" * 63 + ".com", "x" * 64 + ".com",
     ".".join(["abcdefghij"] * 25) + ".com", ".".join(["x" * 60] * 4) + ".com", "x" * 40 + ".com",
     "example.com.", "", "ex@mple.com", "例え.jp", "mail.onion",
+    ".".join(["ü" * 20] * 5) + ".de", ".".join(["例" * 15] * 4) + ".jp",
 ]  # fmt: skip
 local_parts = st.one_of(
     st.text(alphabet=ATEXT + ".", max_size=70),
@@ -35,7 +36,7 @@ def test_the_email_fast_path_gives_exactly_email_validators_verdict(local, domai
 
 
 def test_the_email_fast_path_on_a_fixed_corpus():
-    for local in ["a", "Postmaster", "x" * 64, "x" * 65, "x" * 60 + ".abc", "a.b+c", "é"]:
+    for local in ["a", "Postmaster", "x" * 64, "x" * 65, "x" * 60 + ".abc", "a.b+c", "é", "a" * 40]:
         for domain in ODD_DOMAINS:
             email = f"{local}@{domain}"
             fast, slow = normalize_email(email), validate_normalized(email)

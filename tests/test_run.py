@@ -2,6 +2,8 @@
 
 import pytest
 
+from target_klaviyo.jobs import PendingProfile
+from target_klaviyo.mapping import Reject
 from target_klaviyo.run import ExportRun, ProfileLimitReached
 from target_klaviyo.settings import Settings
 
@@ -86,3 +88,15 @@ def test_a_dry_run_accounts_for_state_but_writes_none(capsys):
     assert run.report.outcome == "complete"
     assert run.report.unaccounted == 0
     assert capsys.readouterr().out == ""
+
+
+def test_what_a_background_thread_reports_after_the_end_stays_out_of_the_report(tmp_path):
+    run = export_run(rejects_path=str(tmp_path / "rejects.jsonl"))
+    record = {"email": "late@example.com"}
+    item = PendingProfile.of(run.mapper.map(record), "s", record, run.ledger.open_record(), list_id="L")
+    run.finish()
+    run.rejected(item, Reject("rejected_by_klaviyo", "too late"))
+    assert run.report.rejected_total == 0
+    assert (
+        not (tmp_path / "rejects.jsonl").exists() or "late@" not in (tmp_path / "rejects.jsonl").read_text()
+    )

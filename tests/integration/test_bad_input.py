@@ -133,6 +133,30 @@ def test_numbers_that_cannot_be_represented_reject_their_record_quickly(sandbox,
     assert all("cannot represent" in reject["detail"] for reject in rejects_of(tmp_path))
 
 
+def test_a_huge_integer_that_is_not_sent_still_gets_its_reject_from_klaviyo(sandbox_factory, tmp_path):
+    """A held record is read again from its line for the rejects file, the way the reader read it."""
+    server = sandbox_factory(refuse_domains=("refuse.example",), fail_domains=("fail.example",))
+    lines = [
+        '{"type": "RECORD", "stream": "customers", "record": {"email": "'
+        + email
+        + '", "_sdc_batch": '
+        + "9" * 5000
+        + "}}"
+        for email in ("x@refuse.example", "y@fail.example", "z@ok.example")
+    ]
+    text = singer_text([schema(properties={"email": {"type": "string"}})]) + "\n".join(lines) + "\n"
+    result = run_cli_text(config_for(server, tmp_path), text, tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = report_of(tmp_path)["counts"]
+    assert counts["rejected_by_reason"] == {"rejected_by_klaviyo": 2}
+    assert counts["unaccounted"] == 0
+    assert {reject["record"]["email"] for reject in rejects_of(tmp_path)} == {
+        "x@refuse.example",
+        "y@fail.example",
+    }
+    assert set(members(server)) == {"z@ok.example"}
+
+
 def test_extreme_nesting_rejects_the_record(sandbox, tmp_path):
     deep = "[" * 500 + "]" * 500
     text = singer_text([schema(properties={"email": {"type": "string"}})]) + raw_record(
