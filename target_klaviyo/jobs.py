@@ -175,7 +175,7 @@ class Sources:
     def __getitem__(self, position: int) -> dict[str, Any] | str:
         if self._records is None:
             text = zlib.decompress(self._compressed).decode("utf-8", "surrogatepass")
-            self._records = list(text.split("\n"))
+            self._records = text.split("\n")
         return self._records[position]
 
 
@@ -216,7 +216,7 @@ class SubmittedJob:
 class BulkImporter:
     """Creates, polls and settles bulk import jobs.
 
-    ``submit`` runs on the reading thread and ``poll``/``settle`` on the settling
+    ``submit`` runs on the submitting thread and ``poll``/``settle`` on the settling
     thread, each with its own client, so that neither waits on the other's
     connections.
     """

@@ -189,7 +189,8 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
     Python function (as ``fastjsonschema`` does for schemas): no loop, no lookups of
     the plan, a direct ``dict.get`` for a top-level property. Text values, the common
     case, skip the conversion, which leaves text unchanged for every attribute but the
-    phone number. Paths and names enter the source only as ``repr`` literals.
+    phone number. Paths and names enter the source only as ``repr`` literals; every
+    conversion is the attribute's own ``convert``.
     """
     namespace: dict[str, Any] = {
         "MISSING": _MISSING,
@@ -197,7 +198,6 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
         "Unrepresentable": Unrepresentable,
         "get_path": get_path,
         "is_empty": is_empty,
-        "normalize_phone": normalize_phone,
     }
     lines = ["def fill(record, attributes, dropped):"]
     for index, attribute in enumerate(plan):
@@ -212,10 +212,7 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
             if len(attribute.path) == 1
             else f"get_path(record, path_{index})"
         )
-        namespace[f"region_{index}"] = attribute.phone_region
-        text = (
-            f"normalize_phone(value.strip(), region_{index})" if attribute.name == "phone_number" else "value"
-        )
+        text = f"convert_{index}(value)" if attribute.name == "phone_number" else "value"
         lines += [
             f"    value = {lookup}",
             "    if value.__class__ is str:",

@@ -72,13 +72,15 @@ class JobPipeline:
     def busy(self, items: list[PendingProfile]) -> tuple[list[PendingProfile], list[PendingProfile]]:
         """The profiles that may be submitted now, and those whose person is in an unsettled job.
 
-        Only this thread adds jobs, and settling only removes them, so a profile found
-        free here is still free when it is submitted.
+        Only the reading thread registers people (when it queues a chunk); the other
+        threads only remove them, so a profile found free here is still free when queued.
         """
+        free: list[PendingProfile] = []
+        held: list[PendingProfile] = []
         with self._changed:
             newest = self._newest_job_of
-            free = [item for item in items if item.key not in newest]
-            held = [item for item in items if item.key in newest] if len(free) < len(items) else []
+            for item in items:
+                (held if item.key in newest else free).append(item)
         return free, held
 
     def submit(self, chunks: list[tuple[str, list[PendingProfile]]]) -> None:

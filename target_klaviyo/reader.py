@@ -75,12 +75,9 @@ SDC_KEYS = frozenset(
 
 
 def record_from_line(line: str) -> dict[str, t.Any]:
-    """The record of a RECORD line the reader already accepted, as the sink received it (read
-    the way the reader read it: integers too long for ``int`` as Decimals)."""
-    try:
-        record = json.loads(line, parse_float=Decimal)["record"]
-    except ValueError:
-        record = json.loads(line, parse_float=Decimal, parse_int=Decimal)["record"]
+    """The record of a RECORD line the reader already accepted, as the sink received it: decoded
+    by the reader's own decoding (so huge integers are Decimals again), less the SDK's metadata."""
+    record = SingerInput()._decode(line, 0)["record"]
     for key in SDC_KEYS.intersection(record):
         del record[key]
     return record

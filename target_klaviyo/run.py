@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -209,8 +210,8 @@ class ExportRun:
         is sent, not "sent again"), and still one profile towards the limit.
         """
         hashed = hash64(key)
+        membership = hash64(f"{list_id}\n{key}") if self._memberships is not None else 0
         if self._memberships is not None:
-            membership = hash64(f"{list_id}\n{key}")
             if membership in self._memberships:
                 return Admission.REPEAT
             if hashed in self._profiles:
@@ -226,7 +227,7 @@ class ExportRun:
             return Admission.OVER_LIMIT
         self._profiles.setdefault(hashed)
         if self._memberships is not None:
-            self._memberships.setdefault(hash64(f"{list_id}\n{key}"))
+            self._memberships.setdefault(membership)
         self.report.count_distinct()
         return Admission.NEW
 
@@ -287,8 +288,8 @@ class ExportRun:
         if self.pipeline is None:
             for line in describe_dry_run(pending):
                 logger.info("%s", line)
-            for item in pending:
-                self.report.count_exported(1, item.list_id)
+            for list_id, count in Counter(item.list_id for item in pending).items():
+                self.report.count_exported(count, list_id)
             self.ledger.close(item.epoch for item in pending)
             return
         # A person bound for two lists in one send goes to the first now and to the other once
@@ -317,14 +318,17 @@ class ExportRun:
         self.pipeline.submit(chunks)
 
     def _send_all_and_wait(self) -> None:
-        """Submit every held profile and wait until every job is settled."""
-        self.send_pending()
-        self._wait_for_jobs()
-        # Held back: people whose earlier record was in a job still running, or who go to
-        # several lists (one list a round). Every round sends at least one record of each.
-        while self._pending:
+        """Submit every held profile and wait until every job is settled.
+
+        A round can hold some back: people whose earlier record was in a job still running,
+        or who go to several lists (one list a round). Every round sends at least one record
+        of each person, so the rounds end.
+        """
+        while True:
             self.send_pending()
             self._wait_for_jobs()
+            if not self._pending:
+                return
 
     def _wait_for_jobs(self) -> None:
         if self.pipeline is not None:

@@ -43,14 +43,19 @@ def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, cap
     assert json.loads(line) == state(0)["value"], "no record stood before state 0"
 
 
-def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
+def progress_lines(sandbox_factory, monkeypatch, caplog, job_delay: float) -> list[str]:
+    """The progress lines of a three-record run, with a progress line allowed at every chance."""
     from target_klaviyo import report
 
     monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
-    server = sandbox_factory(job_delay=0)
+    server = sandbox_factory(job_delay=job_delay)
     with caplog.at_level("INFO"):
         run_in_process(base_config(server), [schema(), *customers(3)])
-    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+
+
+def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
+    progress = progress_lines(sandbox_factory, monkeypatch, caplog, job_delay=0)
     assert progress
     assert progress[-1].startswith("Progress: 3 records read")
 
@@ -104,13 +109,7 @@ def test_a_lost_answer_to_a_job_creation_is_retried_and_counted_once(sandbox_fac
 
 
 def test_progress_lines_while_waiting_for_jobs(sandbox_factory, monkeypatch, caplog):
-    from target_klaviyo import report
-
-    monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
-    server = sandbox_factory(job_delay=1.5)
-    with caplog.at_level("INFO"):
-        run_in_process(base_config(server), [schema(), *customers(3)])
-    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    progress = progress_lines(sandbox_factory, monkeypatch, caplog, job_delay=1.5)
     assert any("import jobs 0 done and 1 in flight" in line for line in progress)
 
 
