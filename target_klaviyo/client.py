@@ -151,6 +151,20 @@ def backoff_wait(tries: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1)))
 
 
+class Pace:
+    """Keeps requests to one endpoint at least ``interval`` seconds apart: within its steady rate limit."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -interval
+
+    def wait(self) -> None:
+        delay = self._last + self.interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._last = time.monotonic()
+
+
 class KlaviyoClient:
     """A ``requests`` session bound to one account (API key) and one API revision.
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.mapping import Profile, Reject
 from target_klaviyo.reader import record_from_line
+from target_klaviyo.subscriptions import Subscriber
 
 logger = logging.getLogger("target_klaviyo.jobs")
 
@@ -60,7 +61,8 @@ class PendingProfile:
     for a reject), else the record. ``epoch`` is where the record stood among the
     tap's STATE messages (:class:`target_klaviyo.state.StateLedger`). ``attributes``
     is kept only in a dry run, which describes what it would send. ``list_id`` is the
-    list the profile goes to (its stream's).
+    list the profile goes to (its stream's). ``consent`` is the record's email marketing
+    consent (see :attr:`Profile.consent`), sent as a subscription once the profile is imported.
     """
 
     key: str
@@ -71,6 +73,7 @@ class PendingProfile:
     attributes: dict[str, Any] | None = None
     list_id: str = ""
     order: int = 0  # when the run took it in: the order of a person's records across lists
+    consent: str | None = None
 
     @classmethod
     def of(
@@ -85,7 +88,9 @@ class PendingProfile:
         describe: bool = False,
     ) -> PendingProfile:
         attributes = profile.resource["attributes"] if describe else None
-        return cls(profile.key, profile.encoded, stream, source, epoch, attributes, list_id, order)
+        return cls(
+            profile.key, profile.encoded, stream, source, epoch, attributes, list_id, order, profile.consent
+        )
 
     @property
     def record(self) -> dict[str, Any]:
@@ -118,7 +123,11 @@ class JobEvents(Protocol):
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
-    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None: ...
+    def job_done(
+        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
+    ) -> None: ...
+
+    def value_dropped(self, item: SentProfile, reject: Reject) -> None: ...
 
 
 class JobCancelled(KlaviyoError):
@@ -194,6 +203,9 @@ class SubmittedJob:
         self.epochs = array("q", [item.epoch for item in chunk])
         self._streams = [item.stream for item in chunk]
         self._sources = Sources([item.source for item in chunk])
+        self.consents = {
+            position: item.consent for position, item in enumerate(chunk) if item.consent is not None
+        }
         self.submitted_at = time.monotonic()
         self.polls = 0
         self.next_poll = self.submitted_at + POLL_DELAYS[0]
@@ -224,6 +236,7 @@ class BulkImporter:
     def __init__(self, client: KlaviyoClient, events: JobEvents) -> None:
         self.client = client
         self.events = events
+        self.subscriber = Subscriber(client)
 
     def submit(self, list_id: str, chunk: list[PendingProfile]) -> list[SubmittedJob]:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
@@ -299,12 +312,19 @@ class BulkImporter:
         rejected = self._reject_import_errors(job) if failed else set()
         unmatched = max(0, failed - len(rejected))
         imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
-        self.events.job_done(job, imported, unmatched)
+        consenting = [
+            (position, job.keys[position], consent)
+            for position, consent in job.consents.items()
+            if position not in rejected
+        ]
+        subscribed = self.subscriber.subscribe(job.list_id, consenting, _Refusals(job, self.events))
+        self.events.job_done(job, imported, unmatched, subscribed)
         logger.info(
-            "Import job %s complete: %d profiles imported, %d failed.",
+            "Import job %s complete: %d profiles imported, %d failed%s.",
             job.id,
             len(imported) - unmatched,
             failed,
+            f", {subscribed} subscribed to email marketing" if consenting else "",
         )
 
     def _reject_import_errors(self, job: SubmittedJob) -> set[int]:
@@ -358,6 +378,17 @@ class BulkImporter:
         return by_email.get(email.strip().lower()) if isinstance(email, str) else None
 
 
+class _Refusals:
+    """A refused subscription, reported against the job's profile (which stays exported)."""
+
+    def __init__(self, job: SubmittedJob, events: JobEvents) -> None:
+        self.job = job
+        self.events = events
+
+    def subscription_refused(self, position: int, reject: Reject) -> None:
+        self.events.value_dropped(self.job.profile(position), reject)
+
+
 def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
     """What would be sent, list by list, without personal data: sizes and attribute names."""
     by_list: dict[str, list[PendingProfile]] = {}
@@ -366,10 +397,17 @@ def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
     for list_id, items in by_list.items():
         for chunk in split_for_jobs(items):
             names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
+            consents = [item.consent for item in chunk if item.consent is not None]
+            subscribe = (
+                f", and subscribe {len(consents)} of them to email marketing "
+                f"({sum(1 for consent in consents if consent)} with a consent date, as a historical import)"
+                if consents
+                else ""
+            )
             yield (
                 f"Dry run: would submit an import job of {len(chunk)} profiles "
                 f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
-                f"with attributes: {', '.join(names)}."
+                f"with attributes: {', '.join(names)}{subscribe}."
             )
 
 

@@ -34,6 +34,8 @@ MAX_DOUBLE_DECIMAL = decimal.Decimal(MAX_DOUBLE)
 MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
+CONSENT_WORDS = {"true": True, "false": False}
+CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
 _MISSING = object()
 
 
@@ -53,6 +55,8 @@ class Profile:
     resource: dict[str, Any]
     encoded: bytes
     dropped: list[Reject] = field(default_factory=list)
+    # Email marketing consent: None (none), "" (given, no date) or when it was given (UTC, ISO 8601).
+    consent: str | None = None
 
     def without(self, attribute: str, reason: Reject) -> Profile:
         """This profile less one attribute, which is reported as dropped."""
@@ -255,7 +259,10 @@ class ProfileMapper:
             for name, path in settings.attribute_paths.items()
         ]
         self.custom_properties = settings.custom_properties
-        used = [self.email_path, *settings.attribute_paths.values()]
+        self._consent_path = settings.consent_path
+        self._consented_at_path = settings.consented_at_path
+        consent_paths = [path for path in (settings.consent_path, settings.consented_at_path) if path]
+        used = [self.email_path, *settings.attribute_paths.values(), *consent_paths]
         # For "unmapped": record keys that are used whole, and nested paths to trim per key.
         self._used_keys = {path[0] for path in used if len(path) == 1}
         self._trimmed: dict[str, list[tuple[str, ...]]] = {}
@@ -294,7 +301,45 @@ class ProfileMapper:
                 "profile_too_large",
                 f"The profile is {size:,} bytes as JSON; Klaviyo accepts at most {MAX_PROFILE_BYTES:,}.",
             )
-        return Profile(key, resource, encoded, dropped)
+        consent = self._consent(record, dropped) if self._consent_path is not None else None
+        return Profile(key, resource, encoded, dropped, consent)
+
+    def _consent(self, record: Mapping[str, Any], dropped: list[Reject]) -> str | None:
+        """The record's email marketing consent: None, "" (given, undated) or when it was given.
+
+        A value that says neither yes nor no drops the consent, with a reason; the profile
+        still goes to its list. ``false`` is only "no consent", never an unsubscribe.
+        """
+        assert self._consent_path is not None
+        name = ".".join(self._consent_path)
+        value = get_path(record, self._consent_path)
+        if isinstance(value, str) and value.strip().lower() in CONSENT_WORDS:
+            value = CONSENT_WORDS[value.strip().lower()]
+        if value is _MISSING or value is None or value is False or value == "":
+            return None
+        if value is True:
+            return self._consented_at(record, dropped)
+        try:
+            return consent_time(value)
+        except ValueError as problem:
+            dropped.append(
+                Reject("invalid_consent", f"consent_property {name!r} {problem}; {NO_SUBSCRIPTION}")
+            )
+            return None
+
+    def _consented_at(self, record: Mapping[str, Any], dropped: list[Reject]) -> str | None:
+        if self._consented_at_path is None:
+            return ""
+        value = get_path(record, self._consented_at_path)
+        if value is _MISSING or is_empty(value):
+            return ""
+        try:
+            return consent_time(value)
+        except ValueError as problem:
+            name = ".".join(self._consented_at_path)
+            detail = f"consented_at_property {name!r} {problem}; {NO_SUBSCRIPTION}"
+            dropped.append(Reject("invalid_consent", detail))
+            return None
 
     def _interpret_attributes(
         self, record: Mapping[str, Any], attributes: dict[str, Any], dropped: list[Reject]
@@ -368,6 +413,37 @@ class ProfileMapper:
                 for key, value in items
             ]
         return items
+
+
+NO_SUBSCRIPTION = "the profile was exported without a subscription."
+
+
+def consent_time(value: Any, now: datetime.datetime | None = None) -> str:
+    """When consent was given, in UTC as Klaviyo takes it; a ValueError says what is wrong with it.
+
+    A date-time without a time zone is taken as UTC; a date alone as its midnight, UTC.
+    Klaviyo refuses a consent date in the future, so one is an error here too.
+    """
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, datetime.date):
+        moment = datetime.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in {"Z", "z"}:
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("is neither true, false nor an ISO 8601 date-time") from None
+    else:
+        raise ValueError(f"is a {type(value).__name__}, not true, false or a date-time")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if moment > now + CLOCK_SKEW:
+        raise ValueError("is a date in the future, and Klaviyo takes consent only as given")
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def normalize_phone(phone: str, region: str | None = None) -> str | Reject:

@@ -57,6 +57,9 @@ class RunReport:
         self.read = 0
         self.exported = 0
         self.exported_to: Counter[str] = Counter()  # per list
+        self.subscribed_to: Counter[str] = Counter()  # per list: subscribed to email marketing
+        self.removed_from: Counter[str] = Counter()  # per list: members removed (sync_mode mirror)
+        self.mirrored: dict[str, dict[str, Any]] = {}  # per list, in mirror mode: what became of it
         self.deduplicated = 0
         self.sent_again = 0
         self.skipped_over_limit = 0
@@ -102,6 +105,26 @@ class RunReport:
         with self._lock:
             self.exported += count
             self.exported_to[list_id] += count
+
+    def count_subscribed(self, count: int, list_id: str) -> None:
+        with self._lock:
+            if count:
+                self.subscribed_to[list_id] += count
+
+    def count_removed(self, list_id: str, count: int, members: int) -> None:
+        """Mirror mode removed (or, in a dry run, would remove) ``count`` of a list's ``members``."""
+        with self._lock:
+            self.removed_from[list_id] += count
+            self.mirrored[list_id] = {"outcome": "mirrored", "members_before": members}
+
+    def mirror_outcome(self, list_id: str, outcome: str, members: int | None = None) -> None:
+        with self._lock:
+            self.mirrored[list_id] = {"outcome": outcome, "members_before": members}
+
+    @property
+    def lists_touched(self) -> list[str]:
+        """Lists that gained, or lost, members in this run."""
+        return sorted({*(+self.exported_to), *(+self.removed_from)})
 
     def job_submitted(self, job_id: str) -> None:
         with self._lock:
@@ -217,6 +240,14 @@ class RunReport:
             if self.dry_run
             else f"{self.exported} profiles exported{lists} in {len(self.job_ids)} import job(s)"
         )
+        would = "would be " if self.dry_run else ""
+        subscribed = sum(self.subscribed_to.values())
+        if subscribed:
+            exported += f", {subscribed} {would}subscribed to email marketing"
+        if self.mirrored:
+            removed = sum(self.removed_from.values())
+            mirrored = sum(1 for entry in self.mirrored.values() if entry["outcome"] == "mirrored")
+            exported += f", {removed} members {would}removed from {mirrored} mirrored list(s)"
         return (
             f"Run {self.outcome}: {self.read} records read, {exported}, "
             f"{self.distinct_profiles} distinct, {self.deduplicated} deduplicated, "
@@ -249,8 +280,11 @@ class RunReport:
                 "values_dropped_by_reason": dict(sorted(self.attributes_dropped.items())),
                 "input_lines_skipped": dict(sorted(self.input_skipped.items())),
                 "unaccounted": self.unaccounted,
+                "subscribed": sum(self.subscribed_to.values()),
+                "removed": sum(self.removed_from.values()),
             },
-            "lists": {list_id: {"exported": count} for list_id, count in sorted(self.exported_to.items())},
+            "lists_touched": self.lists_touched,
+            "lists": self._lists(),
             "job_ids": list(self.job_ids),
             "requests": {"throttled": self.throttled, "retried": self.retried},
             "timings": {
@@ -259,6 +293,19 @@ class RunReport:
                 "seconds": round(finished - self.started, 3),
             },
         }
+
+    def _lists(self) -> dict[str, dict[str, Any]]:
+        """Per list: profiles exported and subscribed; in mirror mode, members removed and why."""
+        lists: dict[str, dict[str, Any]] = {}
+        for list_id in sorted({*self.exported_to, *self.subscribed_to, *self.mirrored}):
+            entry: dict[str, Any] = {
+                "exported": self.exported_to[list_id],
+                "subscribed": self.subscribed_to[list_id],
+            }
+            if list_id in self.mirrored:
+                entry.update(removed=self.removed_from[list_id], mirror=self.mirrored[list_id])
+            lists[list_id] = entry
+        return lists
 
     def write(self, path: Path) -> None:
         """Write the report whole: to a new private file beside ``path``, then renamed over it."""

@@ -36,6 +36,7 @@ from target_klaviyo.jobs import (
     split_for_jobs,
 )
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
+from target_klaviyo.mirror import Mirror, MirrorRefused
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.seen import HashTable, hash64
@@ -66,8 +67,13 @@ class ExportRun:
         self.client: KlaviyoClient | None = None
         self.pipeline: JobPipeline | None = None
         self._clients: list[KlaviyoClient] = []
-        if not settings.dry_run:
+        # Mirror mode reads lists even in a dry run (to say what it would remove).
+        self.mirror = Mirror(settings.email_path, settings.max_removal_fraction) if settings.mirror else None
+        if not settings.dry_run or self.mirror is not None:
             self.client = self._client()
+            self._clients.append(self.client)
+        if not settings.dry_run:
+            assert self.client is not None
             settler_client = self._client()
             self.pipeline = JobPipeline(
                 BulkImporter(self.client, self),
@@ -76,7 +82,7 @@ class ExportRun:
                 self.stop,
                 self.report.tick,
             )
-            self._clients = [self.client, settler_client]
+            self._clients.append(settler_client)
         self.limit_reached = False
         self._started = False
         self._ended = False
@@ -179,6 +185,8 @@ class ExportRun:
         profile = self._one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
+        if self.mirror is not None:
+            self.mirror.saw_email(list_id, profile.key)
         epoch = self.ledger.open_record()
         self._taken += 1
         item = PendingProfile.of(
@@ -290,6 +298,10 @@ class ExportRun:
                 logger.info("%s", line)
             for list_id, count in Counter(item.list_id for item in pending).items():
                 self.report.count_exported(count, list_id)
+            for list_id, count in Counter(
+                item.list_id for item in pending if item.consent is not None
+            ).items():
+                self.report.count_subscribed(count, list_id)
             self.ledger.close(item.epoch for item in pending)
             return
         # A person bound for two lists in one send goes to the first now and to the other once
@@ -347,10 +359,17 @@ class ExportRun:
         self.report.reject(item.stream, item.record, reject)
         self.ledger.close([item.epoch])
 
-    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None:
+    def value_dropped(self, item: SentProfile, reject: Reject) -> None:
+        if not self._books_closed:
+            self.report.reject(item.stream, item.record, reject, counted=False)
+
+    def job_done(
+        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
+    ) -> None:
         if self._books_closed:
             return
         self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
+        self.report.count_subscribed(subscribed, job.list_id)
         for _ in range(unmatched_failures):
             detail = f"Import job {job.id} reported a failed profile without an import error that names it."
             self.report.reject("", None, Reject("rejected_by_klaviyo", detail))
@@ -365,7 +384,67 @@ class ExportRun:
         """All input was read and drained: wait for every job, then end the run as complete."""
         self.start()
         self._send_all_and_wait()
+        if self.mirror is not None:
+            self._mirror(self.mirror)
         self._end("complete")
+
+    def _mirror(self, mirror: Mirror) -> None:
+        """Remove from each list the members this run did not send it, where that is safe.
+
+        Every list is read and planned first; each plan within the removal guard is
+        carried out (a dry run only says it), and then the run fails if any list was
+        refused, or could not be mirrored because its input was not a full extract.
+        """
+        assert self.client is not None
+        if self.limit_reached:
+            logger.warning(
+                "Nothing was removed from any list (sync_mode mirror): the run reached max_profiles_per_run, "
+                "so it did not export the whole segment."
+            )
+            for list_id in self.settings.lists:
+                self.report.mirror_outcome(list_id, "not mirrored: the run reached the profile limit")
+            return
+        failures: list[str] = []
+        plans = []
+        for list_id in self.settings.lists:
+            why = mirror.why_not(list_id)
+            if why is not None:
+                reason, fails = why
+                sentence = f"Nothing was removed from list {list_id} (sync_mode mirror): {reason}."
+                self.report.mirror_outcome(list_id, f"not mirrored: {reason}")
+                if fails:
+                    failures.append(sentence)
+                else:
+                    logger.warning("%s", sentence)
+                continue
+            plan = mirror.plan(self.client, list_id, self.report.exported_to[list_id])
+            refusal = mirror.refusal(plan)
+            if refusal is not None:
+                self.report.mirror_outcome(list_id, "refused: over mirror_max_removal_fraction", plan.members)
+                failures.append(refusal)
+            else:
+                plans.append(plan)
+        for plan in plans:
+            if self.settings.dry_run:
+                logger.info(
+                    "Dry run: would remove %d of the %d members of list %s (sync_mode mirror).",
+                    len(plan.remove),
+                    plan.members,
+                    plan.list_id,
+                )
+            elif plan.remove:
+                mirror.remove(self.client, plan)
+                logger.info(
+                    "Removed %d of the %d members of list %s (sync_mode mirror).",
+                    len(plan.remove),
+                    plan.members,
+                    plan.list_id,
+                )
+            self.report.count_removed(plan.list_id, len(plan.remove), plan.members)
+        for sentence in failures[:-1]:
+            logger.error("%s", sentence)
+        if failures:
+            raise MirrorRefused(failures[-1])
 
     @contextmanager
     def guard(self) -> Iterator[None]:

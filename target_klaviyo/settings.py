@@ -33,6 +33,7 @@ DEFAULT_MAX_PROFILES = 100_000
 DEFAULT_MAX_JOBS_IN_FLIGHT = 10
 MAX_JOBS_IN_FLIGHT = 50
 DEFAULT_STOP_GRACE_SECONDS = 20
+DEFAULT_MAX_REMOVAL_FRACTION = 0.5
 LOOPBACK_HOSTS = {"localhost"}
 MAX_BATCH_SIZE_ROWS = 10_000
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -107,6 +108,40 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="Two-letter country code (ISO 3166-1, e.g. `SE`) for phone numbers written "
         "without their `+` country code: `070-123 45 67` becomes `+46701234567`. Unset, such "
         "numbers are dropped from the profile as invalid.",
+    ),
+    th.Property(
+        "consent_property",
+        th.StringType,
+        title="Consent property",
+        description="Record path whose value says the person consented to email marketing: `true` "
+        "(or a date-time, the moment consent was given) subscribes the profile to email marketing "
+        "in its list; `false`, null or a missing value only adds it to the list (never an "
+        "unsubscribe). Needs the subscriptions:write scope.",
+    ),
+    th.Property(
+        "consented_at_property",
+        th.StringType,
+        title="Consented at property",
+        description="Record path of the date-time consent was given, for a `true` in "
+        "consent_property. With a date in the past, the subscription is a historical import: "
+        'no confirmation mail, no "added to list" flows.',
+    ),
+    th.Property(
+        "sync_mode",
+        th.StringType(allowed_values=["upsert", "mirror"]),
+        default="upsert",
+        title="Sync mode",
+        description='"upsert": add and update profiles in the list. "mirror": also remove from each '
+        "list the members that are not among this run's profiles for it, after a complete run of "
+        "full extracts (the tap sends ACTIVATE_VERSION for each stream); the profiles stay in Klaviyo.",
+    ),
+    th.Property(
+        "mirror_max_removal_fraction",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_REMOVAL_FRACTION,
+        title="Mirror max removal fraction",
+        description="In mirror mode, the largest share of a list's members one run may remove; a "
+        "run that would remove more removes nothing from that list and fails.",
     ),
     th.Property(
         "max_profiles_per_run",
@@ -227,6 +262,14 @@ class Settings:
     stop_grace_seconds: int = DEFAULT_STOP_GRACE_SECONDS
     default_phone_region: str | None = None
     stream_lists: Mapping[str, str] = field(default_factory=dict)
+    consent_path: tuple[str, ...] | None = None
+    consented_at_path: tuple[str, ...] | None = None
+    sync_mode: Literal["upsert", "mirror"] = "upsert"
+    max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
+
+    @property
+    def mirror(self) -> bool:
+        return self.sync_mode == "mirror"
 
     def list_for(self, stream: str) -> str | None:
         """The list a stream's profiles go to: its own in stream_lists, else list_id."""
@@ -240,6 +283,9 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.lists:
             msg = "No Klaviyo list is set: set list_id, or stream_lists for each stream."
+            raise SettingsError(msg)
+        if self.consented_at_path is not None and self.consent_path is None:
+            msg = "consented_at_property is set without consent_property, which says who consented."
             raise SettingsError(msg)
         if self.rejects_path is not None and self.rejects_path == self.report_path:
             msg = "rejects_path and report_path name the same file; give each its own."
@@ -282,7 +328,17 @@ class Settings:
             max_jobs_in_flight=config.get("max_jobs_in_flight", DEFAULT_MAX_JOBS_IN_FLIGHT),
             stop_grace_seconds=config.get("stop_grace_seconds", DEFAULT_STOP_GRACE_SECONDS),
             default_phone_region=_phone_region(config.get("default_phone_region")),
+            consent_path=_optional_path(config, "consent_property"),
+            consented_at_path=_optional_path(config, "consented_at_property"),
+            sync_mode=config.get("sync_mode", "upsert"),
+            max_removal_fraction=float(
+                config.get("mirror_max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
+            ),
         )
+
+
+def _optional_path(config: Mapping[str, Any], setting: str) -> tuple[str, ...] | None:
+    return _path(config[setting], setting) if config.get(setting) else None
 
 
 def _phone_region(value: str | None) -> str | None:

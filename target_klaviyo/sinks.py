@@ -108,6 +108,8 @@ class KlaviyoSink(BatchSink):
     def process_record(self, record: dict, context: dict) -> None:
         run = self.run
         run.record_read()
+        if run.mirror is not None:
+            run.mirror.saw(self.stream_name, self.list_id, record)
         problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
         if problem:
             run.reject(self.stream_name, record, Reject("schema_violation", problem))

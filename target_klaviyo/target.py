@@ -106,6 +106,20 @@ class TargetKlaviyo(Target):
         self._assert_line_requires(message_dict, requires={"value"})
         self.run.add_state(message_dict["value"])
 
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """ACTIVATE_VERSION: the tap says this stream's records are a full extract (see mirror.py).
+
+        Replaces singer-sdk 0.54.9's handling, which asks each sink to activate a table
+        version and warns that ``_sdc_deleted_at`` columns will be added: a Klaviyo list
+        has no versions, and mirror mode is how this target replaces one.
+        """
+        self._assert_line_requires(message_dict, requires={"stream", "version"})
+        stream = message_dict["stream"]
+        if stream not in self.mapper.stream_maps:
+            raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
+        if self.run.mirror is not None:
+            self.run.mirror.full_extract(stream)
+
     def _process_schema_message(self, message_dict: dict) -> None:
         super()._process_schema_message(message_dict)
         self._plain_streams.clear()  # a SCHEMA may bring new maps and sinks

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
-from support import assert_responses_match_spec, make_sandbox
+from support import LiveTarget, assert_responses_match_spec, make_sandbox
 
 from target_klaviyo.sandbox import SandboxServer
 
@@ -47,3 +47,18 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     asked: list[float] = []
     monkeypatch.setattr(time, "sleep", asked.append)
     return asked
+
+
+@pytest.fixture
+def live(tmp_path):
+    """Start targets that are killed and closed when the test ends, whatever happened."""
+    started: list[LiveTarget] = []
+
+    def start(config: dict) -> LiveTarget:
+        target = LiveTarget(config, tmp_path)
+        started.append(target)
+        return target
+
+    yield start
+    for target in started:
+        target.close()

@@ -12,6 +12,7 @@ from target_klaviyo.jobs import (
     BulkImporter,
     JobCancelled,
     PendingProfile,
+    SentProfile,
     SubmittedJob,
     describe_dry_run,
     job_body,
@@ -43,10 +44,16 @@ class Recorder:
     def rejected(self, item: PendingProfile, reject: Reject) -> None:
         self.report.reject(item.stream, item.record, reject)
 
-    def job_done(self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int) -> None:
+    def job_done(
+        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
+    ) -> None:
         self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
+        self.report.count_subscribed(subscribed, job.list_id)
         self.report.job_settled()
         self.done.append((job.id, len(imported_epochs), unmatched_failures))
+
+    def value_dropped(self, item: SentProfile, reject: Reject) -> None:
+        self.report.reject(item.stream, item.record, reject, counted=False)
 
 
 def importer(server, report=None) -> BulkImporter:

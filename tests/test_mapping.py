@@ -13,6 +13,7 @@ from target_klaviyo.mapping import (
     ProfileMapper,
     Reject,
     Unrepresentable,
+    consent_time,
     normalize_phone,
 )
 from target_klaviyo.settings import Settings
@@ -291,3 +292,71 @@ def test_the_compiled_mapping_is_the_interpreted_one(mapping, record, region):
     if outcomes[0] is None:
         assert json.dumps(compiled[0]) == json.dumps(interpreted[0])
         assert compiled[1] == interpreted[1]
+
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
+        ("2024-01-02T03:04:05.123+02:00", "2024-01-02T01:04:05+00:00"),
+        ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00"),
+        ("2024-01-02", "2024-01-02T00:00:00+00:00"),
+        (datetime.date(2024, 1, 2), "2024-01-02T00:00:00+00:00"),
+        (datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), "2024-01-02T03:04:05+00:00"),
+        ("2026-01-01T00:04:00Z", "2026-01-01T00:04:00+00:00"),  # within the clock skew allowed
+    ],
+)
+def test_consent_times_become_utc(value, expected):
+    assert consent_time(value, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("yes", "is neither true, false nor an ISO 8601 date-time"),
+        (1, "is a int, not true, false or a date-time"),
+        ("2026-01-01T00:06:00Z", "is a date in the future"),
+    ],
+)
+def test_consent_values_that_say_neither_yes_nor_no_are_refused(value, words):
+    with pytest.raises(ValueError, match=words):
+        consent_time(value, NOW)
+
+
+@pytest.mark.parametrize(
+    ("record", "consent"),
+    [
+        ({"ok": True, "at": "2024-01-02T03:04:05Z"}, "2024-01-02T03:04:05+00:00"),
+        ({"ok": True}, ""),
+        ({"ok": " True ", "at": ""}, ""),
+        ({"ok": "2023-01-01"}, "2023-01-01T00:00:00+00:00"),
+        ({"ok": False, "at": "2024-01-02T03:04:05Z"}, None),
+        ({"ok": "false"}, None),
+        ({"ok": None}, None),
+        ({}, None),
+    ],
+)
+def test_consent_is_read_from_the_record(record, consent):
+    profile = mapper(consent_property="ok", consented_at_property="at").map({"email": "a@b.co", **record})
+    assert isinstance(profile, Profile)
+    assert profile.consent == consent
+    assert profile.dropped == []
+    assert "ok" not in profile.resource["attributes"].get("properties", {})
+    assert "at" not in profile.resource["attributes"].get("properties", {})
+
+
+def test_a_bad_consent_date_drops_the_consent_not_the_profile():
+    profile = mapper(consent_property="ok", consented_at_property="at").map(
+        {"email": "a@b.co", "ok": True, "at": "last tuesday"}
+    )
+    assert isinstance(profile, Profile)
+    assert profile.consent is None
+    [dropped] = profile.dropped
+    assert dropped.reason == "invalid_consent"
+    assert dropped.detail.startswith(
+        "consented_at_property 'at' is neither true, false nor an ISO 8601 date-time"
+    )
+    assert "tuesday" not in dropped.detail

@@ -265,3 +265,17 @@ def test_stream_lists_ids_are_checked_and_named():
     assert settings.lists == ["L", "V"]
     assert settings.list_for("vip") == "V"
     assert settings.list_for("other") == "L"
+
+
+def test_mirror_and_consent_settings():
+    settings = Settings.from_config(
+        {"api_key": "k", "list_id": "L", "sync_mode": "mirror", "consent_property": "gdpr.marketing"}
+    )
+    assert settings.mirror
+    assert settings.max_removal_fraction == 0.5
+    assert settings.consent_path == ("gdpr", "marketing")
+    assert not Settings.from_config({"api_key": "k", "list_id": "L"}).mirror
+    with pytest.raises(SettingsError, match="consented_at_property is set without consent_property"):
+        Settings.from_config({"api_key": "k", "list_id": "L", "consented_at_property": "at"})
+    with pytest.raises(SettingsError, match=r"consent_property 'a\.\.b' is not a property path"):
+        Settings.from_config({"api_key": "k", "list_id": "L", "consent_property": "a..b"})

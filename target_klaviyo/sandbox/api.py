@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
 MAX_PROFILE_BYTES = 100_000
 MAX_RELATIONSHIP_IDS = 1000
+MAX_SUBSCRIPTION_PROFILES = 1000
 MAX_PAGE_SIZE = 100
 MAX_ERRORS_PER_RESPONSE = 100
 EMAIL = re.compile(
@@ -168,7 +170,8 @@ class SandboxApi:
         if len(rows) > size:
             rows = rows[:size]
             links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1]['cursor'])}"
-        data = [member_resource(row, request.base_url) for row in rows]
+        fields = request.query.get("fields[profile]")
+        data = [member_resource(row, request.base_url, fields.split(",") if fields else None) for row in rows]
         return Response(200, {"data": data, "links": links})
 
     def add_list_members(self, request: Request) -> Response:
@@ -332,30 +335,51 @@ class SandboxApi:
         )
 
     def subscribe_profiles(self, request: Request) -> Response:
+        """Email marketing consent: recorded per profile (``klaviyo-sandbox members`` shows it).
+
+        As Klaviyo documents: at most 1,000 profiles; ``consented_at`` only in a
+        ``historical_import``, where every profile needs one, in the past.
+        """
         data = request.body["data"]
+        attributes = data["attributes"]
+        profiles = attributes["profiles"]["data"]
         list_id = data["relationships"]["list"]["data"]["id"]
         self._require_list(list_id)
-        identities = [
-            {
+        if len(profiles) > MAX_SUBSCRIPTION_PROFILES:
+            raise ApiError(
+                400,
+                "invalid",
+                f"A maximum of {MAX_SUBSCRIPTION_PROFILES} profiles can be subscribed per request.",
+                pointer="/data/attributes/profiles/data",
+            )
+        historical = bool(attributes.get("historical_import"))
+        errors = []
+        people = []
+        for position, profile in enumerate(profiles):
+            pointer = f"/data/attributes/profiles/data/{position}"
+            identity = {
                 key: profile["attributes"][key]
                 for key in ("email", "phone_number")
                 if profile["attributes"].get(key)
             }
-            for profile in data["attributes"]["profiles"]["data"]
-        ]
-        raise_profile_errors(
-            [
-                error
-                for position, attributes in enumerate(identities)
-                for error in profile_errors(
-                    {"attributes": attributes},
-                    f"/data/attributes/profiles/data/{position}",
-                    identifiers=("email", "phone_number"),
+            errors += profile_errors({"attributes": identity}, pointer, identifiers=("email", "phone_number"))
+            marketing = ((profile["attributes"].get("subscriptions") or {}).get("email") or {}).get(
+                "marketing"
+            ) or {}
+            consented_at = marketing.get("consented_at")
+            problem = consent_problem(consented_at, historical)
+            if problem is not None:
+                errors.append(
+                    error_object(
+                        400,
+                        "invalid",
+                        problem,
+                        pointer=f"{pointer}/attributes/subscriptions/email/marketing/consented_at",
+                    )
                 )
-            ]
-        )
-        profile_ids = [self.store.upsert_profile(attributes)[0] for attributes in identities]
-        self.store.add_members(list_id, profile_ids)
+            people.append((identity, consented_at))
+        raise_profile_errors(errors)
+        self.store.subscribe(list_id, people, historical=historical, source=attributes.get("custom_source"))
         return Response(202)
 
 
@@ -411,6 +435,25 @@ def raise_profile_errors(errors: list[dict[str, Any]]) -> None:
         raise ApiError(400, first["code"], first["detail"], pointer=first["source"]["pointer"], more=more)
 
 
+def consent_problem(consented_at: str | None, historical: bool) -> str | None:
+    """What Klaviyo says of a profile's ``consented_at`` in a request with this ``historical_import``."""
+    if not historical:
+        if consented_at is not None:
+            return "consented_at may only be given when historical_import is true."
+        return None
+    if consented_at is None:
+        return "consented_at is required for every profile when historical_import is true."
+    try:
+        moment = datetime.fromisoformat(consented_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "consented_at must be a date-time."
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment > datetime.now(timezone.utc):
+        return "consented_at must be in the past for a historical import."
+    return None
+
+
 def is_valid_email(email: str) -> bool:
     """Email syntax as a mail server would accept it: a local part, an ``@``, a dotted domain.
 
@@ -460,9 +503,13 @@ def decode_cursor(cursor: str | None, default: int = 0) -> int:
         ) from None
 
 
-def member_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+def member_resource(row: dict[str, Any], base_url: str, fields: list[str] | None = None) -> dict[str, Any]:
+    """A member as a profile resource; ``fields`` (``fields[profile]``) keeps only those attributes
+    and ``joined_group_at``, which the spec requires of every member."""
     attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
     attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
+    if fields is not None:
+        attributes = {key: value for key, value in attributes.items() if key in fields or key == "joined_group_at"}
     return {
         "type": "profile",
         "id": row["id"],

@@ -9,13 +9,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from target_klaviyo.sandbox.api import SandboxOptions
 from target_klaviyo.sandbox.faults import FaultPlan
 from target_klaviyo.sandbox.server import SandboxServer, SandboxSettings
 from target_klaviyo.sandbox.store import SandboxStore
 
-MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id")
+MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id", "email_marketing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,15 +146,34 @@ def show_members(args: argparse.Namespace) -> None:
         after = page[-1]["cursor"]
     if args.json:
         for row in rows:
-            print(json.dumps({"id": row["id"], **row["attributes"]}, sort_keys=True))
+            print(
+                json.dumps(
+                    {"id": row["id"], **row["attributes"], "email_marketing": row["email_marketing"]},
+                    sort_keys=True,
+                )
+            )
         return
     table = [MEMBER_COLUMNS] + [
-        tuple(str(row["attributes"].get(column) or "") for column in MEMBER_COLUMNS) for row in rows
+        (*(str(row["attributes"].get(column) or "") for column in MEMBER_COLUMNS[:-1]), _consent(row))
+        for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(MEMBER_COLUMNS))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     print(f"{len(rows)} member(s) in list {args.list_id}")
+
+
+def _consent(row: dict[str, Any]) -> str:
+    """``SUBSCRIBED`` with its date and ``(historical)`` for a historical import; empty for none."""
+    consent = row["email_marketing"]
+    if consent is None:
+        return ""
+    words = [
+        consent["consent"],
+        consent["consented_at"] or "",
+        "(historical)" if consent["historical_import"] else "",
+    ]
+    return " ".join(word for word in words if word)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,6 +56,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_at REAL,
     cancelled INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS email_consents (
+    profile_id TEXT PRIMARY KEY,
+    consent TEXT NOT NULL,
+    consented_at TEXT,
+    historical_import INTEGER NOT NULL,
+    list_id TEXT,
+    custom_source TEXT,
+    recorded_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS import_errors (
     job_id TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL,
     PRIMARY KEY (job_id, position)
@@ -201,8 +210,10 @@ class SandboxStore:
         self.finish_due_jobs()
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.rowid, p.id, p.attributes, p.created, p.updated, m.joined_group_at"
+                "SELECT m.rowid, p.id, p.attributes, p.created, p.updated, m.joined_group_at,"
+                " c.consent, c.consented_at, c.historical_import"
                 " FROM memberships m JOIN profiles p ON p.id = m.profile_id"
+                " LEFT JOIN email_consents c ON c.profile_id = p.id"
                 " WHERE m.list_id = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
                 (list_id, after, limit),
             ).fetchall()
@@ -214,6 +225,9 @@ class SandboxStore:
                 "created": row[3],
                 "updated": row[4],
                 "joined_group_at": row[5],
+                "email_marketing": None
+                if row[6] is None
+                else {"consent": row[6], "consented_at": row[7], "historical_import": bool(row[8])},
             }
             for row in rows
         ]
@@ -241,6 +255,35 @@ class SandboxStore:
                 profile_ids,
             ).fetchall()
         return {row[0] for row in rows}
+
+    def subscribe(
+        self,
+        list_id: str,
+        people: list[tuple[dict[str, Any], str | None]],
+        *,
+        historical: bool,
+        source: str | None,
+    ) -> None:
+        """Subscribe profiles (created if new) to email marketing and add them to the list.
+
+        ``people`` are (identifiers, consented_at). A later consent replaces an earlier one.
+        """
+        now = iso(time.time())
+        with self._transaction() as db:
+            ids = [
+                profile_id for profile_id, _ in self._upsert_many(db, [identity for identity, _ in people])
+            ]
+            db.executemany(
+                "INSERT OR REPLACE INTO email_consents VALUES (?, 'SUBSCRIBED', ?, ?, ?, ?, ?)",
+                [
+                    (profile_id, consented_at, int(historical), list_id, source, now)
+                    for profile_id, (_, consented_at) in zip(ids, people, strict=True)
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at) VALUES (?, ?, ?)",
+                [(list_id, profile_id, now) for profile_id in ids],
+            )
 
     # Profiles
 

@@ -66,6 +66,8 @@ def test_sample_pipeline(sandbox_factory, tmp_path):
         "values_dropped_by_reason": {"invalid_phone": 2},
         "input_lines_skipped": {},
         "unaccounted": 0,
+        "subscribed": 0,
+        "removed": 0,
     }
     rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert {line["reason"] for line in rejects} == {

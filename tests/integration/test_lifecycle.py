@@ -3,113 +3,21 @@ failures of one job among several, SIGTERM/SIGINT, SIGKILL and resume."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import subprocess
-import threading
 import time
-from pathlib import Path
 
 import pytest
 from support import (
-    TARGET_BIN,
     base_config,
     bulk_jobs,
     customers,
-    environment_without_settings,
     members,
     record,
     run_cli,
     schema,
-    singer_text,
     state,
 )
-
-
-class LiveTarget:
-    """``target-klaviyo`` fed by the test like a tap that is still running: stdin stays open."""
-
-    def __init__(self, config: dict, tmp_path: Path) -> None:
-        config_path = tmp_path / "config.json"
-        config_path.write_text(json.dumps(config))
-        env = environment_without_settings()
-        self.process = subprocess.Popen(
-            [str(TARGET_BIN), "--config", str(config_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.states: list[dict] = []
-        self._stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read_states, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_states(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.states.append(json.loads(line))
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        self._stderr.extend(self.process.stderr)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self._stderr)
-
-    def send(self, messages: list[dict]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(singer_text(messages))
-        self.process.stdin.flush()
-
-    def close_input(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-
-    def wait_for(self, condition, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.process.poll() is None, f"the target exited early: {self.stderr}"
-            assert time.monotonic() < deadline, "timed out waiting"
-            time.sleep(0.02)
-
-    def wait(self, timeout: float = 60.0) -> int:
-        code = self.process.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=5)
-        self.close()
-        return code
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if pipe is not None and not pipe.closed:
-                with contextlib.suppress(BrokenPipeError):
-                    pipe.close()
-
-
-@pytest.fixture
-def live(tmp_path):
-    """Start targets that are killed and closed when the test ends, whatever happened."""
-    started: list[LiveTarget] = []
-
-    def start(config: dict) -> LiveTarget:
-        target = LiveTarget(config, tmp_path)
-        started.append(target)
-        return target
-
-    yield start
-    for target in started:
-        target.close()
 
 
 def accepted_jobs(server) -> int:

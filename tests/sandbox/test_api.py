@@ -393,3 +393,81 @@ def test_absurd_or_deeply_nested_bodies_are_refused_not_crashed_on(sandbox):
         )
         status_line = connection.recv(1024).split(b"\r\n", 1)[0]
     assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+
+
+def subscription(*people, historical=None, list_id=LIST_ID):
+    """A subscription request for ``(email, consented_at)`` pairs (None: no date)."""
+    profiles = []
+    for email, consented_at in people:
+        marketing = {"consent": "SUBSCRIBED"}
+        if consented_at is not None:
+            marketing["consented_at"] = consented_at
+        profiles.append(
+            {
+                "type": "profile",
+                "attributes": {"email": email, "subscriptions": {"email": {"marketing": marketing}}},
+            }
+        )
+    attributes = {"profiles": {"data": profiles}}
+    if historical is not None:
+        attributes["historical_import"] = historical
+    return {
+        "data": {
+            "type": "profile-subscription-bulk-create-job",
+            "attributes": attributes,
+            "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer", "words"),
+    [
+        (
+            subscription(("a@example.com", "2024-01-01T00:00:00+00:00")),
+            "/data/attributes/profiles/data/0/attributes/subscriptions/email/marketing/consented_at",
+            "consented_at may only be given when historical_import is true",
+        ),
+        (
+            subscription(
+                ("a@example.com", "2024-01-01T00:00:00+00:00"), ("b@example.com", None), historical=True
+            ),
+            "/data/attributes/profiles/data/1/attributes/subscriptions/email/marketing/consented_at",
+            "consented_at is required for every profile when historical_import is true",
+        ),
+        (
+            subscription(("a@example.com", "2999-01-01T00:00:00+00:00"), historical=True),
+            "/data/attributes/profiles/data/0/attributes/subscriptions/email/marketing/consented_at",
+            "must be in the past",
+        ),
+        (
+            subscription(*[(f"p{i}@example.com", None) for i in range(1001)]),
+            "/data/attributes/profiles/data",
+            "A maximum of 1000 profiles",
+        ),
+    ],
+)
+def test_subscriptions_are_refused_as_klaviyo_documents(sandbox, body, pointer, words):
+    answer = call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", body)
+    assert answer.status_code == 400
+    error = answer.json()["errors"][0]
+    assert error["source"]["pointer"] == pointer
+    assert words in error["detail"]
+    assert sandbox.store.members(LIST_ID) == []
+
+
+def test_a_historical_subscription_records_its_consent_date(sandbox):
+    body = subscription(("old@example.com", "2020-02-02T02:02:02Z"), historical=True)
+    assert call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", body).status_code == 202
+    [member] = sandbox.store.members(LIST_ID)
+    assert member["email_marketing"] == {
+        "consent": "SUBSCRIBED",
+        "consented_at": "2020-02-02T02:02:02Z",
+        "historical_import": True,
+    }
+
+
+def test_list_members_honour_sparse_fields(sandbox):
+    call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", subscription(("a@example.com", None)))
+    page = call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles?fields[profile]=email&page[size]=100").json()
+    assert set(page["data"][0]["attributes"]) == {"email", "joined_group_at"}

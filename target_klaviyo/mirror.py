@@ -1,0 +1,201 @@
+"""Mirror mode: after a complete run, each list holds exactly this run's profiles for it.
+
+Removing people is the one thing target-klaviyo does that loses something in
+Klaviyo (list membership; the profiles themselves stay), so a list is mirrored
+only when every sign says this run saw the whole segment:
+
+- the run read all its input and ended without failure, interruption, or the
+  profile limit (the run checks that before it asks for a plan);
+- every stream that sent the list records declared itself a full extract with
+  ``ACTIVATE_VERSION``: Singer's signal that a full-table sync replaces what came
+  before (Singer SDK taps send it for full-table streams with
+  ``emit_activate_version_messages``). An incremental extract, which holds only
+  changed rows, never sends it, and would look as if most people had left;
+- the list received records in this run;
+- the removals are at most ``mirror_max_removal_fraction`` of the list's members.
+
+A member whose email appeared in this run's input for the list is kept, even if
+its record was rejected this time. Members are read with
+``GET /api/lists/{id}/profiles`` (emails only, 100 a page) and removed with
+``DELETE /api/lists/{id}/relationships/profiles`` (1,000 a request), each paced
+within its endpoint's steady rate limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
+from target_klaviyo.errors import RunError
+from target_klaviyo.mapping import get_path
+from target_klaviyo.seen import HashTable, hash64
+
+logger = logging.getLogger("target_klaviyo.mirror")
+
+MEMBERS_PAGE_SIZE = 100
+MAX_IDS_PER_REMOVAL = 1000
+READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
+REMOVE_INTERVAL = 60 / 140  # DELETE list relationships: steady 150 a minute
+
+
+class MirrorRefused(RunError):
+    """A list was left as it was because mirroring it could be wrong; the run fails."""
+
+
+@dataclass
+class ListPlan:
+    """What mirroring one list means: its members now, and the ids of those to remove."""
+
+    list_id: str
+    members: int
+    remove: list[str] = field(default_factory=list)
+    new_profiles: int = 0  # this run's profiles not yet among the members (a dry run sent none)
+
+    @property
+    def share(self) -> float:
+        """The share of the list (as it stands once this run's profiles are in it) to remove."""
+        total = self.members + self.new_profiles
+        return len(self.remove) / total if total else 0.0
+
+
+class Mirror:
+    """What the run saw of each list's segment, and the reading and removing of members."""
+
+    def __init__(self, email_path: tuple[str, ...], max_removal_fraction: float) -> None:
+        self.email_path = email_path
+        self.max_removal_fraction = max_removal_fraction
+        self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
+        self._records_for: Counter[str] = Counter()
+        self._streams_for: dict[str, set[str]] = {}
+        self._full_extracts: set[str] = set()
+
+    # While reading
+
+    def saw(self, stream: str, list_id: str, record: Mapping[str, Any]) -> None:
+        """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
+        self._records_for[list_id] += 1
+        self._streams_for.setdefault(list_id, set()).add(stream)
+        value = get_path(record, self.email_path)
+        if isinstance(value, str) and value.strip():
+            self.saw_email(list_id, value)
+
+    def saw_email(self, list_id: str, email: str) -> None:
+        self._seen.setdefault(hash64(f"{list_id}\n{email.strip().lower()}"))
+
+    def full_extract(self, stream: str) -> None:
+        """The tap sent ACTIVATE_VERSION for ``stream``: its records are the whole of it."""
+        self._full_extracts.add(stream)
+
+    def kept(self, list_id: str, email: Any) -> bool:
+        return isinstance(email, str) and hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
+
+    # At the end
+
+    def why_not(self, list_id: str) -> tuple[str, bool] | None:
+        """Why ``list_id`` must not be mirrored, and whether that fails the run; None if it may be."""
+        if not self._records_for[list_id]:
+            return "no records for it were read in this run, and mirror never empties a list", False
+        partial = sorted(self._streams_for[list_id] - self._full_extracts)
+        if partial:
+            return (
+                f"stream {partial[0]!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
+                "for it), so people missing from it may not have left the segment; set "
+                "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert",
+                True,
+            )
+        return None
+
+    def plan(self, client: KlaviyoClient, list_id: str, exported: int) -> ListPlan:
+        """Read the list and choose the members to remove (every member this run did not see).
+
+        ``exported`` is how many profiles this run sent the list; in a dry run none of them
+        are members yet, and those not already members count towards the list's size.
+        """
+        plan = ListPlan(list_id, 0)
+        kept = 0
+        for member in self._members(client, list_id):
+            plan.members += 1
+            email = (member.get("attributes") or {}).get("email")
+            if self.kept(list_id, email):
+                kept += 1
+            elif isinstance(member.get("id"), str):
+                plan.remove.append(member["id"])
+        plan.new_profiles = max(0, exported - kept)
+        return plan
+
+    def _members(self, client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
+        path = f"/api/lists/{list_id}/profiles"
+        params: dict[str, Any] = {"fields[profile]": "email", "page[size]": MEMBERS_PAGE_SIZE}
+        pace = Pace(READ_INTERVAL)
+        seen_cursors: set[str] = set()
+        while True:
+            pace.wait()
+            try:
+                page = client.get(path, params)
+            except KlaviyoApiError as error:
+                raise _read_error(error, list_id) from None
+            data = page.get("data")
+            if not isinstance(data, list) or not all(isinstance(member, dict) for member in data):
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} without a list of profiles; nothing was removed."
+                )
+            yield from data
+            next_link = (page.get("links") or {}).get("next")
+            cursor = (
+                parse_qs(urlsplit(next_link).query).get("page[cursor]")
+                if isinstance(next_link, str)
+                else None
+            )
+            if not cursor:
+                return
+            if cursor[0] in seen_cursors:
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} with a page it had already given; nothing was removed."
+                )
+            seen_cursors.add(cursor[0])
+            params = {**params, "page[cursor]": cursor[0]}
+
+    def remove(self, client: KlaviyoClient, plan: ListPlan) -> None:
+        """Remove the plan's members from its list, 1,000 a request."""
+        path = f"/api/lists/{plan.list_id}/relationships/profiles"
+        pace = Pace(REMOVE_INTERVAL)
+        for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL):
+            ids = plan.remove[start : start + MAX_IDS_PER_REMOVAL]
+            body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
+            pace.wait()
+            try:
+                client.request("DELETE", path, body=_encode(body))
+            except KlaviyoApiError as error:
+                raise _read_error(error, plan.list_id, removing=True) from None
+
+    def refusal(self, plan: ListPlan) -> str | None:
+        """The sentence that refuses the plan, if it removes more than the setting allows."""
+        if plan.share <= self.max_removal_fraction:
+            return None
+        size = plan.members + plan.new_profiles
+        return (
+            f"Mirroring list {plan.list_id} would remove {len(plan.remove):,} of its {size:,} members "
+            f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
+            "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
+        )
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _read_error(error: KlaviyoApiError, list_id: str, *, removing: bool = False) -> KlaviyoError:
+    if error.status in {401, 403}:
+        scopes = "lists:write" if removing else "lists:read and profiles:read"
+        doing = "remove members from" if removing else "read the members of"
+        return KlaviyoError(
+            f"Klaviyo refused to {doing} list {list_id} ({error.status}): sync_mode mirror needs the "
+            f"{scopes} scopes."
+        )
+    return error

@@ -1,0 +1,135 @@
+"""Email marketing consent, sent to Klaviyo as subscriptions once a profile is imported.
+
+A profile whose record gave consent (``consent_property``) is subscribed to email
+marketing in its list through ``POST /api/profile-subscription-bulk-create-jobs``,
+after the import job that carried it has completed, so that the subscription
+never creates a bare profile ahead of its attributes. That endpoint takes only
+identifiers and subscriptions, at most 1,000 profiles a request, and one
+``historical_import`` flag for all of them, so the profiles are sent in two kinds
+of request:
+
+- consent with a date: ``historical_import: true`` and each profile's
+  ``consented_at``; Klaviyo subscribes them at once, without a confirmation mail
+  or "added to list" flows;
+- consent without a date: a plain subscription, which follows the list's opt-in
+  process (a double opt-in list sends its confirmation mail).
+
+A profile Klaviyo refuses to subscribe stays exported; it is reported with
+Klaviyo's words and counted as a value dropped. Any other refusal stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
+from target_klaviyo.mapping import Reject
+
+logger = logging.getLogger("target_klaviyo.subscriptions")
+
+SUBSCRIPTIONS_PATH = "/api/profile-subscription-bulk-create-jobs"
+MAX_PROFILES_PER_REQUEST = 1000
+MIN_INTERVAL = 60 / 700  # Klaviyo's steady limit for this endpoint is 750 a minute
+POINTER_PREFIX = "/data/attributes/profiles/data/"
+
+
+class SubscriptionEvents(Protocol):
+    def subscription_refused(self, position: int, reject: Reject) -> None: ...
+
+
+def subscription_body(list_id: str, people: list[tuple[str, str]], *, historical: bool) -> bytes:
+    """The request for ``(email, consented_at)`` pairs; ``consented_at`` only in a historical import."""
+    profiles = []
+    for email, consented_at in people:
+        marketing = {"consent": "SUBSCRIBED"}
+        if historical:
+            marketing["consented_at"] = consented_at
+        profiles.append(
+            {
+                "type": "profile",
+                "attributes": {"email": email, "subscriptions": {"email": {"marketing": marketing}}},
+            }
+        )
+    attributes: dict[str, object] = {"custom_source": "target-klaviyo", "profiles": {"data": profiles}}
+    if historical:
+        attributes["historical_import"] = True
+    body = {
+        "data": {
+            "type": "profile-subscription-bulk-create-job",
+            "attributes": attributes,
+            "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+        }
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def requests_for(people: list[tuple[int, str, str]]) -> Iterator[tuple[bool, list[tuple[int, str, str]]]]:
+    """``(position, email, consent)`` grouped into requests: dated consent (historical) first."""
+    for historical in (True, False):
+        group = [person for person in people if bool(person[2]) is historical]
+        for start in range(0, len(group), MAX_PROFILES_PER_REQUEST):
+            yield historical, group[start : start + MAX_PROFILES_PER_REQUEST]
+
+
+class Subscriber:
+    """Sends subscriptions for one list at a time, within the endpoint's rate limit."""
+
+    def __init__(self, client: KlaviyoClient) -> None:
+        self.client = client
+        self._pace = Pace(MIN_INTERVAL)
+
+    def subscribe(self, list_id: str, people: list[tuple[int, str, str]], events: SubscriptionEvents) -> int:
+        """Subscribe ``(position, email, consent)``; returns how many Klaviyo accepted."""
+        subscribed = 0
+        for historical, group in requests_for(people):
+            subscribed += self._send(list_id, group, historical, events)
+        return subscribed
+
+    def _send(
+        self, list_id: str, group: list[tuple[int, str, str]], historical: bool, events: SubscriptionEvents
+    ) -> int:
+        while group:
+            self._pace.wait()
+            body = subscription_body(
+                list_id, [(email, consent) for _, email, consent in group], historical=historical
+            )
+            try:
+                self.client.post(SUBSCRIPTIONS_PATH, body)
+            except KlaviyoApiError as error:
+                group = self._without_refused(group, error, events)
+                continue
+            return len(group)
+        return 0
+
+    @staticmethod
+    def _without_refused(
+        group: list[tuple[int, str, str]], error: KlaviyoApiError, events: SubscriptionEvents
+    ) -> list[tuple[int, str, str]]:
+        if error.status in {401, 403}:
+            msg = (
+                f"Klaviyo refused to subscribe profiles ({error.status}): the API key needs the "
+                "subscriptions:write scope for consent_property."
+            )
+            raise KlaviyoError(msg) from None
+        refused: dict[int, str] = {}
+        for detail in error.errors:
+            pointer = detail.pointer or ""
+            index = (
+                pointer[len(POINTER_PREFIX) :].split("/", 1)[0] if pointer.startswith(POINTER_PREFIX) else ""
+            )
+            if error.status != 400 or not index.isdigit() or int(index) >= len(group):
+                raise error
+            refused.setdefault(int(index), f"{detail.code}: {detail.detail} ({pointer})")
+        if not refused:
+            raise error
+        for index, text in refused.items():
+            events.subscription_refused(group[index][0], Reject("subscription_refused", text))
+        logger.warning(
+            "Klaviyo refused to subscribe %d profile(s); subscribing the other %d again.",
+            len(refused),
+            len(group) - len(refused),
+        )
+        return [person for index, person in enumerate(group) if index not in refused]
