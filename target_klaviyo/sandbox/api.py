@@ -509,7 +509,9 @@ def member_resource(row: dict[str, Any], base_url: str, fields: list[str] | None
     attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
     attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
     if fields is not None:
-        attributes = {key: value for key, value in attributes.items() if key in fields or key == "joined_group_at"}
+        attributes = {
+            key: value for key, value in attributes.items() if key in fields or key == "joined_group_at"
+        }
     return {
         "type": "profile",
         "id": row["id"],

@@ -56,31 +56,29 @@ def segments(vip: list[str], churn: list[str], *, full: bool = True) -> list[dic
 
 def test_each_list_ends_up_holding_exactly_the_runs_profiles(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN), refuse_domains=("refused.example",))
-    before = seed(
-        server, VIP, "ada@example.com", "left@example.com", "kept@refused.example", "Bob@Example.com"
-    )
+    before = seed(server, VIP, "ada@example.com", "left@example.com", "kept@refused.example",
+                  "Bob@Example.com", "bad@example.com")  # fmt: skip
     seed(server, CHURN, "cy@example.com", "gone@example.com", "ada@example.com")
     vip = ["ada@example.com", "bob@example.com", "new@example.com", "kept@refused.example"]
     churn = ["cy@example.com", "dee@example.com", "eve@example.com"]
-    result = run_cli(config(server, tmp_path), segments(vip, churn), tmp_path)
+    messages = segments(vip, churn)
+    messages.insert(-1, record("vip", id="not a number", email="bad@example.com"))  # fails its schema
+    result = run_cli(config(server, tmp_path), messages, tmp_path)
     assert result.returncode == 0, result.stderr
-    # kept@refused.example is refused by Klaviyo this time, but its email was in the segment: kept.
-    assert set(members(server, VIP)) == {
-        "ada@example.com",
-        "bob@example.com",
-        "new@example.com",
-        "kept@refused.example",
-    }
+    # Klaviyo refuses kept@refused.example this time, and bad@example.com's record is rejected, but
+    # both emails were in the segment: their members are kept.
+    assert set(members(server, VIP)) == {"ada@example.com", "bob@example.com", "new@example.com",
+                                         "kept@refused.example", "bad@example.com"}  # fmt: skip
     assert set(members(server, CHURN)) == {"cy@example.com", "dee@example.com", "eve@example.com"}
     # The profiles removed from the lists stay in Klaviyo.
     assert server.store.get_profile(before["left@example.com"]) is not None
     run = report(tmp_path)
     assert run["counts"]["removed"] == 3
     assert run["lists"][VIP]["removed"] == 1
-    assert run["lists"][VIP]["mirror"] == {"outcome": "mirrored", "members_before": 5}
+    assert run["lists"][VIP]["mirror"] == {"outcome": "mirrored", "members_before": 6}
     assert run["lists"][CHURN]["removed"] == 2
-    assert run["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 1}
-    assert "Removed 1 of the 5 members of list ViP001 (sync_mode mirror)." in result.stderr
+    assert run["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 1, "schema_violation": 1}
+    assert "Removed 1 of the 6 members of list ViP001 (sync_mode mirror)." in result.stderr
     assert "3 members removed from 2 mirrored list(s)" in result.stderr
     removals = [r for r in server.recorded if r.method == "DELETE"]
     assert {r.path.split("/")[3] for r in removals} == {VIP, CHURN}
