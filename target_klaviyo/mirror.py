@@ -72,15 +72,25 @@ class Mirror:
         self.max_removal_fraction = max_removal_fraction
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
         self._records_for: Counter[str] = Counter()
+        self._records_of: Counter[str] = Counter()
         self._streams_for: dict[str, set[str]] = {}
         self._full_extracts: set[str] = set()
 
     # While reading
 
+    def routed(self, stream: str, list_id: str) -> None:
+        """A stream of this run goes to ``list_id`` (its SCHEMA arrived): the list is this run's to mirror."""
+        self._streams_for.setdefault(list_id, set()).add(stream)
+
+    @property
+    def lists(self) -> list[str]:
+        """The lists this run's streams go to, in the order they were first routed."""
+        return list(self._streams_for)
+
     def saw(self, stream: str, list_id: str, record: Mapping[str, Any]) -> None:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
         self._records_for[list_id] += 1
-        self._streams_for.setdefault(list_id, set()).add(stream)
+        self._records_of[stream] += 1
         value = get_path(record, self.email_path)
         if isinstance(value, str) and value.strip():
             self.saw_email(list_id, value)
@@ -101,7 +111,8 @@ class Mirror:
         """Why ``list_id`` must not be mirrored, and whether that fails the run; None if it may be."""
         if not self._records_for[list_id]:
             return "no records for it were read in this run, and mirror never empties a list", False
-        partial = sorted(self._streams_for[list_id] - self._full_extracts)
+        fed = {stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream]}
+        partial = sorted(fed - self._full_extracts)
         if partial:
             return (
                 f"stream {partial[0]!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "

@@ -159,6 +159,8 @@ class ExportRun:
                 "for the streams stream_lists does not name."
             )
             raise RunError(msg)
+        if self.mirror is not None:
+            self.mirror.routed(stream, list_id)
         return list_id
 
     def add(
@@ -401,12 +403,12 @@ class ExportRun:
                 "Nothing was removed from any list (sync_mode mirror): the run reached max_profiles_per_run, "
                 "so it did not export the whole segment."
             )
-            for list_id in self.settings.lists:
+            for list_id in mirror.lists:
                 self.report.mirror_outcome(list_id, "not mirrored: the run reached the profile limit")
             return
         failures: list[str] = []
         plans = []
-        for list_id in self.settings.lists:
+        for list_id in mirror.lists:
             why = mirror.why_not(list_id)
             if why is not None:
                 reason, fails = why

@@ -47,7 +47,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         required=True,
         secret=True,
         title="API key",
-        description="Klaviyo private API key (scopes lists:write, profiles:write). "
+        description="Klaviyo private API key (scopes lists:write, profiles:write; for sync_mode "
+        "mirror also lists:read, profiles:read; for consent_property subscriptions:write). "
         "Sent as `Authorization: Klaviyo-API-Key <key>`; never logged.",
     ),
     th.Property(

@@ -110,7 +110,7 @@ def test_every_setting_is_documented_in_both_directions():
     about = about_settings()
     hub = {s["name"]: s for s in yaml.safe_load(HUB_FILE.read_text())["settings"]}
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
-    [loader] = project["plugins"]["loaders"]
+    loader = next(plugin for plugin in project["plugins"]["loaders"] if plugin["name"] == "target-klaviyo")
     assert set(hub) == set(about["properties"])
     assert {s["name"] for s in loader["settings"]} == set(hub)
     assert all(
@@ -136,13 +136,16 @@ def test_meltano_add_from_the_hub_definition(tmp_path):
 
 
 def throwaway_project(tmp_path: Path, api_url: str) -> Path:
-    """The repository's meltano.yml, pointed at this checkout, the sample file and a sandbox."""
+    """The repository's meltano.yml, pointed at this checkout, its sample files and a sandbox."""
     definition = yaml.safe_load((ROOT / "meltano.yml").read_text())
-    [extractor] = definition["plugins"]["extractors"]
-    [loader] = definition["plugins"]["loaders"]
-    extractor["config"]["path"] = str(ROOT / "sample_data" / "customers.jsonl")
-    loader["pip_url"] = f"-e {ROOT}"
-    loader["config"].update(api_url=api_url, list_id=LIST_ID)
+    extractors = {plugin["name"]: plugin for plugin in definition["plugins"]["extractors"]}
+    loaders = {plugin["name"]: plugin for plugin in definition["plugins"]["loaders"]}
+    extractors["tap-sample"]["pip_url"] = f"-e {ROOT / 'sample_tap'}"
+    for extractor in extractors.values():
+        for stream in extractor["config"]["streams"]:
+            stream["path"] = str(ROOT / stream["path"])
+    loaders["target-klaviyo"]["pip_url"] = f"-e {ROOT}"
+    loaders["target-klaviyo"]["config"].update(api_url=api_url, list_id=LIST_ID)
     project = tmp_path / "meltano-project"
     project.mkdir()
     (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
@@ -150,11 +153,11 @@ def throwaway_project(tmp_path: Path, api_url: str) -> Path:
     return project
 
 
-def test_meltano_run_end_to_end(sandbox_factory, tmp_path):
+def test_meltano_run_end_to_end_and_a_second_run_sends_nothing_new(sandbox_factory, tmp_path):
     sandbox = sandbox_factory(fail_domains=("bounce.example.net",))
     project = throwaway_project(tmp_path, sandbox.url)
     run(str(MELTANO), "install", cwd=project)
-    result = run(str(MELTANO), "run", "tap-jsonl", "target-klaviyo", cwd=project)
+    result = run(str(MELTANO), "run", "tap-sample", "target-klaviyo", cwd=project)
     assert "Run complete: 30 records read, 24 profiles exported" in result.stderr
     assert API_KEY not in result.stdout + result.stderr
     listed = members(sandbox)
@@ -164,10 +167,40 @@ def test_meltano_run_end_to_end(sandbox_factory, tmp_path):
         key.startswith("_sdc_") for member in listed.values() for key in member.get("properties", {})
     )
     state = json.loads(
-        run(str(MELTANO), "state", "get", "dev:tap-jsonl-to-target-klaviyo", cwd=project).stdout
+        run(str(MELTANO), "state", "get", "dev:tap-sample-to-target-klaviyo", cwd=project).stdout
     )
     bookmark = state["singer_state"]["bookmarks"]["customers"]
-    assert bookmark["replication_key"] == "_sdc_last_modified"
-    assert bookmark["replication_key_value"]
+    assert bookmark == {"replication_key": "UpdatedAt", "replication_key_value": "2026-11-27T09:00:00+00:00"}
     report = json.loads((project / "output" / "report.json").read_text())
     assert report["counts"]["exported"] == 24
+    again = run(str(MELTANO), "run", "tap-sample", "target-klaviyo", cwd=project)
+    assert "Run complete: 0 records read, 0 profiles exported" in again.stderr
+
+
+def segment(name: str) -> list[dict]:
+    return [
+        json.loads(line) for line in (ROOT / f"sample_data/segments/{name}.jsonl").read_text().splitlines()
+    ]
+
+
+def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factory, tmp_path):
+    sandbox = sandbox_factory(lists=("VIPS01", "CHURN1"))
+    left = sandbox.store.upsert_profile({"email": "left.the.segment@example.com"})[0]
+    sandbox.store.add_members("VIPS01", [left])
+    project = throwaway_project(tmp_path, sandbox.url)
+    run(str(MELTANO), "install", cwd=project)
+    result = run(str(MELTANO), "run", "tap-sample-segments", "target-klaviyo-segments", cwd=project)
+    assert "10 profiles exported to 2 lists" in result.stderr
+    vips = {row["EmailAddress"] for row in segment("vip_customers")}
+    churn = {row["EmailAddress"] for row in segment("churn_risk")}
+    assert set(members(sandbox, "VIPS01")) == vips
+    assert set(members(sandbox, "CHURN1")) == churn
+    report = json.loads((project / "output" / "segments-report.json").read_text())
+    assert report["lists"]["VIPS01"]["removed"] == 1
+    opted_in = [
+        row for name in ("vip_customers", "churn_risk") for row in segment(name) if row["MarketingOptIn"]
+    ]
+    assert report["counts"]["subscribed"] == len(opted_in)
+    consent = {row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("VIPS01")}
+    dated = next(row for row in opted_in if row["EmailAddress"] in vips)
+    assert consent[dated["EmailAddress"]]["historical_import"] is True
