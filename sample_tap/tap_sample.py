@@ -55,7 +55,9 @@ def infer_schema(rows: list[dict[str, t.Any]]) -> dict[str, t.Any]:
 class FileStream(Stream):
     def __init__(self, tap: Tap, entry: dict[str, t.Any]) -> None:
         self.path = Path(entry["path"]).expanduser()
-        self.rows = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        self.rows = [
+            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         super().__init__(tap, schema=infer_schema(self.rows), name=entry["name"])
         self.primary_keys = entry.get("primary_keys") or []
         if entry.get("replication_key"):
@@ -78,9 +80,9 @@ def _after(value: t.Any, bookmark: t.Any) -> bool:
     if value is None:
         return False
     if _is_date_time(value) and _is_date_time(bookmark):
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")) > datetime.datetime.fromisoformat(
-            bookmark.replace("Z", "+00:00")
-        )
+        return datetime.datetime.fromisoformat(
+            value.replace("Z", "+00:00")
+        ) > datetime.datetime.fromisoformat(bookmark.replace("Z", "+00:00"))
     return value > bookmark
 
 

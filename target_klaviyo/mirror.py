@@ -172,8 +172,8 @@ class Mirror:
             seen_cursors.add(cursor[0])
             params = {**params, "page[cursor]": cursor[0]}
 
-    def remove(self, client: KlaviyoClient, plan: ListPlan) -> None:
-        """Remove the plan's members from its list, 1,000 a request."""
+    def remove(self, client: KlaviyoClient, plan: ListPlan) -> Iterator[int]:
+        """Remove the plan's members from its list, 1,000 a request; yields how many each removed."""
         path = f"/api/lists/{plan.list_id}/relationships/profiles"
         pace = Pace(REMOVE_INTERVAL)
         for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL):
@@ -184,6 +184,7 @@ class Mirror:
                 client.request("DELETE", path, body=_encode(body))
             except KlaviyoApiError as error:
                 raise _read_error(error, plan.list_id, removing=True) from None
+            yield len(ids)
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""

@@ -111,11 +111,10 @@ class RunReport:
             if count:
                 self.subscribed_to[list_id] += count
 
-    def count_removed(self, list_id: str, count: int, members: int) -> None:
-        """Mirror mode removed (or, in a dry run, would remove) ``count`` of a list's ``members``."""
+    def count_removed(self, list_id: str, count: int) -> None:
+        """Mirror mode removed (or, in a dry run, would remove) ``count`` members of a list."""
         with self._lock:
             self.removed_from[list_id] += count
-            self.mirrored[list_id] = {"outcome": "mirrored", "members_before": members}
 
     def mirror_outcome(self, list_id: str, outcome: str, members: int | None = None) -> None:
         with self._lock:

@@ -434,15 +434,19 @@ class ExportRun:
                     plan.members,
                     plan.list_id,
                 )
-            elif plan.remove:
-                mirror.remove(self.client, plan)
+                self.report.count_removed(plan.list_id, len(plan.remove))
+            else:
+                # Counted request by request, so that a run stopped while removing reports what it removed.
+                self.report.mirror_outcome(plan.list_id, "removing", plan.members)
+                for removed in mirror.remove(self.client, plan):
+                    self.report.count_removed(plan.list_id, removed)
                 logger.info(
                     "Removed %d of the %d members of list %s (sync_mode mirror).",
                     len(plan.remove),
                     plan.members,
                     plan.list_id,
                 )
-            self.report.count_removed(plan.list_id, len(plan.remove), plan.members)
+            self.report.mirror_outcome(plan.list_id, "mirrored", plan.members)
         for sentence in failures[:-1]:
             logger.error("%s", sentence)
         if failures:

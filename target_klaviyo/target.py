@@ -118,7 +118,8 @@ class TargetKlaviyo(Target):
         if stream not in self.mapper.stream_maps:
             raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
         if self.run.mirror is not None:
-            self.run.mirror.full_extract(stream)
+            for stream_map in self.mapper.stream_maps[stream]:  # its records arrive under each alias
+                self.run.mirror.full_extract(stream_map.stream_alias)
 
     def _process_schema_message(self, message_dict: dict) -> None:
         super()._process_schema_message(message_dict)

@@ -214,3 +214,14 @@ def test_an_interrupted_run_removes_nothing(sandbox_factory, live, tmp_path):
     assert "left@example.com" in members(server, VIP)
     assert [r for r in server.recorded if r.method == "DELETE"] == []
     assert report(tmp_path)["outcome"] == "interrupted"
+
+
+def test_a_renamed_stream_is_still_a_full_extract(sandbox_factory, tmp_path):
+    """ACTIVATE_VERSION names the tap's stream; its records arrive under the stream map's alias."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "left@example.com", "a@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")]
+    overrides = {"stream_lists": {"vips": VIP}, "stream_maps": {"vip": {"__alias__": "vips"}}}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(members(server, VIP)) == {"a@example.com"}
