@@ -95,7 +95,13 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "custom_properties",
-        th.CustomType({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+        # "type" besides "anyOf" so that --about and Meltano can tell the kind of setting.
+        th.CustomType(
+            {
+                "type": ["string", "array", "null"],
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            }
+        ),
         default="unmapped",
         title="Custom properties",
         description='Record properties sent as custom profile properties: "unmapped" (every '
@@ -224,21 +230,21 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-def _null_as_schema(schema: Any) -> Any:
+def null_as_schema(schema: Any) -> Any:
     """singer-sdk 0.54.9 makes an optional ``anyOf`` property nullable by appending the bare
     string ``"null"`` to the ``anyOf`` list, which is not a schema (not valid Draft 7: the
     validator crashes on it); replace it with ``{"type": "null"}``."""
     if isinstance(schema, dict):
         return {
-            key: [{"type": "null"} if item == "null" else _null_as_schema(item) for item in value]
+            key: [{"type": "null"} if item == "null" else null_as_schema(item) for item in value]
             if key == "anyOf"
-            else _null_as_schema(value)
+            else null_as_schema(value)
             for key, value in schema.items()
         }
     return schema
 
 
-CONFIG_SCHEMA = _null_as_schema(CONFIG_SCHEMA)
+CONFIG_SCHEMA = null_as_schema(CONFIG_SCHEMA)
 
 
 class SettingsError(ValueError):

@@ -22,6 +22,7 @@ from types import FrameType
 
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 
 from target_klaviyo.errors import RunError
@@ -31,6 +32,7 @@ from target_klaviyo.settings import (
     CONFIG_SCHEMA,
     Settings,
     SettingsError,
+    null_as_schema,
     parse_environment,
     unknown_setting_error,
 )
@@ -42,6 +44,11 @@ class TargetKlaviyo(Target):
     """Upserts the profiles of any Singer stream into a Klaviyo list."""
 
     name = "target-klaviyo"
+    # ACTIVATE_VERSION marks a full extract, which sync_mode mirror needs (see mirror.py).
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        *Target.capabilities,
+        PluginCapabilities.ACTIVATE_VERSION,
+    ]
     config_jsonschema = CONFIG_SCHEMA
     default_sink_class = KlaviyoSink
     message_reader_class = SingerInput
@@ -94,6 +101,8 @@ class TargetKlaviyo(Target):
         super().append_builtin_config(config_jsonschema)
         for name in ("load_method", "add_record_metadata"):
             config_jsonschema["properties"].pop(name, None)
+        # The SDK's own settings (stream_maps) carry the bare "null" that null_as_schema replaces.
+        config_jsonschema["properties"] = null_as_schema(config_jsonschema["properties"])
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Hand each STATE to the run, which writes it once the records before it are final.
@@ -117,7 +126,7 @@ class TargetKlaviyo(Target):
         stream = message_dict["stream"]
         if stream not in self.mapper.stream_maps:
             raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
-        if self.run.mirror is not None:
+        if self.run.mirror is not None and self.config.get("process_activate_version_messages", True):
             for stream_map in self.mapper.stream_maps[stream]:  # its records arrive under each alias
                 self.run.mirror.full_extract(stream_map.stream_alias)
 
