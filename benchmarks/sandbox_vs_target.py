@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from streams import customer_messages
 from support import API_KEY, LIST_ID, make_sandbox
 
-from target_klaviyo.sandbox import SandboxServer
+from klaviyo_sandbox import SandboxServer
 from target_klaviyo.target import TargetKlaviyo
 
 PROFILES = 10_000

@@ -20,13 +20,13 @@ OPERATIONS = {
     "/api/lists/{id}": ["get"],
     "/api/lists/{id}/profiles": ["get"],
     "/api/lists/{id}/relationships/profiles": ["post", "delete"],
-    "/api/profile-bulk-import-jobs": ["post"],
+    "/api/profile-bulk-import-jobs": ["get", "post"],
     "/api/profile-bulk-import-jobs/{job_id}": ["get"],
     "/api/profile-bulk-import-jobs/{id}/import-errors": ["get"],
     "/api/profile-import": ["post"],
     "/api/profile-subscription-bulk-create-jobs": ["post"],
 }
-DEFAULT_OUTPUT = Path(__file__).parent.parent / "target_klaviyo/sandbox/klaviyo-openapi-subset.json"
+DEFAULT_OUTPUT = Path(__file__).parent.parent / "klaviyo_sandbox/klaviyo-openapi-subset.json"
 REF = re.compile(r'"#/components/(schemas|responses)/([^"]+)"')
 
 

@@ -95,13 +95,9 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "custom_properties",
-        # "type" besides "anyOf" so that --about and Meltano can tell the kind of setting.
-        th.CustomType(
-            {
-                "type": ["string", "array", "null"],
-                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-            }
-        ),
+        # One "type" (not "anyOf") so that --about and Meltano can tell the kind of setting; the
+        # names in a list are checked by Settings, in one sentence.
+        th.CustomType({"type": ["string", "array"]}),
         default="unmapped",
         title="Custom properties",
         description='Record properties sent as custom profile properties: "unmapped" (every '
@@ -374,15 +370,16 @@ def _flat_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 def _custom_properties(value: str | list[str]) -> Literal["unmapped", "none"] | tuple[str, ...]:
     if isinstance(value, list):
-        return tuple(value)
-    if value in {"unmapped", "none"}:
+        names: Any = value
+    elif value in {"unmapped", "none"}:
         return value  # type: ignore[return-value]
-    try:
-        names = json.loads(value)
-    except ValueError:
-        names = None
+    else:
+        try:
+            names = json.loads(value)
+        except ValueError:
+            names = None
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        msg = f'custom_properties must be "unmapped", "none" or a list of property names, not {value!r}.'
+        msg = f'custom_properties must be "unmapped", "none" or a list of property names, not {str(value)[:60]!r}.'
         raise SettingsError(msg)
     return tuple(names)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 from support import LiveTarget, assert_responses_match_spec, make_sandbox
 
-from target_klaviyo.sandbox import SandboxServer
+from klaviyo_sandbox import SandboxServer
 
 # Property-based tests: a bounded run in CI, many more examples with HYPOTHESIS_PROFILE=thorough.
 settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True)

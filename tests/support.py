@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target_klaviyo.sandbox import FaultPlan, SandboxOptions, SandboxServer, SandboxSettings, spec
+from klaviyo_sandbox import SandboxServer, spec
+from klaviyo_sandbox.pytest_plugin import start_sandbox
 
 API_KEY = "pk_test_5ecret_never_printed_0123456789"
 LIST_ID = "TeStLs"
@@ -27,34 +28,9 @@ TARGET_BIN = Path(sys.executable).with_name("target-klaviyo")
 SANDBOX_BIN = Path(sys.executable).with_name("klaviyo-sandbox")
 
 
-def make_sandbox(
-    *,
-    job_delay: float = 0.05,
-    fail_domains: tuple[str, ...] = (),
-    refuse_domains: tuple[str, ...] = (),
-    cancel_domains: tuple[str, ...] = (),
-    rate_limits: bool = True,
-    rate_scale: float = 1.0,
-    faults: FaultPlan | None = None,
-    db: str = ":memory:",
-    lists: tuple[str, ...] = (),
-) -> SandboxServer:
-    settings = SandboxSettings(
-        options=SandboxOptions(
-            api_key=API_KEY,
-            lists={LIST_ID: "Test list", **{list_id: f"Test list {list_id}" for list_id in lists}},
-            job_delay=job_delay,
-            fail_domains=frozenset(fail_domains),
-            refuse_domains=frozenset(refuse_domains),
-            cancel_domains=frozenset(cancel_domains),
-        ),
-        db=db,
-        rate_limits=rate_limits,
-        rate_scale=rate_scale,
-        faults=faults or FaultPlan(),
-        record_requests=True,
-    )
-    return SandboxServer(settings).start()
+def make_sandbox(*, lists: tuple[str, ...] = (), **options: Any) -> SandboxServer:
+    """A sandbox with the test list (and ``lists``), started by the project's own pytest plugin."""
+    return start_sandbox(api_key=API_KEY, lists=(LIST_ID, *lists), **options).server
 
 
 def assert_responses_match_spec(server: SandboxServer) -> None:

@@ -6,6 +6,7 @@ import time
 import pytest
 from support import API_KEY, LIST_ID, assert_requests_match_spec, bulk_jobs, members
 
+from klaviyo_sandbox import spec
 from target_klaviyo import jobs
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.jobs import (
@@ -20,7 +21,6 @@ from target_klaviyo.jobs import (
 )
 from target_klaviyo.mapping import ProfileMapper, Reject
 from target_klaviyo.report import RunReport
-from target_klaviyo.sandbox import spec
 from target_klaviyo.settings import Settings
 
 MAPPER = ProfileMapper(Settings.from_config({"api_key": "k", "list_id": LIST_ID}))

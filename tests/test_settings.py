@@ -163,7 +163,7 @@ def test_output_paths_are_checked_and_their_folders_created(tmp_path):
 
 @pytest.mark.parametrize("value", [5, [1, 2], {"a": "b"}])
 def test_custom_properties_of_the_wrong_type_is_one_sentence(value):
-    assert "config['custom_properties']" in target_error({**BASE, "custom_properties": value})
+    assert "custom_properties" in target_error({**BASE, "custom_properties": value})
 
 
 # Environment variables are parsed the way a config file is

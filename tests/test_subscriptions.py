@@ -6,9 +6,9 @@ import json
 
 from support import API_KEY, LIST_ID
 
+from klaviyo_sandbox import spec
 from target_klaviyo.client import KlaviyoClient
 from target_klaviyo.mapping import Reject
-from target_klaviyo.sandbox import spec
 from target_klaviyo.subscriptions import SUBSCRIPTIONS_PATH, Subscriber, requests_for, subscription_body
 
 

@@ -76,7 +76,7 @@ def test_get_list_with_and_without_trailing_slash(sandbox, path):
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "application/vnd.api+json"
     assert answer.json()["data"]["id"] == LIST_ID
-    assert answer.json()["data"]["attributes"]["name"] == "Test list"
+    assert answer.json()["data"]["attributes"]["name"] == "Sandbox list TeStLs"
 
 
 def test_unknown_list_is_404(sandbox):

@@ -8,8 +8,8 @@ import pytest
 import requests
 from support import API_KEY, LIST_ID
 
-from target_klaviyo.sandbox import FaultPlan
-from target_klaviyo.sandbox.limits import RateLimiter, parse_rate
+from klaviyo_sandbox import FaultPlan
+from klaviyo_sandbox.limits import RateLimiter, parse_rate
 
 HEADERS = {"Authorization": f"Klaviyo-API-Key {API_KEY}", "revision": "2026-07-15"}
 

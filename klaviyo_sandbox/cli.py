@@ -11,10 +11,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from target_klaviyo.sandbox.api import SandboxOptions
-from target_klaviyo.sandbox.faults import FaultPlan
-from target_klaviyo.sandbox.server import SandboxServer, SandboxSettings
-from target_klaviyo.sandbox.store import SandboxStore
+from klaviyo_sandbox.api import SandboxOptions
+from klaviyo_sandbox.faults import FaultPlan
+from klaviyo_sandbox.server import SandboxServer, SandboxSettings
+from klaviyo_sandbox.store import SandboxStore
 
 MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id", "email_marketing")
 

@@ -2,7 +2,7 @@
 
 Checks run in Klaviyo's order: authentication, the ``revision`` header, the rate
 limit, the content type, then the body against the OpenAPI schema; only a request
-that passes them all reaches its handler in :mod:`target_klaviyo.sandbox.api`.
+that passes them all reaches its handler in :mod:`klaviyo_sandbox.api`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from target_klaviyo.sandbox import spec
-from target_klaviyo.sandbox.api import (
+from klaviyo_sandbox import spec
+from klaviyo_sandbox.api import (
     MAX_JOB_BYTES,
     ROUTES,
     ApiError,
@@ -31,9 +31,9 @@ from target_klaviyo.sandbox.api import (
     SandboxApi,
     SandboxOptions,
 )
-from target_klaviyo.sandbox.faults import Fault, FaultPlan
-from target_klaviyo.sandbox.limits import RateLimiter
-from target_klaviyo.sandbox.store import SandboxStore
+from klaviyo_sandbox.faults import Fault, FaultPlan
+from klaviyo_sandbox.limits import RateLimiter
+from klaviyo_sandbox.store import SandboxStore
 
 logger = logging.getLogger("klaviyo_sandbox")
 JSON_API = "application/vnd.api+json"

@@ -27,6 +27,10 @@ from typing import Any
 import msgspec
 
 IDENTIFIERS = ("email", "phone_number", "external_id")
+JOB_SELECT = (
+    "SELECT j.rowid, j.id, j.list_ids, j.total_count, j.created_at, j.due_at, j.completed_at, j.cancelled,"
+    " (SELECT count(*) FROM import_errors e WHERE e.job_id = j.id) FROM jobs j"
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, created TEXT NOT NULL
@@ -411,19 +415,34 @@ class SandboxStore:
         return job
 
     def get_job(self, job_id: str) -> Job | None:
+        found = self._jobs("WHERE j.id = ?", (job_id,))
+        return found[0][1] if found else None
+
+    def jobs(self, after: int = 0, limit: int = 100) -> list[tuple[int, Job]]:
+        """Jobs in creation order, from row ``after`` on (a cursor), with their row numbers."""
+        return self._jobs("WHERE j.rowid > ? ORDER BY j.rowid LIMIT ?", (after, limit))
+
+    def _jobs(self, where: str, parameters: tuple[Any, ...]) -> list[tuple[int, Job]]:
         self.finish_due_jobs()
         with self._lock:
-            row = self._db.execute(
-                "SELECT id, list_ids, total_count, created_at, due_at, completed_at, cancelled"
-                " FROM jobs WHERE id = ?",
-                (job_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            failed = self._db.execute(
-                "SELECT count(*) FROM import_errors WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-        return Job(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], failed, bool(row[6]))
+            query = f"{JOB_SELECT} {where}"  # fixed clauses from this class; values go as parameters
+            rows = self._db.execute(query, parameters).fetchall()
+        return [
+            (row[0], Job(row[1], json.loads(row[2]), row[3], row[4], row[5], row[6], row[8], bool(row[7])))
+            for row in rows
+        ]
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every profile, in creation order: id, attributes, created and updated."""
+        self.finish_due_jobs()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, attributes, created, updated FROM profiles ORDER BY rowid"
+            ).fetchall()
+        return [
+            {"id": row[0], "attributes": json.loads(row[1]), "created": row[2], "updated": row[3]}
+            for row in rows
+        ]
 
     def import_errors(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         self.finish_due_jobs()

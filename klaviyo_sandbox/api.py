@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import phonenumbers
 
-from target_klaviyo.sandbox.store import IDENTIFIERS, Job, SandboxStore, iso
+from klaviyo_sandbox.store import IDENTIFIERS, Job, SandboxStore, iso
 
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
@@ -273,6 +273,20 @@ class SandboxApi:
         return Response(
             200,
             {"data": job_resource(job, request.base_url), "links": {"self": job_url(job, request.base_url)}},
+        )
+
+    def list_import_jobs(self, request: Request) -> Response:
+        """Every bulk import job, oldest first, in cursor pages (``page[size]`` up to 100)."""
+        size = page_size(request.query)
+        after = decode_cursor(request.query.get("page[cursor]"))
+        rows = self.store.jobs(after, size + 1)
+        url = f"{request.base_url}/api/profile-bulk-import-jobs/"
+        links = {"self": url}
+        if len(rows) > size:
+            rows = rows[:size]
+            links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1][0])}"
+        return Response(
+            200, {"data": [job_resource(job, request.base_url) for _, job in rows], "links": links}
         )
 
     def list_import_errors(self, request: Request) -> Response:
@@ -567,6 +581,7 @@ ROUTES = (
     _route("GET", "/api/lists/{id}/profiles", SandboxApi.list_profiles),
     _route("POST", "/api/lists/{id}/relationships/profiles", SandboxApi.add_list_members),
     _route("DELETE", "/api/lists/{id}/relationships/profiles", SandboxApi.remove_list_members),
+    _route("GET", "/api/profile-bulk-import-jobs", SandboxApi.list_import_jobs),
     _route("POST", "/api/profile-bulk-import-jobs", SandboxApi.create_import_job),
     _route("GET", "/api/profile-bulk-import-jobs/{job_id}", SandboxApi.get_import_job),
     _route("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", SandboxApi.list_import_errors),

@@ -1,0 +1,3 @@
+from klaviyo_sandbox.cli import main
+
+main()

@@ -1,3 +1,0 @@
-from target_klaviyo.sandbox.cli import main
-
-main()
