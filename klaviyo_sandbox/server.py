@@ -52,6 +52,7 @@ class RecordedRequest:
     status: int | None
     response: Any
     spec_path: str | None
+    received_at: float = 0.0  # time.monotonic() when it was answered: tests check pacing with it
 
 
 @dataclass
@@ -276,6 +277,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 status=None if response is None else response.status,
                 response=None if response is None else response.body,
                 spec_path=None if route is None else route.spec_path,
+                received_at=time.monotonic(),
             )
         )
 

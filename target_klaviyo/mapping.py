@@ -36,6 +36,13 @@ NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
 CONSENT_WORDS = {"true": True, "false": False}
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
+JSON_KINDS = {
+    int: "a number",
+    float: "a number",
+    decimal.Decimal: "a number",
+    dict: "an object",
+    list: "an array",
+}
 _MISSING = object()
 
 
@@ -313,8 +320,8 @@ class ProfileMapper:
         assert self._consent_path is not None
         name = ".".join(self._consent_path)
         value = get_path(record, self._consent_path)
-        if isinstance(value, str) and value.strip().lower() in CONSENT_WORDS:
-            value = CONSENT_WORDS[value.strip().lower()]
+        if isinstance(value, str):
+            value = CONSENT_WORDS.get(value.strip().lower(), value.strip())
         if value is _MISSING or value is None or value is False or value == "":
             return None
         if value is True:
@@ -437,13 +444,18 @@ def consent_time(value: Any, now: datetime.datetime | None = None) -> str:
         except ValueError:
             raise ValueError("is neither true, false nor an ISO 8601 date-time") from None
     else:
-        raise ValueError(f"is a {type(value).__name__}, not true, false or a date-time")
+        raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not true, false or a date-time")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        moment = moment.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise ValueError("is a date-time outside the years Klaviyo can take") from None
     if moment > now + CLOCK_SKEW:
         raise ValueError("is a date in the future, and Klaviyo takes consent only as given")
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
+    # A moment a little ahead of this machine's clock is the tap's clock running fast: it means now.
+    return min(moment, now).isoformat(timespec="seconds")
 
 
 def normalize_phone(phone: str, region: str | None = None) -> str | Reject:

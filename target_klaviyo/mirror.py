@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
+from target_klaviyo.emails import normalize_email
 from target_klaviyo.errors import RunError
 from target_klaviyo.mapping import get_path
 from target_klaviyo.seen import HashTable, hash64
@@ -73,8 +74,10 @@ class Mirror:
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
         self._records_for: Counter[str] = Counter()
         self._records_of: Counter[str] = Counter()
+        self._profiles_for: Counter[str] = Counter()  # distinct profiles sent to each list
         self._streams_for: dict[str, set[str]] = {}
         self._full_extracts: set[str] = set()
+        self._unfinished: set[str] = set()  # streams with records since the last STATE or ACTIVATE_VERSION
 
     # While reading
 
@@ -87,20 +90,35 @@ class Mirror:
         """The lists this run's streams go to, in the order they were first routed."""
         return list(self._streams_for)
 
-    def saw(self, stream: str, list_id: str, record: Mapping[str, Any]) -> None:
+    def saw(self, stream: str, list_id: str, record: Any) -> None:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
         self._records_for[list_id] += 1
         self._records_of[stream] += 1
-        value = get_path(record, self.email_path)
+        self._unfinished.add(stream)
+        value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
         if isinstance(value, str) and value.strip():
             self.saw_email(list_id, value)
+            if "@" in value:
+                # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
+                normalized = normalize_email(value.strip())
+                if isinstance(normalized, str):
+                    self.saw_email(list_id, normalized)
 
     def saw_email(self, list_id: str, email: str) -> None:
         self._seen.setdefault(hash64(f"{list_id}\n{email.strip().lower()}"))
 
+    def sent(self, list_id: str) -> None:
+        """A profile new to ``list_id`` in this run was taken for it (not a repeat of a person)."""
+        self._profiles_for[list_id] += 1
+
     def full_extract(self, stream: str) -> None:
         """The tap sent ACTIVATE_VERSION for ``stream``: its records are the whole of it."""
         self._full_extracts.add(stream)
+        self._unfinished.discard(stream)
+
+    def state(self) -> None:
+        """A STATE message: the tap finished what it was doing with every stream so far."""
+        self._unfinished.clear()
 
     def kept(self, list_id: str, email: Any) -> bool:
         return isinstance(email, str) and hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
@@ -111,8 +129,10 @@ class Mirror:
         """Why ``list_id`` must not be mirrored, and whether that fails the run; None if it may be."""
         if not self._records_for[list_id]:
             return "no records for it were read in this run, and mirror never empties a list", False
-        fed = {stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream]}
-        partial = sorted(fed - self._full_extracts)
+        if not self._profiles_for[list_id]:
+            return "none of this run's records for it could be sent, and mirror never empties a list", True
+        fed = sorted(stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream])
+        partial = [stream for stream in fed if stream not in self._full_extracts]
         if partial:
             return (
                 f"stream {partial[0]!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
@@ -120,13 +140,20 @@ class Mirror:
                 "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert",
                 True,
             )
+        unfinished = [stream for stream in fed if stream in self._unfinished]
+        if unfinished:
+            return (
+                f"stream {unfinished[0]!r} ended without a STATE or ACTIVATE_VERSION after its last record, "
+                "as a tap that stopped part way leaves it, so people missing from it may not have left the segment",
+                True,
+            )
         return None
 
-    def plan(self, client: KlaviyoClient, list_id: str, exported: int) -> ListPlan:
+    def plan(self, client: KlaviyoClient, list_id: str, *, dry_run: bool) -> ListPlan:
         """Read the list and choose the members to remove (every member this run did not see).
 
-        ``exported`` is how many profiles this run sent the list; in a dry run none of them
-        are members yet, and those not already members count towards the list's size.
+        In a real run this run's profiles are members by now. In a dry run none of them
+        are yet: those not already members count towards the list's size.
         """
         plan = ListPlan(list_id, 0)
         kept = 0
@@ -137,7 +164,8 @@ class Mirror:
                 kept += 1
             elif isinstance(member.get("id"), str):
                 plan.remove.append(member["id"])
-        plan.new_profiles = max(0, exported - kept)
+        if dry_run:
+            plan.new_profiles = max(0, self._profiles_for[list_id] - kept)
         return plan
 
     def _members(self, client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:

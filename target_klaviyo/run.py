@@ -36,7 +36,7 @@ from target_klaviyo.jobs import (
     split_for_jobs,
 )
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
-from target_klaviyo.mirror import Mirror, MirrorRefused
+from target_klaviyo.mirror import MAX_IDS_PER_REMOVAL, Mirror, MirrorRefused
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.seen import HashTable, hash64
@@ -126,7 +126,7 @@ class ExportRun:
             if error.status in {401, 403}:
                 msg = (
                     f"Klaviyo rejected the API key ({error.status}): check the api_key setting "
-                    "and that the key has the lists:write and profiles:write scopes."
+                    f"and that the key has the {self._scopes()} scopes."
                 )
                 raise KlaviyoError(msg) from None
             if error.status == 404:
@@ -136,6 +136,15 @@ class ExportRun:
                 raise KlaviyoError(msg) from None
             raise
         logger.info("Connected to Klaviyo at %s; list %s found.", self.settings.api_url, list_id)
+
+    def _scopes(self) -> str:
+        """The scopes this run's settings need, for the sentence that says a key lacks them."""
+        scopes = ["lists:write", "profiles:write"]
+        if self.mirror is not None:
+            scopes += ["lists:read", "profiles:read"]
+        if self.settings.consent_path is not None:
+            scopes.append("subscriptions:write")
+        return ", ".join(scopes[:-1]) + " and " + scopes[-1]
 
     # Records
 
@@ -189,6 +198,8 @@ class ExportRun:
             self.report.reject(stream, record, dropped, counted=False)
         if self.mirror is not None:
             self.mirror.saw_email(list_id, profile.key)
+            if admission is Admission.NEW:
+                self.mirror.sent(list_id)
         epoch = self.ledger.open_record()
         self._taken += 1
         item = PendingProfile.of(
@@ -271,6 +282,8 @@ class ExportRun:
 
     def add_state(self, value: Any) -> None:
         self.ledger.add_state(value)
+        if self.mirror is not None:
+            self.mirror.state()
 
     # What the reader reports (InputEvents)
 
@@ -278,6 +291,9 @@ class ExportRun:
         """A RECORD line whose record cannot be read or represented: counted and rejected."""
         self.report.count_read()
         self.report.reject(stream, record, reject)
+        list_id = self.settings.list_for(stream)
+        if self.mirror is not None and list_id is not None:
+            self.mirror.saw(stream, list_id, record)  # its email, if it has one, still keeps its member
 
     def line_skipped(self, what: str) -> None:
         self.report.count_skipped_input(what)
@@ -419,7 +435,7 @@ class ExportRun:
                 else:
                     logger.warning("%s", sentence)
                 continue
-            plan = mirror.plan(self.client, list_id, self.report.exported_to[list_id])
+            plan = mirror.plan(self.client, list_id, dry_run=self.settings.dry_run)
             refusal = mirror.refusal(plan)
             if refusal is not None:
                 self.report.mirror_outcome(list_id, "refused: over mirror_max_removal_fraction", plan.members)
@@ -438,8 +454,17 @@ class ExportRun:
             else:
                 # Counted request by request, so that a run stopped while removing reports what it removed.
                 self.report.mirror_outcome(plan.list_id, "removing", plan.members)
-                for removed in mirror.remove(self.client, plan):
-                    self.report.count_removed(plan.list_id, removed)
+                removed = 0
+                try:
+                    for count in mirror.remove(self.client, plan):
+                        removed += count
+                        self.report.count_removed(plan.list_id, count)
+                except RunInterrupted:
+                    # The request on its way may or may not have been carried out.
+                    unsure = min(MAX_IDS_PER_REMOVAL, len(plan.remove) - removed)
+                    outcome = f"interrupted while removing: up to {unsure} more may have been removed"
+                    self.report.mirror_outcome(plan.list_id, outcome, plan.members)
+                    raise
                 logger.info(
                     "Removed %d of the %d members of list %s (sync_mode mirror).",
                     len(plan.remove),

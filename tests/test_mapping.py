@@ -306,7 +306,7 @@ NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
         ("2024-01-02", "2024-01-02T00:00:00+00:00"),
         (datetime.date(2024, 1, 2), "2024-01-02T00:00:00+00:00"),
         (datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), "2024-01-02T03:04:05+00:00"),
-        ("2026-01-01T00:04:00Z", "2026-01-01T00:04:00+00:00"),  # within the clock skew allowed
+        ("2026-01-01T00:04:00Z", "2026-01-01T00:00:00+00:00"),  # a fast clock: it means now
     ],
 )
 def test_consent_times_become_utc(value, expected):
@@ -317,7 +317,9 @@ def test_consent_times_become_utc(value, expected):
     ("value", "words"),
     [
         ("yes", "is neither true, false nor an ISO 8601 date-time"),
-        (1, "is a int, not true, false or a date-time"),
+        (1, "is a number, not true, false or a date-time"),
+        ({"a": 1}, "is an object, not true, false or a date-time"),
+        ("0001-01-01T00:00:00+05:00", "is a date-time outside the years Klaviyo can take"),
         ("2026-01-01T00:06:00Z", "is a date in the future"),
     ],
 )
@@ -336,6 +338,7 @@ def test_consent_values_that_say_neither_yes_nor_no_are_refused(value, words):
         ({"ok": False, "at": "2024-01-02T03:04:05Z"}, None),
         ({"ok": "false"}, None),
         ({"ok": None}, None),
+        ({"ok": "   "}, None),
         ({}, None),
     ],
 )

@@ -28,8 +28,15 @@ def test_a_list_is_mirrored_only_after_full_extracts_of_every_stream_that_fed_it
     )
     mirror.full_extract("vip")
     mirror.saw("vip", "V", {"email": "a@b.co"})
+    reason, fails = mirror.why_not("V") or ("", False)
+    assert reason.startswith("none of this run's records for it could be sent")
+    mirror.sent("V")
+    reason, fails = mirror.why_not("V") or ("", False)
+    assert reason.startswith("stream 'vip' ended without a STATE or ACTIVATE_VERSION after its last record")
+    mirror.state()
     assert mirror.why_not("V") is None, "a stream with no records this run does not make the list partial"
     mirror.saw("vip_changes", "V", {"email": "b@b.co"})
+    mirror.state()
     reason, fails = mirror.why_not("V") or ("", False)
     assert fails
     assert reason.startswith("stream 'vip_changes' did not arrive as a full extract")

@@ -3,6 +3,7 @@ and nothing is removed whenever the run may not have seen the whole segment."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 
@@ -12,7 +13,9 @@ from support import (
     members,
     record,
     run_cli,
+    run_cli_text,
     schema,
+    singer_text,
     state,
 )
 
@@ -159,6 +162,7 @@ def test_a_list_fed_by_a_full_and_an_incremental_stream_is_not_mirrored(sandbox_
         activate("vip"),
         record("vip", id=1, email="a@example.com"),
         record("vip_changes", id=2, email="b@example.com"),
+        state(1),
     ]
     overrides = {"stream_lists": {"vip": VIP, "vip_changes": VIP}}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
@@ -220,8 +224,108 @@ def test_a_renamed_stream_is_still_a_full_extract(sandbox_factory, tmp_path):
     """ACTIVATE_VERSION names the tap's stream; its records arrive under the stream map's alias."""
     server = sandbox_factory(lists=(VIP,))
     seed(server, VIP, "left@example.com", "a@example.com")
-    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")]
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
     overrides = {"stream_lists": {"vips": VIP}, "stream_maps": {"vip": {"__alias__": "vips"}}}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 0, result.stderr
     assert set(members(server, VIP)) == {"a@example.com"}
+
+
+def test_a_tap_that_stops_part_way_removes_nothing(sandbox_factory, tmp_path):
+    """A Singer SDK tap sends ACTIVATE_VERSION first and a STATE once the stream is done: a tap
+    that fails part way leaves records after its last STATE, and the end of input looks the same."""
+    server = sandbox_factory(lists=(VIP, CHURN))
+    seed(server, VIP, "left@example.com")
+    messages = segments(["a@example.com", "b@example.com"], ["c@example.com"])[:-1]  # no final STATE
+    result = run_cli(config(server, tmp_path), messages, tmp_path)
+    assert result.returncode == 1
+    assert (
+        "stream 'churn_risk' ended without a STATE or ACTIVATE_VERSION after its last record" in result.stderr
+    )
+    assert "left@example.com" in members(server, VIP)
+    # An ACTIVATE_VERSION after the records (as classic Singer taps send at the end) closes a stream too.
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "left@example.com")
+    messages = [schema("vip"), record("vip", id=1, email="a@example.com"), activate("vip")]
+    result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(members(server, VIP)) == {"a@example.com"}
+
+
+def test_a_person_sent_again_in_a_later_batch_does_not_loosen_the_guard(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, *[f"old{i}@example.com" for i in range(4)])
+    repeats = ["a@example.com", "b@example.com"] * 3
+    messages = [schema("vip"), activate("vip"),
+                *[record("vip", id=i, email=email) for i, email in enumerate(repeats)], state(1)]  # fmt: skip
+    result = run_cli(
+        config(server, tmp_path, stream_lists={"vip": VIP}, batch_size_rows=1), messages, tmp_path
+    )
+    assert result.returncode == 1
+    assert "would remove 4 of its 6 members (67%)" in result.stderr
+    assert len(members(server, VIP)) == 6
+
+
+def test_members_whose_records_the_reader_rejects_are_kept_in_their_normalised_form(
+    sandbox_factory, tmp_path
+):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "nan@example.com", "u@xn--bcher-kva.de", "left@example.com",
+         *[f"p{i}@example.com" for i in range(4)])  # fmt: skip
+    lines = [
+        schema("vip", properties={"id": {"type": "integer"}, "email": {"type": "string"}}),
+        activate("vip"),
+    ]
+    lines += [record("vip", id=i, email=f"p{i}@example.com") for i in range(4)]
+    lines += [record("vip", id="not a number", email="u@b\u00fccher.de"), state(1)]
+    text = (
+        singer_text(lines[:-1])
+        + '{"type": "RECORD", "stream": "vip", "record": {"id": 9, "email": "nan@example.com", "n": NaN}}\n'
+    )
+    text += singer_text(lines[-1:])
+    result = run_cli_text(config(server, tmp_path, stream_lists={"vip": VIP}), text, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(members(server, VIP)) == {"nan@example.com", "u@xn--bcher-kva.de",
+                                         *[f"p{i}@example.com" for i in range(4)]}  # fmt: skip
+    assert report(tmp_path)["counts"]["rejected_by_reason"] == {
+        "schema_violation": 1,
+        "unrepresentable_number": 1,
+    }
+
+
+def test_a_list_whose_records_were_all_rejected_is_never_emptied(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    messages = [
+        schema("vip"),
+        activate("vip"),
+        record("vip", id=1, email="bad"),
+        record("vip", id=2),
+        state(1),
+    ]
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 1
+    assert "none of this run's records for it could be sent, and mirror never empties a list" in result.stderr
+    assert len(members(server, VIP)) == 2
+
+
+def test_a_large_list_is_read_page_by_page_and_removed_a_thousand_at_a_time(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, *[f"old{i}@example.com" for i in range(1100)])
+    current = [f"now{i}@example.com" for i in range(1150)]
+    messages = [
+        schema("vip"),
+        activate("vip"),
+        *[record("vip", id=i, email=e) for i, e in enumerate(current)],
+        state(1),
+    ]
+    result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(members(server, VIP)) == set(current)
+    pages = [r for r in server.recorded if r.method == "GET" and r.path.endswith("/profiles")]
+    assert len(pages) == 23  # 2,250 members, 100 a page
+    removals = [r for r in server.recorded if r.method == "DELETE"]
+    assert [len(r.body["data"]) for r in removals] == [1000, 100]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(removals)]
+    assert all(gap >= 0.4 for gap in gaps), "removals are paced within 150 a minute"
