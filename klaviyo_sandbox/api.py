@@ -164,14 +164,19 @@ class SandboxApi:
         list_id = self._require_list(request.params["id"])["id"]
         size = page_size(request.query)
         after = decode_cursor(request.query.get("page[cursor]"))
-        rows = self.store.members(list_id, after, size + 1)
+        emails = email_filter(request.query.get("filter"))
+        rows = self.store.members(list_id, after, size + 1, emails)
         url = f"{request.base_url}/api/lists/{list_id}/profiles/"
         links = {"self": url}
         if len(rows) > size:
             rows = rows[:size]
             links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1]['cursor'])}"
         fields = request.query.get("fields[profile]")
-        data = [member_resource(row, request.base_url, fields.split(",") if fields else None) for row in rows]
+        with_subscriptions = "subscriptions" in request.query.get("additional-fields[profile]", "").split(",")
+        data = [
+            member_resource(row, request.base_url, fields.split(",") if fields else None, with_subscriptions)
+            for row in rows
+        ]
         return Response(200, {"data": data, "links": links})
 
     def add_list_members(self, request: Request) -> Response:
@@ -517,11 +522,15 @@ def decode_cursor(cursor: str | None, default: int = 0) -> int:
         ) from None
 
 
-def member_resource(row: dict[str, Any], base_url: str, fields: list[str] | None = None) -> dict[str, Any]:
+def member_resource(
+    row: dict[str, Any], base_url: str, fields: list[str] | None = None, with_subscriptions: bool = False
+) -> dict[str, Any]:
     """A member as a profile resource; ``fields`` (``fields[profile]``) keeps only those attributes
     and ``joined_group_at``, which the spec requires of every member."""
     attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
     attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
+    if with_subscriptions:
+        attributes["subscriptions"] = {"email": {"marketing": email_marketing(row["email_marketing"])}}
     if fields is not None:
         attributes = {
             key: value for key, value in attributes.items() if key in fields or key == "joined_group_at"
@@ -532,6 +541,54 @@ def member_resource(row: dict[str, Any], base_url: str, fields: list[str] | None
         "attributes": attributes,
         "links": {"self": f"{base_url}/api/profiles/{row['id']}/"},
     }
+
+
+def email_marketing(consent: dict[str, Any] | None) -> dict[str, Any]:
+    """A profile's email marketing consent as Klaviyo describes it (``subscriptions.email.marketing``)."""
+    if consent is None:
+        return {"can_receive_email_marketing": False, "consent": "NEVER_SUBSCRIBED", "suppression": []}
+    unsubscribed = consent["consent"] == "UNSUBSCRIBED"
+    return {
+        "can_receive_email_marketing": not unsubscribed,
+        "consent": consent["consent"],
+        "consent_timestamp": consent["consented_at"] or consent["recorded_at"],
+        "last_updated": consent["recorded_at"],
+        "method": "PREFERENCE_PAGE" if unsubscribed else "API",
+        "suppression": [{"reason": "UNSUBSCRIBE", "timestamp": consent["recorded_at"]}]
+        if unsubscribed
+        else [],
+        "list_suppressions": [],
+    }
+
+
+FILTER = re.compile(r"^(equals|any)\(email,\s*(.*)\)$", re.DOTALL)
+QUOTED = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*(?:,|$)""")
+
+
+def email_filter(text: str | None) -> list[str] | None:
+    """The emails of ``equals(email,"a")`` or ``any(email,["a","b"])``, the filters this endpoint takes."""
+    if text is None:
+        return None
+    match = FILTER.match(text.strip())
+    values = match.group(2).strip() if match else ""
+    if match and match.group(1) == "any":
+        values = values[1:-1] if values.startswith("[") and values.endswith("]") else "\x00"
+    emails = []
+    position = 0
+    while match and position < len(values):
+        item = QUOTED.match(values, position)
+        if item is None:
+            break
+        emails.append(item.group(1) if item.group(1) is not None else item.group(2))
+        position = item.end()
+    if not match or position < len(values) or not emails or (match.group(1) == "equals" and len(emails) > 1):
+        raise ApiError(
+            400,
+            "invalid",
+            'filter must be equals(email,"...") or any(email,["...", ...]) on this endpoint.',
+            parameter="filter",
+        )
+    return [email.lower() for email in emails]
 
 
 def job_url(job: Job, base_url: str) -> str:

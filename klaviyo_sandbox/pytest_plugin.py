@@ -63,6 +63,10 @@ class RunningSandbox:
         self.server.store.add_members(list_id, ids)
         return ids
 
+    def unsubscribe(self, email: str) -> None:
+        """The person unsubscribes from email marketing, as through an unsubscribe link."""
+        self.server.store.unsubscribe(email)
+
     def members(self, list_id: str | None = None) -> dict[str, dict[str, Any]]:
         """The list's members by lower-case email: their attributes, and ``email_marketing`` consent."""
         rows = self.server.store.members(list_id or self.list_id, 0, 10**9)

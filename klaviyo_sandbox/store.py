@@ -27,6 +27,12 @@ from typing import Any
 import msgspec
 
 IDENTIFIERS = ("email", "phone_number", "external_id")
+MEMBER_SELECT = (
+    "SELECT m.rowid, p.id, p.attributes, p.created, p.updated, m.joined_group_at,"
+    " c.consent, c.consented_at, c.historical_import, c.recorded_at"
+    " FROM memberships m JOIN profiles p ON p.id = m.profile_id"
+    " LEFT JOIN email_consents c ON c.profile_id = p.id"
+)
 JOB_SELECT = (
     "SELECT j.rowid, j.id, j.list_ids, j.total_count, j.created_at, j.due_at, j.completed_at, j.cancelled,"
     " (SELECT count(*) FROM import_errors e WHERE e.job_id = j.id) FROM jobs j"
@@ -209,18 +215,15 @@ class SandboxStore:
                 "SELECT count(*) FROM memberships WHERE list_id = ?", (list_id,)
             ).fetchone()[0]
 
-    def members(self, list_id: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Members in join order, from membership row ``after`` on (a cursor)."""
+    def members(
+        self, list_id: str, after: int = 0, limit: int = 100, emails: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Members in join order, from membership row ``after`` on (a cursor); only ``emails`` if given."""
         self.finish_due_jobs()
+        only = "" if emails is None else f" AND p.email IN ({','.join('?' * len(emails))})"
+        query = f"{MEMBER_SELECT} WHERE m.list_id = ? AND m.rowid > ?{only} ORDER BY m.rowid LIMIT ?"
         with self._lock:
-            rows = self._db.execute(
-                "SELECT m.rowid, p.id, p.attributes, p.created, p.updated, m.joined_group_at,"
-                " c.consent, c.consented_at, c.historical_import"
-                " FROM memberships m JOIN profiles p ON p.id = m.profile_id"
-                " LEFT JOIN email_consents c ON c.profile_id = p.id"
-                " WHERE m.list_id = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
-                (list_id, after, limit),
-            ).fetchall()
+            rows = self._db.execute(query, (list_id, after, *(emails or []), limit)).fetchall()
         return [
             {
                 "cursor": row[0],
@@ -231,7 +234,12 @@ class SandboxStore:
                 "joined_group_at": row[5],
                 "email_marketing": None
                 if row[6] is None
-                else {"consent": row[6], "consented_at": row[7], "historical_import": bool(row[8])},
+                else {
+                    "consent": row[6],
+                    "consented_at": row[7],
+                    "historical_import": bool(row[8]),
+                    "recorded_at": row[9],
+                },
             }
             for row in rows
         ]
@@ -287,6 +295,15 @@ class SandboxStore:
             db.executemany(
                 "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at) VALUES (?, ?, ?)",
                 [(list_id, profile_id, now) for profile_id in ids],
+            )
+
+    def unsubscribe(self, email: str) -> None:
+        """The person unsubscribed from email marketing (an unsubscribe link, the preference page)."""
+        with self._transaction() as db:
+            [(profile_id, _)] = self._upsert_many(db, [{"email": email}])
+            db.execute(
+                "INSERT OR REPLACE INTO email_consents VALUES (?, 'UNSUBSCRIBED', NULL, 0, NULL, NULL, ?)",
+                (profile_id, iso(time.time())),
             )
 
     # Profiles

@@ -140,7 +140,7 @@ class ExportRun:
     def _scopes(self) -> str:
         """The scopes this run's settings need, for the sentence that says a key lacks them."""
         scopes = ["lists:write", "profiles:write"]
-        if self.mirror is not None:
+        if self.mirror is not None or self.settings.consent_path is not None:
             scopes += ["lists:read", "profiles:read"]
         if self.settings.consent_path is not None:
             scopes.append("subscriptions:write")

@@ -460,11 +460,14 @@ def test_a_historical_subscription_records_its_consent_date(sandbox):
     body = subscription(("old@example.com", "2020-02-02T02:02:02Z"), historical=True)
     assert call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", body).status_code == 202
     [member] = sandbox.store.members(LIST_ID)
-    assert member["email_marketing"] == {
-        "consent": "SUBSCRIBED",
-        "consented_at": "2020-02-02T02:02:02Z",
-        "historical_import": True,
-    }
+    assert (
+        member["email_marketing"].items()
+        >= {
+            "consent": "SUBSCRIBED",
+            "consented_at": "2020-02-02T02:02:02Z",
+            "historical_import": True,
+        }.items()
+    )
 
 
 def test_list_members_honour_sparse_fields(sandbox):
