@@ -24,7 +24,8 @@ OPENAPI_ONLY_KEYWORDS = {"nullable", "example", "discriminator", "x-klaviyo-pre-
 
 @functools.cache
 def load_spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())
+    spec: dict[str, Any] = json.loads(SPEC_PATH.read_text())
+    return spec
 
 
 def to_json_schema(schema: dict[str, Any], *, strict: bool) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def to_json_schema(schema: dict[str, Any], *, strict: bool) -> dict[str, Any]:
             target = components[node["$ref"].rsplit("/", 1)[1]]
             merged = {**copy.deepcopy(target), **{k: v for k, v in node.items() if k != "$ref"}}
             return convert(merged, in_all_of=in_all_of)
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in node.items():
             if key in OPENAPI_ONLY_KEYWORDS:
                 continue
@@ -61,7 +62,8 @@ def to_json_schema(schema: dict[str, Any], *, strict: bool) -> dict[str, Any]:
             out = _allow_null(out)
         return out
 
-    return convert(schema)
+    converted: dict[str, Any] = convert(schema)
+    return converted
 
 
 def _allow_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +140,8 @@ def _describe(error: jsonschema.ValidationError, field: str) -> str:
 
 
 def _operation(path: str, method: str) -> dict[str, Any]:
-    return load_spec()["paths"][path][method]
+    operation: dict[str, Any] = load_spec()["paths"][path][method]
+    return operation
 
 
 @functools.cache

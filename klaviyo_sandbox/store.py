@@ -181,7 +181,8 @@ class SandboxStore:
             if self._closed:
                 return None
             row = self._db.execute("SELECT min(due_at) FROM jobs WHERE completed_at IS NULL").fetchone()
-        return row[0]
+        due: float | None = row[0]
+        return due
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -211,9 +212,10 @@ class SandboxStore:
     def count_members(self, list_id: str) -> int:
         self.finish_due_jobs()
         with self._lock:
-            return self._db.execute(
+            count: int = self._db.execute(
                 "SELECT count(*) FROM memberships WHERE list_id = ?", (list_id,)
             ).fetchone()[0]
+        return count
 
     def members(
         self, list_id: str, after: int = 0, limit: int = 100, emails: list[str] | None = None
@@ -328,7 +330,7 @@ class SandboxStore:
         for attributes, keys in zip(profiles, identities, strict=True):
             match = next((known[key] for key in keys if key in known), None)
             if match is None:
-                profile_id, current = new_id(), {}
+                profile_id, current = new_id(), dict[str, Any]()
                 created.add(profile_id)
             else:
                 profile_id, current = match

@@ -4,4 +4,5 @@ source "$(dirname "$0")/bootstrap.sh"
 cd "$ROOT"
 ruff check .
 ruff format --check .
+mypy
 exec pytest "$@"

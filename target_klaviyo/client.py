@@ -31,6 +31,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -238,7 +239,7 @@ class KlaviyoClient:
         try:
             response = self._exchange(method, path, params, body, headers)
         except requests.exceptions.SSLError:
-            host = requests.utils.urlparse(self.api_url).hostname
+            host = urlsplit(self.api_url).hostname
             msg = (
                 f"{method} {path}: the TLS connection to {host} failed (its certificate or the handshake); "
                 "check api_url, and REQUESTS_CA_BUNDLE behind a proxy that inspects TLS."

@@ -184,7 +184,7 @@ class Sources:
     def __getitem__(self, position: int) -> dict[str, Any] | str:
         if self._records is None:
             text = zlib.decompress(self._compressed).decode("utf-8", "surrogatepass")
-            self._records = text.split("\n")
+            self._records = list[dict[str, Any] | str](text.split("\n"))
         return self._records[position]
 
 
@@ -262,8 +262,8 @@ class BulkImporter:
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:
         """Reject the profiles a 400 names; re-raise when it names anything else."""
         if error.status == 413:
-            detail = error.errors[0].detail if error.errors else str(error)
-            self.events.rejected(chunk[0], Reject("profile_too_large", detail))
+            too_large = error.errors[0].detail if error.errors else str(error)
+            self.events.rejected(chunk[0], Reject("profile_too_large", too_large))
             return []
         refused: dict[int, str] = {}
         for detail in error.errors:

@@ -245,7 +245,8 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
         ]
     lines.append("    return None")
     exec(compile("\n".join(lines), "<compiled property_mapping>", "exec"), namespace)  # noqa: S102
-    return namespace["fill"]
+    fill: AttributeFiller = namespace["fill"]
+    return fill
 
 
 class ProfileMapper:

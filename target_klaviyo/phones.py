@@ -21,7 +21,10 @@ from collections.abc import Callable
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY
+from phonenumbers.phonenumberutil import (  # type: ignore[attr-defined]  # re-exported, not in __all__
+    COUNTRY_CODE_TO_REGION_CODE,
+    REGION_CODE_FOR_NON_GEO_ENTITY,
+)
 
 # A plus, a digit that starts a country code, then digits and the usual separators.
 PLAIN_INTERNATIONAL = re.compile(r"\+[1-9][0-9 ().-]{0,38}[0-9]\Z")

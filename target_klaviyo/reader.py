@@ -77,7 +77,7 @@ SDC_KEYS = frozenset(
 def record_from_line(line: str) -> dict[str, t.Any]:
     """The record of a RECORD line the reader already accepted, as the sink received it: decoded
     by the reader's own decoding (so huge integers are Decimals again), less the SDK's metadata."""
-    record = SingerInput()._decode(line, 0)["record"]
+    record: dict[str, t.Any] = SingerInput()._decode(line, 0)["record"]
     for key in SDC_KEYS.intersection(record):
         del record[key]
     return record
@@ -130,13 +130,13 @@ class SingerInput(SingerReader):
         self._nonfinite = False
 
     def process_lines(
-        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict[str, t.Any]], None]]
     ) -> t.Counter[str]:
         with self.events.guard():
             return self._process(file_input, callbacks)
 
     def _process(
-        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict[str, t.Any]], None]]
     ) -> t.Counter[str]:
         counts: t.Counter[str] = Counter()
         for number, (line, valid_utf8) in enumerate(self._lines(file_input), start=1):
@@ -157,7 +157,7 @@ class SingerInput(SingerReader):
         return counts
 
     @staticmethod
-    def _hand_over(callback: Callable[[dict], None], message: dict[str, t.Any], number: int) -> None:
+    def _hand_over(callback: Callable[[dict[str, t.Any]], None], message: dict[str, t.Any], number: int) -> None:
         """Give the message to the SDK; what the SDK finds wrong with it becomes one sentence."""
         kind, stream = message["type"], message.get("stream")
         try:

@@ -180,6 +180,7 @@ class RunReport:
 
     def _append_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
         if self._rejects_file is None:
+            assert self._rejects_path is not None  # only called when there is a rejects file
             descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
             self._rejects_file = os.fdopen(descriptor, "a", encoding="utf-8")
         line = {

@@ -85,7 +85,7 @@ class KlaviyoSink(BatchSink):
 
     MAX_SIZE_DEFAULT = MAX_PROFILES_PER_JOB
 
-    def __init__(self, target: Any, stream_name: str, schema: dict, key_properties: Any) -> None:
+    def __init__(self, target: Any, stream_name: str, schema: dict[str, Any], key_properties: Any) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.run: ExportRun = target.run
         self.list_id = self.run.list_for(stream_name)  # before any record: a stream without a list fails here
@@ -94,7 +94,7 @@ class KlaviyoSink(BatchSink):
         # re-raising anything setup() raises, which would precede our one-sentence error.
         self.run.start()
 
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+    def _parse_timestamps_in_record(self, record: dict[str, Any], schema: dict[str, Any], treatment: Any) -> None:
         """Leave date-time strings as the tap wrote them: Klaviyo takes them as text.
 
         singer-sdk 0.54.9 parses each into ``datetime`` and, on a value it cannot parse
@@ -105,7 +105,7 @@ class KlaviyoSink(BatchSink):
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return RecordCheck(self.schema) if self.validate_schema else None
 
-    def process_record(self, record: dict, context: dict) -> None:
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         run = self.run
         run.record_read()
         if run.mirror is not None:
@@ -120,7 +120,7 @@ class KlaviyoSink(BatchSink):
             return
         run.add(profile, self.stream_name, record, context.get(SOURCE_LINE, record), self.list_id)
 
-    def process_batch(self, context: dict) -> None:
+    def process_batch(self, context: dict[str, Any]) -> None:
         # A full batch makes full jobs; a drain for another reason (end of input, the SDK's
         # age limit for records) sends everything it may.
         self.run.send_pending(self.max_size if self.is_full else None)

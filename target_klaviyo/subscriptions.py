@@ -225,8 +225,8 @@ class Subscriber:
             refused.setdefault(int(index), f"{detail.code}: {detail.detail} ({pointer})")
         if not refused:
             raise error
-        for index, text in refused.items():
-            events.subscription_refused(group[index][0], Reject("subscription_refused", text))
+        for position, text in refused.items():
+            events.subscription_refused(group[position][0], Reject("subscription_refused", text))
         logger.warning(
             "Klaviyo refused to subscribe %d profile(s); subscribing the other %d again.",
             len(refused),

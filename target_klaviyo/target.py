@@ -76,7 +76,7 @@ class TargetKlaviyo(Target):
         self.max_parallelism = 1
 
     @property
-    def _env_var_config(self) -> dict[str, t.Any]:  # type: ignore[override]
+    def _env_var_config(self) -> dict[str, t.Any]:
         """Settings from ``TARGET_KLAVIYO_*`` variables, parsed as strictly as a config file.
 
         Replaces singer-sdk 0.54.9's parsing, under which a boolean that is not a known
@@ -92,7 +92,7 @@ class TargetKlaviyo(Target):
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
 
     @classmethod
-    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
         """The SDK's built-in settings, less those that cannot apply to a Klaviyo list.
 
         ``load_method`` (every run upserts) and ``add_record_metadata`` (``_sdc_*``
@@ -104,7 +104,7 @@ class TargetKlaviyo(Target):
         # The SDK's own settings (stream_maps) carry the bare "null" that null_as_schema replaces.
         config_jsonschema["properties"] = null_as_schema(config_jsonschema["properties"])
 
-    def _process_state_message(self, message_dict: dict) -> None:
+    def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
         """Hand each STATE to the run, which writes it once the records before it are final.
 
         Goes around singer-sdk 0.54.9, which keeps only the latest STATE and writes it
@@ -115,7 +115,7 @@ class TargetKlaviyo(Target):
         self._assert_line_requires(message_dict, requires={"value"})
         self.run.add_state(message_dict["value"])
 
-    def _process_activate_version_message(self, message_dict: dict) -> None:
+    def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
         """ACTIVATE_VERSION: the tap says this stream's records are a full extract (see mirror.py).
 
         Replaces singer-sdk 0.54.9's handling, which asks each sink to activate a table
@@ -130,11 +130,11 @@ class TargetKlaviyo(Target):
             for stream_map in self.mapper.stream_maps[stream]:  # its records arrive under each alias
                 self.run.mirror.full_extract(stream_map.stream_alias)
 
-    def _process_schema_message(self, message_dict: dict) -> None:
+    def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         super()._process_schema_message(message_dict)
         self._plain_streams.clear()  # a SCHEMA may bring new maps and sinks
 
-    def _process_record_message(self, message_dict: dict) -> None:
+    def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         """A RECORD of a stream with no stream map: the SDK's steps, without their per-record costs.
 
         singer-sdk 0.54.9 spends more per record than the whole mapping to a profile
@@ -209,7 +209,7 @@ class TargetKlaviyo(Target):
         run.stop.request(signum)
 
     @classmethod
-    def invoke(cls, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: t.Any) -> None:
         """Run the target; a known failure ends it with one logged sentence and a non-zero exit code."""
         try:
             super().invoke(**kwargs)

@@ -1,0 +1,25 @@
+"""The README's example of testing a pipeline with the klaviyo_sandbox fixture (tests/test_docs.py
+checks that the README shows this file as it is)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+SAMPLE = Path("sample_data/customers.singer.jsonl")  # your tap's output (or run your tap here)
+
+
+def test_my_pipeline_exports_customers(klaviyo_sandbox, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(klaviyo_sandbox.config(email_property="EmailAddress")))
+    with SAMPLE.open("rb") as singer_messages:
+        run = subprocess.run(
+            ["target-klaviyo", "--config", str(config)],
+            stdin=singer_messages,
+            capture_output=True,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr.decode()
+    members = klaviyo_sandbox.members()  # by lower-case email
+    assert len(members) == 25
+    assert members["ada.lovelace@example.com"]["properties"]["FirstName"] == "Ada"
+    assert [job["status"] for job in klaviyo_sandbox.jobs()] == ["complete"]
