@@ -35,3 +35,8 @@ def test_sample_records_for_tap_jsonl_are_the_singer_streams_records():
     ]
     plain = [json.loads(line) for line in (ROOT / "sample_data/customers.jsonl").read_text().splitlines()]
     assert plain == [message["record"] for message in singer if message["type"] == "RECORD"]
+
+
+def test_the_readme_shows_the_pytest_plugin_example_as_it_is_tested():
+    example = (ROOT / "tests" / "integration" / "test_readme_example.py").read_text()
+    assert f"```python\n{example}```" in (ROOT / "README.md").read_text()

@@ -143,3 +143,43 @@ def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factor
     consent = {row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("VIPS01")}
     dated = next(row for row in opted_in if row["EmailAddress"] in vips)
     assert consent[dated["EmailAddress"]]["historical_import"] is True
+
+
+def readme_own_project_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- BEGIN own-project commands", 1)[1].split("<!-- END own-project commands", 1)[0]
+    code = block.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in code.splitlines() if line.strip()]
+
+
+def test_the_readmes_own_project_commands_work_as_written(tmp_path):
+    """A fresh Meltano project, a checkout at ~/target-klaviyo, and the README's commands verbatim
+    (all but the last, which needs the reader's own extractor: it is checked to be what it says)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "target-klaviyo").symlink_to(ROOT)
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(Path.home() / ".cache")}
+    run(str(MELTANO), "init", "project", "--no-usage-stats", cwd=tmp_path, env=env)
+    project = tmp_path / "project"
+    *commands, last = readme_own_project_commands()
+    assert last.startswith("meltano run tap-postgres target-klaviyo")
+    for command in commands:
+        run("bash", "-c", command.replace("meltano ", f"{MELTANO} ", 1), cwd=project, env=env)
+    loader = next(p for p in yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["loaders"])
+    assert loader["pip_url"] == str(home / "target-klaviyo")
+    assert loader["config"]["list_id"] == "XyZ123"
+    installed = project / ".meltano" / "loaders" / "target-klaviyo" / "venv" / "bin" / "target-klaviyo"
+    assert installed.exists()
+    assert (project / ".env").read_text().strip().endswith("TARGET_KLAVIYO_API_KEY=pk_...")
+
+
+def test_the_daily_schedule_runs_the_export(sandbox_factory, tmp_path):
+    sandbox = sandbox_factory()
+    project = throwaway_project(tmp_path, sandbox.url)
+    run(str(MELTANO), "install", cwd=project)
+    listed = run(str(MELTANO), "schedule", "list", "--format=json", cwd=project).stdout
+    schedules = {entry["name"]: entry for entry in json.loads(listed)["schedules"]["job"]}
+    assert schedules["daily-klaviyo-export"]["interval"] == "@daily"
+    result = run(str(MELTANO), "schedule", "run", "daily-klaviyo-export", cwd=project)
+    assert "Run complete: 30 records read" in result.stderr
+    assert len(members(sandbox)) == 25
