@@ -401,6 +401,7 @@ class ExportRun:
     def finish(self) -> None:
         """All input was read and drained: wait for every job, then end the run as complete."""
         self.start()
+        self.ledger.hold()  # the final STATE comes after the summary line
         self._send_all_and_wait()
         if self.mirror is not None:
             self._mirror(self.mirror)
@@ -497,6 +498,7 @@ class ExportRun:
             return
         self._ended = True
         self.stop.ending = True
+        self.ledger.hold()
         try:
             if outcome == "interrupted" and self.stop.signum is not None:
                 logger.warning(
@@ -511,7 +513,6 @@ class ExportRun:
             # A background thread may still be finishing a request: from here on, what it
             # reports stays out of the report and the rejects file, which must agree.
             self._books_closed = True
-            self.ledger.stop()
             self.report.finish(outcome)
             if self.settings.report_path is not None:
                 self.report.write(self.settings.report_path)
@@ -523,8 +524,11 @@ class ExportRun:
                 )
             logger.info("%s", self.report.summary())
         finally:
-            for client in self._clients:
-                client.close()
+            try:
+                self.ledger.stop()  # writes the final STATE, after the summary
+            finally:
+                for client in self._clients:
+                    client.close()
 
     def _settle_within_grace(self) -> None:
         """Let jobs already in flight finish, for at most ``stop_grace_seconds``, so the counts are right."""

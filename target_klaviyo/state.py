@@ -56,6 +56,8 @@ class StateLedger:
         self._first = 0  # the id of self._epochs[0]
         self._last_value: Any = _NOTHING
         self._closed = False
+        self._holding = False  # the run is ending: the last STATE waits for the summary line
+        self._held: list[_Epoch] = []
 
     @property
     def current(self) -> int:
@@ -97,9 +99,22 @@ class StateLedger:
             self._epochs.append(_Epoch())
             self._write_ready()
 
-    def stop(self) -> None:
-        """Write nothing more, whatever settles later (the run is ending)."""
+    def hold(self) -> None:
+        """From now on keep the STATE that becomes ready, instead of writing it, until ``stop``.
+
+        The run holds it from the end of input, so that the summary line comes before the
+        final STATE, as a log read top to bottom expects.
+        """
         with self._lock:
+            self._holding = True
+
+    def stop(self) -> None:
+        """Write the STATE held back, if any, then nothing more, whatever settles later."""
+        with self._lock:
+            held, self._held, self._holding = self._held, [], False
+            for ready in held:
+                if not self._closed:
+                    self._write(ready)
             self._closed = True
             (self._out or sys.stdout).flush()
 
@@ -110,6 +125,12 @@ class StateLedger:
             self._first += 1
         if ready is None or not ready.has_state or self._closed or not self._emit:
             return
+        if self._holding:
+            self._held.append(ready)
+            return
+        self._write(ready)
+
+    def _write(self, ready: _Epoch) -> None:
         out = self._out or sys.stdout
         # The SDK's serializer, as its own STATE writer would: numbers read as Decimal stay exact.
         try:

@@ -14,6 +14,7 @@ from support import (
     base_config,
     bulk_jobs,
     customers,
+    environment_without_settings,
     members,
     record,
     run_cli,
@@ -336,3 +337,22 @@ def test_a_key_from_a_crlf_env_file_is_trimmed_and_never_shown(sandbox, tmp_path
     assert result.returncode == 0, result.stderr
     assert len(members(sandbox)) == 2
     assert API_KEY not in result.stderr + result.stdout
+
+
+def test_the_summary_comes_before_the_final_state(sandbox, tmp_path):
+    """Meltano logs both streams as they come: the run's summary, then the STATE it saves."""
+    config_path = _write(tmp_path, base_config(sandbox))
+    process = subprocess.run(
+        [str(TARGET_BIN), "--config", str(config_path)],
+        input=singer_text([schema(), *customers(3), state(3)]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment_without_settings(),
+        check=False,
+    )
+    assert process.returncode == 0, process.stdout
+    lines = process.stdout.splitlines()
+    summary = next(i for i, line in enumerate(lines) if "Run complete" in line)
+    final_state = max(i for i, line in enumerate(lines) if line.startswith('{"bookmarks"'))
+    assert summary < final_state
