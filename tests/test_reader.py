@@ -17,16 +17,30 @@ def standard(line: str) -> Any:
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal, with the same types all the way down, and Decimals with the same digits and exponent."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[key], b[key]) for key in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Decimal):
-        return a.as_tuple() == b.as_tuple()
-    return a == b
+    """Equal, with the same types all the way down, and Decimals with the same digits and exponent.
+
+    Walks with its own stack: a line may nest deeper than Python's recursion limit allows a
+    recursive comparison (on Python 3.13, each level costs more frames).
+    """
+    pending = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, dict):
+            if list(x) != list(y):
+                return False
+            pending += [(x[key], y[key]) for key in x]
+        elif isinstance(x, list):
+            if len(x) != len(y):
+                return False
+            pending += list(zip(x, y, strict=True))
+        elif isinstance(x, Decimal):
+            if x.as_tuple() != y.as_tuple():
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 numbers = st.one_of(

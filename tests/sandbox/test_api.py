@@ -392,7 +392,9 @@ def test_absurd_or_deeply_nested_bodies_are_refused_not_crashed_on(sandbox):
             b"POST /api/profile-bulk-import-jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n"
         )
         status_line = connection.recv(1024).split(b"\r\n", 1)[0]
-    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    assert status_line.startswith(
+        b"HTTP/1.1 413 "
+    )  # "Request Entity Too Large"; 3.13 says "Content Too Large"
 
 
 def subscription(*people, historical=None, list_id=LIST_ID):
