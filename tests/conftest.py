@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
-from support import LiveTarget, assert_responses_match_spec, make_sandbox
+from support import API_KEY, LIST_ID, LiveTarget, assert_responses_match_spec
 
 from klaviyo_sandbox import SandboxServer
+from klaviyo_sandbox.pytest_plugin import RunningSandbox
 
 # Property-based tests: a bounded run in CI, many more examples with HYPOTHESIS_PROFILE=thorough.
 settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True)
@@ -19,17 +20,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
-def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+def sandbox_factory(
+    klaviyo_sandbox_factory: Callable[..., RunningSandbox],
+) -> Iterator[Callable[..., SandboxServer]]:
+    """Sandboxes from the project's own pytest plugin, with the test key and list (and ``lists``)."""
     servers: list[SandboxServer] = []
 
-    def factory(**kwargs: Any) -> SandboxServer:
-        server = make_sandbox(**kwargs)
+    def factory(*, lists: tuple[str, ...] = (), **kwargs: Any) -> SandboxServer:
+        server = klaviyo_sandbox_factory(api_key=API_KEY, lists=(LIST_ID, *lists), **kwargs).server
         servers.append(server)
         return server
 
     yield factory
-    for server in servers:
-        server.stop()
     for server in servers:
         assert_responses_match_spec(server)
 
