@@ -31,7 +31,9 @@ def main() -> None:
     missing += [f"sdist {name}" for name in SDIST_NEEDS if name not in sdist_names]
     if missing:
         raise SystemExit(f"The package lacks: {', '.join(missing)}")
-    print(f"wheel and sdist hold the spec, the type markers, the license and the entry points ({len(names)} files)")
+    print(
+        f"wheel and sdist hold the spec, the type markers, the license and the entry points ({len(names)} files)"
+    )
 
 
 if __name__ == "__main__":

@@ -157,7 +157,9 @@ class SingerInput(SingerReader):
         return counts
 
     @staticmethod
-    def _hand_over(callback: Callable[[dict[str, t.Any]], None], message: dict[str, t.Any], number: int) -> None:
+    def _hand_over(
+        callback: Callable[[dict[str, t.Any]], None], message: dict[str, t.Any], number: int
+    ) -> None:
         """Give the message to the SDK; what the SDK finds wrong with it becomes one sentence."""
         kind, stream = message["type"], message.get("stream")
         try:

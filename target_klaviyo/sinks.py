@@ -94,7 +94,9 @@ class KlaviyoSink(BatchSink):
         # re-raising anything setup() raises, which would precede our one-sentence error.
         self.run.start()
 
-    def _parse_timestamps_in_record(self, record: dict[str, Any], schema: dict[str, Any], treatment: Any) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
+    ) -> None:
         """Leave date-time strings as the tap wrote them: Klaviyo takes them as text.
 
         singer-sdk 0.54.9 parses each into ``datetime`` and, on a value it cannot parse
