@@ -55,10 +55,9 @@ def infer_schema(rows: list[dict[str, t.Any]]) -> dict[str, t.Any]:
 class FileStream(Stream):
     def __init__(self, tap: Tap, entry: dict[str, t.Any]) -> None:
         self.path = Path(entry["path"]).expanduser()
-        self.rows = [
-            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
-        super().__init__(tap, schema=infer_schema(self.rows), name=entry["name"])
+        self.lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [row for row in map(_parsed, self.lines) if row is not None]
+        super().__init__(tap, schema=infer_schema(rows), name=entry["name"])
         self.primary_keys = entry.get("primary_keys") or []
         if entry.get("replication_key"):
             self.replication_key = entry["replication_key"]
@@ -69,10 +68,19 @@ class FileStream(Stream):
 
     def get_records(self, context: dict | None) -> t.Iterable[dict[str, t.Any]]:
         start = self.get_starting_replication_key_value(context) if self.replication_key else None
-        for row in self.rows:
+        for line in self.lines:
+            row = json.loads(line)  # a line that is not JSON fails the sync here, part way, as a source can
             if start is not None and not _after(row.get(self.replication_key), start):
                 continue
             yield row
+
+
+def _parsed(line: str) -> dict[str, t.Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def _after(value: t.Any, bookmark: t.Any) -> bool:

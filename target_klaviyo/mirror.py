@@ -1,8 +1,16 @@
-"""Mirror mode: after a complete run, each list holds exactly this run's profiles for it.
+"""Mirror mode: each list ends up holding exactly this run's profiles for it, in two steps.
 
 Removing people is the one thing target-klaviyo does that loses something in
-Klaviyo (list membership; the profiles themselves stay), so a list is mirrored
-only when every sign says this run saw the whole segment:
+Klaviyo (list membership; the profiles themselves stay). A target cannot tell a tap
+that finished from one that failed: both simply end its input (a Singer SDK tap sends
+nothing at the end of a full-table stream, and under ``meltano run`` the tap's exit
+code is known only after the target has finished). So the run only *plans*: at the
+end of a complete run it reads each list, chooses the members to remove and writes
+them to ``mirror_plan_path``; ``target-klaviyo-mirror`` (:mod:`target_klaviyo.apply_mirror`)
+removes them, and the pipeline runs it only after the tap and the target have both
+succeeded (the next task of a Meltano job, or ``tap | target-klaviyo && target-klaviyo-mirror``).
+
+The run plans for a list only when every sign says it saw the whole segment:
 
 - the run read all its input and ended without failure, interruption, or the
   profile limit (the run checks that before it asks for a plan);
@@ -11,8 +19,9 @@ only when every sign says this run saw the whole segment:
   before (Singer SDK taps send it for full-table streams with
   ``emit_activate_version_messages``). An incremental extract, which holds only
   changed rows, never sends it, and would look as if most people had left;
-- the list received records in this run;
-- the removals are at most ``mirror_max_removal_fraction`` of the list's members.
+- the list received profiles in this run;
+- the removals are at most ``mirror_max_removal_fraction`` of the members the list
+  had before the run (its ``profile_count`` when the run started).
 
 A member whose email appeared in this run's input for the list is kept, even if
 its record was rejected this time. Members are read with
@@ -25,9 +34,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,18 +64,22 @@ class MirrorRefused(RunError):
 
 @dataclass
 class ListPlan:
-    """What mirroring one list means: its members now, and the ids of those to remove."""
+    """What mirroring one list means: its members before the run and now, and those to remove."""
 
     list_id: str
-    members: int
+    members_before: int  # when the run started (the list's profile_count)
+    members: int = 0  # when the run read it, this run's profiles among them
     remove: list[str] = field(default_factory=list)
-    new_profiles: int = 0  # this run's profiles not yet among the members (a dry run sent none)
 
     @property
     def share(self) -> float:
-        """The share of the list (as it stands once this run's profiles are in it) to remove."""
-        total = self.members + self.new_profiles
-        return len(self.remove) / total if total else 0.0
+        """The share of the list as it was before the run that would be removed."""
+        if not self.remove:
+            return 0.0
+        return len(self.remove) / self.members_before if self.members_before else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"members_before": self.members_before, "members": self.members, "remove": self.remove}
 
 
 class Mirror:
@@ -77,7 +94,7 @@ class Mirror:
         self._profiles_for: Counter[str] = Counter()  # distinct profiles sent to each list
         self._streams_for: dict[str, set[str]] = {}
         self._full_extracts: set[str] = set()
-        self._unfinished: set[str] = set()  # streams with records since the last STATE or ACTIVATE_VERSION
+        self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
 
     # While reading
 
@@ -94,7 +111,6 @@ class Mirror:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
         self._records_for[list_id] += 1
         self._records_of[stream] += 1
-        self._unfinished.add(stream)
         value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
         if isinstance(value, str) and value.strip():
             self.saw_email(list_id, value)
@@ -114,11 +130,6 @@ class Mirror:
     def full_extract(self, stream: str) -> None:
         """The tap sent ACTIVATE_VERSION for ``stream``: its records are the whole of it."""
         self._full_extracts.add(stream)
-        self._unfinished.discard(stream)
-
-    def state(self) -> None:
-        """A STATE message: the tap finished what it was doing with every stream so far."""
-        self._unfinished.clear()
 
     def kept(self, list_id: str, email: Any) -> bool:
         return isinstance(email, str) and hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
@@ -140,32 +151,18 @@ class Mirror:
                 "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert",
                 True,
             )
-        unfinished = [stream for stream in fed if stream in self._unfinished]
-        if unfinished:
-            return (
-                f"stream {unfinished[0]!r} ended without a STATE or ACTIVATE_VERSION after its last record, "
-                "as a tap that stopped part way leaves it, so people missing from it may not have left the segment",
-                True,
-            )
         return None
 
-    def plan(self, client: KlaviyoClient, list_id: str, *, dry_run: bool) -> ListPlan:
-        """Read the list and choose the members to remove (every member this run did not see).
-
-        In a real run this run's profiles are members by now. In a dry run none of them
-        are yet: those not already members count towards the list's size.
-        """
+    def plan(self, client: KlaviyoClient, list_id: str) -> ListPlan:
+        """Read the list and choose the members to remove (every member this run did not see)."""
         plan = ListPlan(list_id, 0)
-        kept = 0
         for member in self._members(client, list_id):
             plan.members += 1
             email = (member.get("attributes") or {}).get("email")
-            if self.kept(list_id, email):
-                kept += 1
-            elif isinstance(member.get("id"), str):
+            if not self.kept(list_id, email) and isinstance(member.get("id"), str):
                 plan.remove.append(member["id"])
-        if dry_run:
-            plan.new_profiles = max(0, self._profiles_for[list_id] - kept)
+        # Every member to remove was there before the run (this run's profiles are all kept).
+        plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
         return plan
 
     def _members(self, client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
@@ -200,27 +197,13 @@ class Mirror:
             seen_cursors.add(cursor[0])
             params = {**params, "page[cursor]": cursor[0]}
 
-    def remove(self, client: KlaviyoClient, plan: ListPlan) -> Iterator[int]:
-        """Remove the plan's members from its list, 1,000 a request; yields how many each removed."""
-        path = f"/api/lists/{plan.list_id}/relationships/profiles"
-        pace = Pace(REMOVE_INTERVAL)
-        for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL):
-            ids = plan.remove[start : start + MAX_IDS_PER_REMOVAL]
-            body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
-            pace.wait()
-            try:
-                client.request("DELETE", path, body=_encode(body))
-            except KlaviyoApiError as error:
-                raise _read_error(error, plan.list_id, removing=True) from None
-            yield len(ids)
-
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""
         if plan.share <= self.max_removal_fraction:
             return None
-        size = plan.members + plan.new_profiles
         return (
-            f"Mirroring list {plan.list_id} would remove {len(plan.remove):,} of its {size:,} members "
+            f"Mirroring list {plan.list_id} would remove {len(plan.remove):,} of the "
+            f"{plan.members_before:,} members it had before this run "
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
@@ -239,3 +222,46 @@ def _read_error(error: KlaviyoApiError, list_id: str, *, removing: bool = False)
             f"{scopes} scopes."
         )
     return error
+
+
+def remove(client: KlaviyoClient, plan: ListPlan) -> Iterator[int]:
+    """Remove the plan's members from its list, 1,000 a request; yields how many each removed."""
+    path = f"/api/lists/{plan.list_id}/relationships/profiles"
+    pace = Pace(REMOVE_INTERVAL)
+    for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL):
+        ids = plan.remove[start : start + MAX_IDS_PER_REMOVAL]
+        body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
+        pace.wait()
+        try:
+            client.request("DELETE", path, body=_encode(body))
+        except KlaviyoApiError as error:
+            raise _read_error(error, plan.list_id, removing=True) from None
+        yield len(ids)
+
+
+def write_plan(
+    path: Path, api_url: str, api_revision: str, report_path: Path | None, plans: list[ListPlan]
+) -> None:
+    """Write the removals for target-klaviyo-mirror: whole (a new private file renamed over the old).
+
+    It holds what applying them needs but the API key: where, which lists, whom, and the
+    run's report to add the removals to.
+    """
+    document = {
+        "created_at": time.time(),
+        "api_url": api_url,
+        "api_revision": api_revision,
+        "report_path": str(report_path.resolve()) if report_path else None,
+        "lists": {plan.list_id: plan.as_dict() for plan in plans},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump(document, out)
+        os.replace(partial, path)
+    except OSError as error:
+        Path(partial).unlink(missing_ok=True)
+        raise RunError(
+            f"mirror_plan_path cannot be written: {error.strerror or type(error).__name__}."
+        ) from None

@@ -58,7 +58,6 @@ class RunReport:
         self.exported = 0
         self.exported_to: Counter[str] = Counter()  # per list
         self.subscribed_to: Counter[str] = Counter()  # per list: subscribed to email marketing
-        self.removed_from: Counter[str] = Counter()  # per list: members removed (sync_mode mirror)
         self.mirrored: dict[str, dict[str, Any]] = {}  # per list, in mirror mode: what became of it
         self.deduplicated = 0
         self.sent_again = 0
@@ -111,19 +110,21 @@ class RunReport:
             if count:
                 self.subscribed_to[list_id] += count
 
-    def count_removed(self, list_id: str, count: int) -> None:
-        """Mirror mode removed (or, in a dry run, would remove) ``count`` members of a list."""
+    def mirror_outcome(
+        self, list_id: str, outcome: str, members_before: int | None = None, to_remove: int | None = None
+    ) -> None:
+        """What mirror mode made of a list: planned (with how many to remove), or why not."""
         with self._lock:
-            self.removed_from[list_id] += count
-
-    def mirror_outcome(self, list_id: str, outcome: str, members: int | None = None) -> None:
-        with self._lock:
-            self.mirrored[list_id] = {"outcome": outcome, "members_before": members}
+            self.mirrored[list_id] = {
+                "outcome": outcome,
+                "members_before": members_before,
+                "to_remove": to_remove,
+            }
 
     @property
     def lists_touched(self) -> list[str]:
-        """Lists that gained, or lost, members in this run."""
-        return sorted({*(+self.exported_to), *(+self.removed_from)})
+        """Lists this run sent profiles to (target-klaviyo-mirror adds those it removes members from)."""
+        return sorted(+self.exported_to)
 
     def job_submitted(self, job_id: str) -> None:
         with self._lock:
@@ -245,9 +246,14 @@ class RunReport:
         if subscribed:
             exported += f", {subscribed} {would}subscribed to email marketing"
         if self.mirrored:
-            removed = sum(self.removed_from.values())
-            mirrored = sum(1 for entry in self.mirrored.values() if entry["outcome"] == "mirrored")
-            exported += f", {removed} members {would}removed from {mirrored} mirrored list(s)"
+            planned = [
+                entry["to_remove"] for entry in self.mirrored.values() if entry["to_remove"] is not None
+            ]
+            exported += (
+                f", {sum(planned)} members of {len(planned)} list(s) would be removed by mirroring"
+                if self.dry_run
+                else f", {sum(planned)} members of {len(planned)} list(s) planned for removal (sync_mode mirror)"
+            )
         return (
             f"Run {self.outcome}: {self.read} records read, {exported}, "
             f"{self.distinct_profiles} distinct, {self.deduplicated} deduplicated, "
@@ -281,7 +287,7 @@ class RunReport:
                 "input_lines_skipped": dict(sorted(self.input_skipped.items())),
                 "unaccounted": self.unaccounted,
                 "subscribed": sum(self.subscribed_to.values()),
-                "removed": sum(self.removed_from.values()),
+                "removed": 0,  # target-klaviyo-mirror adds the members it removed
             },
             "lists_touched": self.lists_touched,
             "lists": self._lists(),
@@ -303,7 +309,7 @@ class RunReport:
                 "subscribed": self.subscribed_to[list_id],
             }
             if list_id in self.mirrored:
-                entry.update(removed=self.removed_from[list_id], mirror=self.mirrored[list_id])
+                entry.update(removed=0, mirror=self.mirrored[list_id])
             lists[list_id] = entry
         return lists
 

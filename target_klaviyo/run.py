@@ -36,7 +36,7 @@ from target_klaviyo.jobs import (
     split_for_jobs,
 )
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
-from target_klaviyo.mirror import MAX_IDS_PER_REMOVAL, Mirror, MirrorRefused
+from target_klaviyo.mirror import ListPlan, Mirror, MirrorRefused, write_plan
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.seen import HashTable, hash64
@@ -112,6 +112,9 @@ class ExportRun:
         if self._started:
             return
         self._started = True
+        if self.mirror is not None and not self.settings.dry_run:
+            # Only a run that completes leaves a plan: an older one must not outlive a failed run.
+            self.settings.mirror_plan_path.unlink(missing_ok=True)
         if self.client is None:
             return
         for list_id in self.settings.lists:
@@ -121,7 +124,8 @@ class ExportRun:
         assert self.client is not None
         setting = "list_id" if list_id == self.settings.list_id else "stream_lists"
         try:
-            self.client.get(f"/api/lists/{list_id}")
+            params = {"additional-fields[list]": "profile_count"} if self.mirror is not None else None
+            answer = self.client.get(f"/api/lists/{list_id}", params)
         except KlaviyoApiError as error:
             if error.status in {401, 403}:
                 msg = (
@@ -136,6 +140,9 @@ class ExportRun:
                 raise KlaviyoError(msg) from None
             raise
         logger.info("Connected to Klaviyo at %s; list %s found.", self.settings.api_url, list_id)
+        count = ((answer.get("data") or {}).get("attributes") or {}).get("profile_count")
+        if self.mirror is not None and isinstance(count, int) and not isinstance(count, bool):
+            self.mirror.members_before[list_id] = count  # the removal guard's measure
 
     def _scopes(self) -> str:
         """The scopes this run's settings need, for the sentence that says a key lacks them."""
@@ -282,8 +289,6 @@ class ExportRun:
 
     def add_state(self, value: Any) -> None:
         self.ledger.add_state(value)
-        if self.mirror is not None:
-            self.mirror.state()
 
     # What the reader reports (InputEvents)
 
@@ -408,20 +413,22 @@ class ExportRun:
         self._end("complete")
 
     def _mirror(self, mirror: Mirror) -> None:
-        """Remove from each list the members this run did not send it, where that is safe.
+        """Plan the removals that make each list equal to this run's profiles for it, where that is safe.
 
-        Every list is read and planned first; each plan within the removal guard is
-        carried out (a dry run only says it), and then the run fails if any list was
-        refused, or could not be mirrored because its input was not a full extract.
+        Every list is read and planned; the plans within the removal guard are written to
+        ``mirror_plan_path`` for target-klaviyo-mirror (a dry run only logs them), and then
+        the run fails if any list was refused, or could not be mirrored because its input
+        was not a full extract.
         """
         assert self.client is not None
         if self.limit_reached:
             logger.warning(
-                "Nothing was removed from any list (sync_mode mirror): the run reached max_profiles_per_run, "
-                "so it did not export the whole segment."
+                "Nothing will be removed from any list (sync_mode mirror): the run reached "
+                "max_profiles_per_run, so it did not export the whole segment."
             )
             for list_id in mirror.lists:
                 self.report.mirror_outcome(list_id, "not mirrored: the run reached the profile limit")
+            self._write_plan([])
             return
         failures: list[str] = []
         plans = []
@@ -429,54 +436,53 @@ class ExportRun:
             why = mirror.why_not(list_id)
             if why is not None:
                 reason, fails = why
-                sentence = f"Nothing was removed from list {list_id} (sync_mode mirror): {reason}."
+                sentence = f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}."
                 self.report.mirror_outcome(list_id, f"not mirrored: {reason}")
                 if fails:
                     failures.append(sentence)
                 else:
                     logger.warning("%s", sentence)
                 continue
-            plan = mirror.plan(self.client, list_id, dry_run=self.settings.dry_run)
+            plan = mirror.plan(self.client, list_id)
             refusal = mirror.refusal(plan)
             if refusal is not None:
-                self.report.mirror_outcome(list_id, "refused: over mirror_max_removal_fraction", plan.members)
+                self.report.mirror_outcome(
+                    list_id, "refused: over mirror_max_removal_fraction", plan.members_before
+                )
                 failures.append(refusal)
-            else:
-                plans.append(plan)
-        for plan in plans:
-            if self.settings.dry_run:
-                logger.info(
-                    "Dry run: would remove %d of the %d members of list %s (sync_mode mirror).",
-                    len(plan.remove),
-                    plan.members,
-                    plan.list_id,
-                )
-                self.report.count_removed(plan.list_id, len(plan.remove))
-            else:
-                # Counted request by request, so that a run stopped while removing reports what it removed.
-                self.report.mirror_outcome(plan.list_id, "removing", plan.members)
-                removed = 0
-                try:
-                    for count in mirror.remove(self.client, plan):
-                        removed += count
-                        self.report.count_removed(plan.list_id, count)
-                except RunInterrupted:
-                    # The request on its way may or may not have been carried out.
-                    unsure = min(MAX_IDS_PER_REMOVAL, len(plan.remove) - removed)
-                    outcome = f"interrupted while removing: up to {unsure} more may have been removed"
-                    self.report.mirror_outcome(plan.list_id, outcome, plan.members)
-                    raise
-                logger.info(
-                    "Removed %d of the %d members of list %s (sync_mode mirror).",
-                    len(plan.remove),
-                    plan.members,
-                    plan.list_id,
-                )
-            self.report.mirror_outcome(plan.list_id, "mirrored", plan.members)
+                continue
+            plans.append(plan)
+            logger.info(
+                "%s %d of the %d members list %s had before this run (sync_mode mirror).",
+                "Dry run: would remove" if self.settings.dry_run else "Planned to remove",
+                len(plan.remove),
+                plan.members_before,
+                plan.list_id,
+            )
+            outcome = "dry run" if self.settings.dry_run else "planned"
+            self.report.mirror_outcome(plan.list_id, outcome, plan.members_before, len(plan.remove))
         for sentence in failures[:-1]:
             logger.error("%s", sentence)
         if failures:
-            raise MirrorRefused(failures[-1])
+            raise MirrorRefused(failures[-1])  # no plan: the pipeline failed, so nothing is removed
+        self._write_plan(plans)
+
+    def _write_plan(self, plans: list[ListPlan]) -> None:
+        """The removals for target-klaviyo-mirror; even an empty plan replaces an older one."""
+        if self.settings.dry_run:
+            return
+        settings = self.settings
+        write_plan(
+            settings.mirror_plan_path, settings.api_url, settings.api_revision, settings.report_path, plans
+        )
+        planned = sum(len(plan.remove) for plan in plans)
+        logger.info(
+            "Wrote the mirror plan (%d members to remove from %d list(s)) to %s: target-klaviyo-mirror "
+            "removes them, run once the tap and this target have both succeeded.",
+            planned,
+            len(plans),
+            self.settings.mirror_plan_path,
+        )
 
     @contextmanager
     def guard(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ DEFAULT_MAX_JOBS_IN_FLIGHT = 10
 MAX_JOBS_IN_FLIGHT = 50
 DEFAULT_STOP_GRACE_SECONDS = 20
 DEFAULT_MAX_REMOVAL_FRACTION = 0.5
+DEFAULT_MIRROR_PLAN = ".target-klaviyo/mirror-plan.json"
 LOOPBACK_HOSTS = {"localhost"}
 MAX_BATCH_SIZE_ROWS = 10_000
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -134,9 +135,18 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType(allowed_values=["upsert", "mirror"]),
         default="upsert",
         title="Sync mode",
-        description='"upsert": add and update profiles in the list. "mirror": also remove from each '
-        "list the members that are not among this run's profiles for it, after a complete run of "
-        "full extracts (the tap sends ACTIVATE_VERSION for each stream); the profiles stay in Klaviyo.",
+        description='"upsert": add and update profiles in the list. "mirror": also plan to remove from '
+        "each list the members that are not among this run's profiles for it, after a complete run of "
+        "full extracts (the tap sends ACTIVATE_VERSION for each stream); target-klaviyo-mirror removes "
+        "them once the tap has succeeded too. The profiles stay in Klaviyo.",
+    ),
+    th.Property(
+        "mirror_plan_path",
+        th.StringType,
+        default=DEFAULT_MIRROR_PLAN,
+        title="Mirror plan file",
+        description="In mirror mode, the file where a run writes the members it plans to remove, for "
+        "target-klaviyo-mirror to remove once the whole pipeline has succeeded.",
     ),
     th.Property(
         "mirror_max_removal_fraction",
@@ -269,6 +279,7 @@ class Settings:
     consented_at_path: tuple[str, ...] | None = None
     sync_mode: Literal["upsert", "mirror"] = "upsert"
     max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
+    mirror_plan_path: Path = Path(DEFAULT_MIRROR_PLAN)
 
     @property
     def mirror(self) -> bool:
@@ -312,7 +323,7 @@ class Settings:
             raise SettingsError(msg)
         custom = _custom_properties(config.get("custom_properties", "unmapped"))
         return cls(
-            api_key=_api_key(config["api_key"]),
+            api_key=check_api_key(config["api_key"]),
             list_id=_list_id(config["list_id"]) if "list_id" in config else None,
             stream_lists={
                 stream: _list_id(list_id, f"stream_lists.{stream}")
@@ -323,8 +334,8 @@ class Settings:
             custom_properties=custom,
             max_profiles=config.get("max_profiles_per_run", DEFAULT_MAX_PROFILES),
             on_limit_exceeded=config.get("on_limit_exceeded", "fail"),
-            api_url=_api_url(config.get("api_url", DEFAULT_API_URL)),
-            api_revision=_revision(config.get("api_revision", DEFAULT_REVISION)),
+            api_url=check_api_url(config.get("api_url", DEFAULT_API_URL)),
+            api_revision=check_revision(config.get("api_revision", DEFAULT_REVISION)),
             rejects_path=_output_path(config.get("rejects_path"), "rejects_path"),
             report_path=_output_path(config.get("report_path"), "report_path"),
             dry_run=bool(config.get("dry_run", False)),
@@ -337,7 +348,16 @@ class Settings:
             max_removal_fraction=float(
                 config.get("mirror_max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
             ),
+            mirror_plan_path=_mirror_plan_path(config),
         )
+
+
+def _mirror_plan_path(config: Mapping[str, Any]) -> Path:
+    """Checked (and its folder created) only in mirror mode, the only one that writes it."""
+    value = config.get("mirror_plan_path") or DEFAULT_MIRROR_PLAN
+    if config.get("sync_mode") != "mirror":
+        return Path(value).expanduser()
+    return _output_path(value, "mirror_plan_path") or Path(value)
 
 
 def _optional_path(config: Mapping[str, Any], setting: str) -> tuple[str, ...] | None:
@@ -384,7 +404,7 @@ def _custom_properties(value: str | list[str]) -> Literal["unmapped", "none"] | 
     return tuple(names)
 
 
-def _api_key(value: str) -> str:
+def check_api_key(value: str) -> str:
     """The key without surrounding whitespace (a CRLF .env file adds some); never echoed."""
     key = value.strip()
     if not key:
@@ -407,7 +427,7 @@ def _list_id(value: str, name: str = "list_id") -> str:
     return list_id
 
 
-def _revision(value: str) -> str:
+def check_revision(value: str) -> str:
     if not REVISION.match(value):
         msg = f"api_revision {value[:40]!r} is not a Klaviyo API revision (a date like {DEFAULT_REVISION})."
         raise SettingsError(msg)
@@ -445,7 +465,7 @@ def _path(dotted: str, setting: str) -> tuple[str, ...]:
     return parts
 
 
-def _api_url(url: str) -> str:
+def check_api_url(url: str) -> str:
     """Refuse a URL that would send the API key in clear text to another machine."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:

@@ -84,6 +84,8 @@ def throwaway_project(tmp_path: Path, api_url: str) -> Path:
         for stream in extractor["config"]["streams"]:
             stream["path"] = str(ROOT / stream["path"])
     loaders["target-klaviyo"]["pip_url"] = f"-e {ROOT}"
+    for utility in definition["plugins"]["utilities"]:
+        utility["pip_url"] = f"-e {ROOT}"
     loaders["target-klaviyo"]["config"].update(api_url=api_url, list_id=LIST_ID)
     project = tmp_path / "meltano-project"
     project.mkdir()
@@ -124,14 +126,24 @@ def segment(name: str) -> list[dict]:
 
 def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factory, tmp_path):
     sandbox = sandbox_factory(lists=("VIPS01", "CHURN1"))
-    left = sandbox.store.upsert_profile({"email": "left.the.segment@example.com"})[0]
-    sandbox.store.add_members("VIPS01", [left])
-    project = throwaway_project(tmp_path, sandbox.url)
-    run(str(MELTANO), "install", cwd=project)
-    result = run(str(MELTANO), "run", "tap-sample-segments", "target-klaviyo-segments", cwd=project)
-    assert "10 profiles exported to 2 lists" in result.stderr
     vips = {row["EmailAddress"] for row in segment("vip_customers")}
     churn = {row["EmailAddress"] for row in segment("churn_risk")}
+    seed = [
+        sandbox.store.upsert_profile({"email": email})[0] for email in [*vips, "left.the.segment@example.com"]
+    ]
+    sandbox.store.add_members("VIPS01", seed)
+    project = throwaway_project(tmp_path, sandbox.url)
+    run(str(MELTANO), "install", cwd=project)
+    result = run(
+        str(MELTANO),
+        "run",
+        "tap-sample-segments",
+        "target-klaviyo-segments",
+        "klaviyo-mirror:apply",
+        cwd=project,
+    )
+    assert "10 profiles exported to 2 lists" in result.stderr
+    assert "Removed 1 of the 6 members list VIPS01 had before the run" in result.stderr
     assert set(members(sandbox, "VIPS01")) == vips
     assert set(members(sandbox, "CHURN1")) == churn
     report = json.loads((project / "output" / "segments-report.json").read_text())
@@ -143,6 +155,37 @@ def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factor
     consent = {row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("VIPS01")}
     dated = next(row for row in opted_in if row["EmailAddress"] in vips)
     assert consent[dated["EmailAddress"]]["historical_import"] is True
+
+
+def test_when_the_tap_fails_part_way_meltano_never_applies_the_mirror(sandbox_factory, tmp_path):
+    """The target sees the same end of input whether the tap finished or failed; Meltano knows."""
+    sandbox = sandbox_factory(lists=("VIPS01", "CHURN1"))
+    rows = segment("vip_customers")
+    before = [sandbox.store.upsert_profile({"email": row["EmailAddress"]})[0] for row in rows]
+    sandbox.store.add_members("VIPS01", before)
+    broken = tmp_path / "vip_customers.jsonl"
+    broken.write_text(
+        "".join(json.dumps(row) + "\n" for row in rows[:3]) + "not json: the source failed here\n"
+    )
+    project = throwaway_project(tmp_path, sandbox.url)
+    definition = yaml.safe_load((project / "meltano.yml").read_text())
+    segments_tap = next(p for p in definition["plugins"]["extractors"] if p["name"] == "tap-sample-segments")
+    segments_tap["config"]["streams"][0]["path"] = str(broken)
+    (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    run(str(MELTANO), "install", cwd=project)
+    failed = subprocess.run(
+        [str(MELTANO), "run", "tap-sample-segments", "target-klaviyo-segments", "klaviyo-mirror:apply"],
+        cwd=project,
+        env={**environment_without_settings(), "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "Extractor failed" in failed.stderr
+    assert "Removed" not in failed.stderr
+    assert set(members(sandbox, "VIPS01")) == {row["EmailAddress"] for row in rows}
 
 
 def readme_own_project_commands() -> list[str]:

@@ -1,15 +1,21 @@
-"""sync_mode mirror through the real CLI: each list ends up holding exactly the run's profiles,
-and nothing is removed whenever the run may not have seen the whole segment."""
+"""sync_mode mirror through the real CLIs: target-klaviyo plans, target-klaviyo-mirror removes,
+each list ends up holding exactly the run's profiles, and nothing is removed whenever the run
+may not have seen the whole segment."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import signal
+import subprocess
+import time
+from pathlib import Path
 
 from support import (
     API_KEY,
+    TARGET_BIN,
     assert_requests_match_spec,
+    environment_without_settings,
     members,
     record,
     run_cli,
@@ -20,6 +26,7 @@ from support import (
 )
 
 VIP, CHURN = "ViP001", "ChuRN2"
+MIRROR_BIN = TARGET_BIN.with_name("target-klaviyo-mirror")
 
 
 def activate(stream: str) -> dict:
@@ -40,8 +47,25 @@ def config(server, tmp_path, **overrides):
         "stream_lists": {"vip": VIP, "churn_risk": CHURN},
         "sync_mode": "mirror",
         "report_path": str(tmp_path / "report.json"),
+        "mirror_plan_path": str(tmp_path / "plan" / "mirror-plan.json"),
         **overrides,
     }
+
+
+def apply_plan(tmp_path) -> subprocess.CompletedProcess:
+    """target-klaviyo-mirror with the config the last run_cli wrote, as the pipeline's next step."""
+    return subprocess.run(
+        [str(MIRROR_BIN), "--plan", str(plan_file(tmp_path)), "--config", str(tmp_path / "config.json")],
+        capture_output=True,
+        text=True,
+        env=environment_without_settings(),
+        timeout=120,
+        check=False,
+    )
+
+
+def plan_file(tmp_path) -> Path:
+    return tmp_path / "plan" / "mirror-plan.json"
 
 
 def report(tmp_path) -> dict:
@@ -61,49 +85,71 @@ def test_each_list_ends_up_holding_exactly_the_runs_profiles(sandbox_factory, tm
     server = sandbox_factory(lists=(VIP, CHURN), refuse_domains=("refused.example",))
     before = seed(server, VIP, "ada@example.com", "left@example.com", "kept@refused.example",
                   "Bob@Example.com", "bad@example.com")  # fmt: skip
-    seed(server, CHURN, "cy@example.com", "gone@example.com", "ada@example.com")
+    seed(server, CHURN, "cy@example.com", "dee@example.com", "gone@example.com", "ada@example.com")
     vip = ["ada@example.com", "bob@example.com", "new@example.com", "kept@refused.example"]
     churn = ["cy@example.com", "dee@example.com", "eve@example.com"]
     messages = segments(vip, churn)
     messages.insert(-1, record("vip", id="not a number", email="bad@example.com"))  # fails its schema
     result = run_cli(config(server, tmp_path), messages, tmp_path)
     assert result.returncode == 0, result.stderr
-    # Klaviyo refuses kept@refused.example this time, and bad@example.com's record is rejected, but
+    # The run only plans: nobody is removed until the pipeline has succeeded.
+    assert "left@example.com" in members(server, VIP)
+    assert "Planned to remove 1 of the 5 members list ViP001 had before this run" in result.stderr
+    assert "3 members of 2 list(s) planned for removal" in result.stderr
+    run = report(tmp_path)
+    assert run["lists"][VIP]["mirror"] == {"outcome": "planned", "members_before": 5, "to_remove": 1}
+    assert run["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 1, "schema_violation": 1}
+    assert plan_file(tmp_path).stat().st_mode & 0o777 == 0o600
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "Removed 1 of the 5 members list ViP001 had before the run (sync_mode mirror)." in applied.stderr
+    # Klaviyo refused kept@refused.example this time, and bad@example.com's record was rejected, but
     # both emails were in the segment: their members are kept.
     assert set(members(server, VIP)) == {"ada@example.com", "bob@example.com", "new@example.com",
                                          "kept@refused.example", "bad@example.com"}  # fmt: skip
     assert set(members(server, CHURN)) == {"cy@example.com", "dee@example.com", "eve@example.com"}
-    # The profiles removed from the lists stay in Klaviyo.
-    assert server.store.get_profile(before["left@example.com"]) is not None
+    assert server.store.get_profile(before["left@example.com"]) is not None, "profiles stay in Klaviyo"
     run = report(tmp_path)
     assert run["counts"]["removed"] == 3
-    assert run["lists"][VIP]["removed"] == 1
-    assert run["lists"][VIP]["mirror"] == {"outcome": "mirrored", "members_before": 6}
     assert run["lists"][CHURN]["removed"] == 2
-    assert run["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 1, "schema_violation": 1}
-    assert "Removed 1 of the 6 members of list ViP001 (sync_mode mirror)." in result.stderr
-    assert "3 members removed from 2 mirrored list(s)" in result.stderr
+    assert run["lists"][VIP]["mirror"]["outcome"] == "mirrored"
+    assert not plan_file(tmp_path).exists(), "a plan is used once"
+    again = apply_plan(tmp_path)
+    assert again.returncode == 1
+    assert "There is no mirror plan at" in again.stderr
+    assert "Traceback" not in again.stderr
     removals = [r for r in server.recorded if r.method == "DELETE"]
     assert {r.path.split("/")[3] for r in removals} == {VIP, CHURN}
     assert_requests_match_spec(server)
+    assert API_KEY not in result.stderr + applied.stderr + again.stderr
 
 
 def test_a_dry_run_counts_the_removals_and_changes_nothing(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN))
-    seed(server, VIP, "ada@example.com", "left@example.com", "also-left@example.com")
+    seed(server, VIP, "ada@example.com", "b@example.com", "left@example.com", "also-left@example.com")
     seed(server, CHURN, "cy@example.com")
     vip = ["ada@example.com", "b@example.com", "c@example.com", "d@example.com"]
     result = run_cli(config(server, tmp_path, dry_run=True), segments(vip, ["cy@example.com"]), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Dry run: would remove 2 of the 3 members of list ViP001 (sync_mode mirror)." in result.stderr
-    assert "Dry run: would remove 0 of the 1 members of list ChuRN2" in result.stderr
-    assert set(members(server, VIP)) == {"ada@example.com", "left@example.com", "also-left@example.com"}
+    assert "Dry run: would remove 2 of the 4 members list ViP001 had before this run" in result.stderr
+    assert "Dry run: would remove 0 of the 1 members list ChuRN2 had before this run" in result.stderr
+    assert set(members(server, VIP)) == {
+        "ada@example.com",
+        "b@example.com",
+        "left@example.com",
+        "also-left@example.com",
+    }
     assert [r.method for r in server.recorded if r.method != "GET"] == []
-    assert report(tmp_path)["lists"][VIP]["removed"] == 2
-    assert "2 members would be removed from 2 mirrored list(s)" in result.stderr
+    assert report(tmp_path)["lists"][VIP]["mirror"] == {
+        "outcome": "dry run",
+        "members_before": 4,
+        "to_remove": 2,
+    }
+    assert "2 members of 2 list(s) would be removed by mirroring" in result.stderr
+    assert not plan_file(tmp_path).exists()
 
 
-def test_a_run_that_would_remove_too_much_removes_nothing_from_that_list_and_fails(sandbox_factory, tmp_path):
+def test_a_run_that_would_remove_too_much_plans_nothing_and_fails(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN))
     old = [f"old{i}@example.com" for i in range(6)]
     seed(server, VIP, *old)
@@ -115,42 +161,53 @@ def test_a_run_that_would_remove_too_much_removes_nothing_from_that_list_and_fai
     )
     assert result.returncode == 1
     assert (
-        "Mirroring list ViP001 would remove 6 of its 8 members (75%), more than "
+        "Mirroring list ViP001 would remove 6 of the 6 members it had before this run (100%), more than "
         "mirror_max_removal_fraction (50%): nothing was removed from it" in result.stderr
     )
     assert "Traceback" not in result.stderr
+    assert not plan_file(tmp_path).exists(), "a failed run leaves no plan, for any list"
     assert set(members(server, VIP)) == {*old, "a@example.com", "b@example.com"}
-    # The other list was within the guard, so it was mirrored.
-    assert set(members(server, CHURN)) == {"cy@example.com", "dee@example.com"}
+    assert "gone@example.com" in members(server, CHURN)
     run = report(tmp_path)
     assert run["outcome"] == "failed"
     assert run["lists"][VIP]["mirror"]["outcome"] == "refused: over mirror_max_removal_fraction"
-    assert run["lists"][VIP]["removed"] == 0
-    # STATE still covers the exported profiles: they were confirmed before the removals.
+    # STATE still covers the exported profiles: they were confirmed before the plan.
     assert result.states == [state("end")["value"]]
 
 
-def test_the_guard_follows_the_setting(sandbox_factory, tmp_path):
-    server = sandbox_factory(lists=(VIP, CHURN))
-    seed(server, VIP, *[f"old{i}@example.com" for i in range(6)])
-    messages = segments(["a@example.com", "b@example.com"], ["c@example.com"])
-    result = run_cli(config(server, tmp_path, mirror_max_removal_fraction=0.8), messages, tmp_path)
+def test_the_guard_measures_the_list_as_it_was_before_the_run(sandbox_factory, tmp_path):
+    """100 new people for a list of 100: removing all 100 originals is 100%, not 50% of 200."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, *[f"old{i}@example.com" for i in range(10)])
+    new = [f"new{i}@example.com" for i in range(10)]
+    overrides = {"stream_lists": {"vip": VIP}}
+    messages = [
+        schema("vip"),
+        activate("vip"),
+        *[record("vip", id=i, email=e) for i, e in enumerate(new)],
+        state(1),
+    ]
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 1
+    assert "would remove 10 of the 10 members it had before this run (100%)" in result.stderr
+    result = run_cli(config(server, tmp_path, mirror_max_removal_fraction=1, **overrides), messages, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert set(members(server, VIP)) == {"a@example.com", "b@example.com"}
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == set(new)
 
 
-def test_an_incremental_extract_removes_nothing_and_fails(sandbox_factory, tmp_path):
+def test_an_incremental_extract_plans_nothing_and_fails(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN))
     seed(server, VIP, "left@example.com")
     messages = segments(["a@example.com", "b@example.com"], ["c@example.com"], full=False)
     result = run_cli(config(server, tmp_path), messages, tmp_path)
     assert result.returncode == 1
     assert (
-        "Nothing was removed from list ViP001 (sync_mode mirror): stream 'vip' did not arrive as a full "
+        "Nothing will be removed from list ViP001 (sync_mode mirror): stream 'vip' did not arrive as a full "
         "extract (the tap sent no ACTIVATE_VERSION for it)" in result.stderr
     )
     assert set(members(server, VIP)) == {"left@example.com", "a@example.com", "b@example.com"}
-    assert [r for r in server.recorded if r.method == "DELETE"] == []
+    assert not plan_file(tmp_path).exists()
 
 
 def test_a_list_fed_by_a_full_and_an_incremental_stream_is_not_mirrored(sandbox_factory, tmp_path):
@@ -168,7 +225,7 @@ def test_a_list_fed_by_a_full_and_an_incremental_stream_is_not_mirrored(sandbox_
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 1
     assert "stream 'vip_changes' did not arrive as a full extract" in result.stderr
-    assert "left@example.com" in members(server, VIP)
+    assert not plan_file(tmp_path).exists()
 
 
 def test_a_list_that_read_no_records_is_left_alone(sandbox_factory, tmp_path):
@@ -177,9 +234,11 @@ def test_a_list_that_read_no_records_is_left_alone(sandbox_factory, tmp_path):
     result = run_cli(config(server, tmp_path), segments(["a@example.com"], []), tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
-        "Nothing was removed from list ChuRN2 (sync_mode mirror): no records for it were read in this run"
+        "Nothing will be removed from list ChuRN2 (sync_mode mirror): no records for it were read in this run"
         in result.stderr
     )
+    assert list(json.loads(plan_file(tmp_path).read_text())["lists"]) == [VIP]
+    assert apply_plan(tmp_path).returncode == 0
     assert set(members(server, CHURN)) == {"still@example.com"}
 
 
@@ -191,23 +250,35 @@ def test_a_run_at_the_profile_limit_removes_nothing_in_either_mode(sandbox_facto
         overrides = {"max_profiles_per_run": 2, "on_limit_exceeded": on_limit}
         result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
         assert result.returncode == (0 if on_limit == "truncate" else 1), result.stderr
+        assert [r for r in server.recorded if r.method == "GET" and r.path.endswith("/profiles")] == []
+        if on_limit == "truncate":
+            assert json.loads(plan_file(tmp_path).read_text())["lists"] == {}, (
+                "an empty plan replaces any older one"
+            )
+            assert apply_plan(tmp_path).returncode == 0
+        else:
+            assert not plan_file(tmp_path).exists()
         assert "left@example.com" in members(server, VIP), on_limit
-        assert [r for r in server.recorded if r.method in {"DELETE", "GET"} and "profiles" in r.path] == []
 
 
-def test_a_failed_run_removes_nothing(sandbox_factory, tmp_path):
+def test_a_failed_run_leaves_no_plan_not_even_an_older_one(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN), cancel_domains=("cancelled.example",))
-    seed(server, VIP, "left@example.com")
+    seed(server, VIP, "left@example.com", "a@example.com")
+    assert (
+        run_cli(config(server, tmp_path), segments(["a@example.com"], ["c@example.com"]), tmp_path).returncode
+        == 0
+    )
+    assert plan_file(tmp_path).exists()  # planned, and (say) never applied
     messages = segments(["a@example.com", "x@cancelled.example"], ["c@example.com"])
     result = run_cli(config(server, tmp_path), messages, tmp_path)
     assert result.returncode == 1
     assert "was cancelled" in result.stderr
+    assert not plan_file(tmp_path).exists()
     assert "left@example.com" in members(server, VIP)
-    assert [r for r in server.recorded if r.method == "DELETE"] == []
     assert report(tmp_path)["outcome"] == "failed"
 
 
-def test_an_interrupted_run_removes_nothing(sandbox_factory, live, tmp_path):
+def test_an_interrupted_run_leaves_no_plan(sandbox_factory, live, tmp_path):
     server = sandbox_factory(lists=(VIP, CHURN), job_delay=0.05)
     seed(server, VIP, "left@example.com")
     target = live(config(server, tmp_path, batch_size_rows=1))
@@ -215,8 +286,8 @@ def test_an_interrupted_run_removes_nothing(sandbox_factory, live, tmp_path):
     target.wait_for(lambda: target.stderr.count("complete: 1 profiles imported") == 2)
     target.process.send_signal(signal.SIGTERM)
     assert target.wait(timeout=30) == 143
+    assert not plan_file(tmp_path).exists()
     assert "left@example.com" in members(server, VIP)
-    assert [r for r in server.recorded if r.method == "DELETE"] == []
     assert report(tmp_path)["outcome"] == "interrupted"
 
 
@@ -228,27 +299,7 @@ def test_a_renamed_stream_is_still_a_full_extract(sandbox_factory, tmp_path):
     overrides = {"stream_lists": {"vips": VIP}, "stream_maps": {"vip": {"__alias__": "vips"}}}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert set(members(server, VIP)) == {"a@example.com"}
-
-
-def test_a_tap_that_stops_part_way_removes_nothing(sandbox_factory, tmp_path):
-    """A Singer SDK tap sends ACTIVATE_VERSION first and a STATE once the stream is done: a tap
-    that fails part way leaves records after its last STATE, and the end of input looks the same."""
-    server = sandbox_factory(lists=(VIP, CHURN))
-    seed(server, VIP, "left@example.com")
-    messages = segments(["a@example.com", "b@example.com"], ["c@example.com"])[:-1]  # no final STATE
-    result = run_cli(config(server, tmp_path), messages, tmp_path)
-    assert result.returncode == 1
-    assert (
-        "stream 'churn_risk' ended without a STATE or ACTIVATE_VERSION after its last record" in result.stderr
-    )
-    assert "left@example.com" in members(server, VIP)
-    # An ACTIVATE_VERSION after the records (as classic Singer taps send at the end) closes a stream too.
-    server = sandbox_factory(lists=(VIP,))
-    seed(server, VIP, "left@example.com")
-    messages = [schema("vip"), record("vip", id=1, email="a@example.com"), activate("vip")]
-    result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
     assert set(members(server, VIP)) == {"a@example.com"}
 
 
@@ -262,8 +313,7 @@ def test_a_person_sent_again_in_a_later_batch_does_not_loosen_the_guard(sandbox_
         config(server, tmp_path, stream_lists={"vip": VIP}, batch_size_rows=1), messages, tmp_path
     )
     assert result.returncode == 1
-    assert "would remove 4 of its 6 members (67%)" in result.stderr
-    assert len(members(server, VIP)) == 6
+    assert "would remove 4 of the 4 members it had before this run (100%)" in result.stderr
 
 
 def test_members_whose_records_the_reader_rejects_are_kept_in_their_normalised_form(
@@ -278,13 +328,12 @@ def test_members_whose_records_the_reader_rejects_are_kept_in_their_normalised_f
     ]
     lines += [record("vip", id=i, email=f"p{i}@example.com") for i in range(4)]
     lines += [record("vip", id="not a number", email="u@b\u00fccher.de"), state(1)]
-    text = (
-        singer_text(lines[:-1])
-        + '{"type": "RECORD", "stream": "vip", "record": {"id": 9, "email": "nan@example.com", "n": NaN}}\n'
-    )
+    text = singer_text(lines[:-1])
+    text += '{"type": "RECORD", "stream": "vip", "record": {"id": 9, "email": "nan@example.com", "n": NaN}}\n'
     text += singer_text(lines[-1:])
     result = run_cli_text(config(server, tmp_path, stream_lists={"vip": VIP}), text, tmp_path)
     assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
     assert set(members(server, VIP)) == {"nan@example.com", "u@xn--bcher-kva.de",
                                          *[f"p{i}@example.com" for i in range(4)]}  # fmt: skip
     assert report(tmp_path)["counts"]["rejected_by_reason"] == {
@@ -312,7 +361,12 @@ def test_a_list_whose_records_were_all_rejected_is_never_emptied(sandbox_factory
 
 def test_a_large_list_is_read_page_by_page_and_removed_a_thousand_at_a_time(sandbox_factory, tmp_path):
     server = sandbox_factory(lists=(VIP,))
-    seed(server, VIP, *[f"old{i}@example.com" for i in range(1100)])
+    seed(
+        server,
+        VIP,
+        *[f"old{i}@example.com" for i in range(1100)],
+        *[f"now{i}@example.com" for i in range(1150)],
+    )
     current = [f"now{i}@example.com" for i in range(1150)]
     messages = [
         schema("vip"),
@@ -322,10 +376,30 @@ def test_a_large_list_is_read_page_by_page_and_removed_a_thousand_at_a_time(sand
     ]
     result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert set(members(server, VIP)) == set(current)
     pages = [r for r in server.recorded if r.method == "GET" and r.path.endswith("/profiles")]
     assert len(pages) == 23  # 2,250 members, 100 a page
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == set(current)
     removals = [r for r in server.recorded if r.method == "DELETE"]
     assert [len(r.body["data"]) for r in removals] == [1000, 100]
     gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(removals)]
     assert all(gap >= 0.4 for gap in gaps), "removals are paced within 150 a minute"
+
+
+def test_a_plan_is_applied_only_to_its_account_and_only_while_fresh(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP, CHURN))
+    seed(server, VIP, "left@example.com", "a@example.com")
+    assert (
+        run_cli(config(server, tmp_path), segments(["a@example.com"], ["c@example.com"]), tmp_path).returncode
+        == 0
+    )
+    plan = json.loads(plan_file(tmp_path).read_text())
+    plan_file(tmp_path).write_text(json.dumps({**plan, "created_at": time.time() - 2 * 86400}))
+    stale = apply_plan(tmp_path)
+    assert stale.returncode == 1
+    assert "is 48 hours old" in stale.stderr
+    plan_file(tmp_path).write_text(json.dumps({**plan, "api_url": "http://example.com"}))
+    tampered = apply_plan(tmp_path)
+    assert tampered.returncode == 1
+    assert "is not one target-klaviyo wrote" in tampered.stderr
+    assert "left@example.com" in members(server, VIP)
