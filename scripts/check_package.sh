@@ -12,6 +12,9 @@ if ! python -m build --sdist --wheel --outdir "$OUT/dist" . >"$OUT/build.log" 2>
   cat "$OUT/build.log"; exit 1
 fi
 ls "$OUT/dist"
+if [ -n "${DIST_DIR:-}" ]; then  # the release publishes exactly the files checked here
+  mkdir -p "$DIST_DIR" && cp "$OUT"/dist/* "$DIST_DIR"/
+fi
 twine check --strict "$OUT"/dist/*
 python scripts/check_wheel_contents.py "$OUT"/dist/*.whl "$OUT"/dist/*.tar.gz
 

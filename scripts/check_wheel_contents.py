@@ -29,6 +29,8 @@ def main() -> None:
     with tarfile.open(sdist) as archive:
         sdist_names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     missing += [f"sdist {name}" for name in SDIST_NEEDS if name not in sdist_names]
+    if any(name.startswith("tests/") for name in sdist_names):
+        missing.append("an sdist without the test suite (it needs the whole repository to run)")
     if missing:
         raise SystemExit(f"The package lacks: {', '.join(missing)}")
     print(

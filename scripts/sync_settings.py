@@ -41,7 +41,7 @@ HUB_METADATA = {
     "keywords": ["meltano_sdk", "klaviyo", "marketing", "reverse-etl", "email"],
     "maintenance_status": "beta",
     "quality": "unknown",  # the Hub's maintainers rate connectors; a new one starts unrated
-    "supported_python_versions": ["3.10", "3.11", "3.12", "3.13"],
+    "supported_python_versions": ["3.10", "3.11", "3.12", "3.13", "3.14"],
 }
 GROUP_VALIDATION = [["api_key", "list_id"], ["api_key", "stream_lists"]]
 
@@ -63,12 +63,22 @@ def kind(schema: dict[str, Any]) -> str:
         return "options"
     types = schema.get("type") or []
     types = [types] if isinstance(types, str) else types
+    if not types:  # a union (faker_config.locale: a string or a list of them): the Hub takes the widest
+        options = [*schema.get("oneOf", []), *schema.get("anyOf", [])]
+        types = [kind for option in options for kind in _types(option)]
+        if "array" in types:
+            return "array"
     if "string" in types and "array" in types:
         return "string"  # custom_properties: a word, or a JSON array the target parses itself
     for candidate in ("boolean", "integer", "number", "object", "array"):
         if candidate in types:
             return "decimal" if candidate == "number" else candidate
     return "string"
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    declared = schema.get("type") or []
+    return [declared] if isinstance(declared, str) else list(declared)
 
 
 def setting(name: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The suite on the oldest and the newest supported Python this machine has (3.10 to 3.13),
+# The suite on the oldest and the newest supported Python this machine has (3.10 to 3.14),
 # each in its own venv (.venv-3.X); an interpreter that is missing is said, not failed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SUPPORTED="3.10 3.11 3.12 3.13"
+SUPPORTED="3.10 3.11 3.12 3.13 3.14"
 declare -A FOUND=()
 for version in $SUPPORTED; do
   for candidate in "python$version" "$HOME/.pyenv/versions/$version"*/bin/python3; do
@@ -21,7 +21,7 @@ for version in $SUPPORTED; do
   [ -z "${FOUND[$version]:-}" ] && echo "Python $version: not on this machine, skipped."
 done
 if [ "${#present[@]}" -eq 0 ]; then
-  echo "No supported Python (3.10 to 3.13) besides the default one: the suite ran on python3 alone."
+  echo "No supported Python (3.10 to 3.14) besides the default one: the suite ran on python3 alone."
   exit 0
 fi
 oldest="${present[0]}"

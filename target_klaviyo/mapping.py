@@ -36,6 +36,7 @@ NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
 CONSENT_WORDS = {"true": True, "false": False}
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
+EARLIEST_CONSENT = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 JSON_KINDS = {
     int: "a number",
     float: "a number",
@@ -342,7 +343,7 @@ class ProfileMapper:
         if value is _MISSING or is_empty(value):
             return ""
         try:
-            return consent_time(value)
+            return consent_time(value, what="an ISO 8601 date-time")
         except ValueError as problem:
             name = ".".join(self._consented_at_path)
             detail = f"consented_at_property {name!r} {problem}; {NO_SUBSCRIPTION}"
@@ -426,7 +427,9 @@ class ProfileMapper:
 NO_SUBSCRIPTION = "the profile was exported without a subscription."
 
 
-def consent_time(value: Any, now: datetime.datetime | None = None) -> str:
+def consent_time(
+    value: Any, now: datetime.datetime | None = None, *, what: str = "true, false or an ISO 8601 date-time"
+) -> str:
     """When consent was given, in UTC as Klaviyo takes it; a ValueError says what is wrong with it.
 
     A date-time without a time zone is taken as UTC; a date alone as its midnight, UTC.
@@ -443,9 +446,9 @@ def consent_time(value: Any, now: datetime.datetime | None = None) -> str:
         try:
             moment = datetime.datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError("is neither true, false nor an ISO 8601 date-time") from None
+            raise ValueError(f"is not {what}") from None
     else:
-        raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not true, false or a date-time")
+        raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not {what}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -453,6 +456,8 @@ def consent_time(value: Any, now: datetime.datetime | None = None) -> str:
         moment = moment.astimezone(datetime.timezone.utc)
     except OverflowError:
         raise ValueError("is a date-time outside the years Klaviyo can take") from None
+    if moment < EARLIEST_CONSENT:
+        raise ValueError("is before 1970: a placeholder, not the date consent was given")
     if moment > now + CLOCK_SKEW:
         raise ValueError("is a date in the future, and Klaviyo takes consent only as given")
     # A moment a little ahead of this machine's clock is the tap's clock running fast: it means now.

@@ -316,9 +316,10 @@ def test_consent_times_become_utc(value, expected):
 @pytest.mark.parametrize(
     ("value", "words"),
     [
-        ("yes", "is neither true, false nor an ISO 8601 date-time"),
-        (1, "is a number, not true, false or a date-time"),
-        ({"a": 1}, "is an object, not true, false or a date-time"),
+        ("yes", "is not true, false or an ISO 8601 date-time"),
+        (1, "is a number, not true, false or an ISO 8601 date-time"),
+        ({"a": 1}, "is an object, not true, false or an ISO 8601 date-time"),
+        ("0001-01-01", "is before 1970: a placeholder"),
         ("0001-01-01T00:00:00+05:00", "is a date-time outside the years Klaviyo can take"),
         ("2026-01-01T00:06:00Z", "is a date in the future"),
     ],
@@ -359,7 +360,5 @@ def test_a_bad_consent_date_drops_the_consent_not_the_profile():
     assert profile.consent is None
     [dropped] = profile.dropped
     assert dropped.reason == "invalid_consent"
-    assert dropped.detail.startswith(
-        "consented_at_property 'at' is neither true, false nor an ISO 8601 date-time"
-    )
+    assert dropped.detail.startswith("consented_at_property 'at' is not an ISO 8601 date-time")
     assert "tuesday" not in dropped.detail

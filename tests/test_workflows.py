@@ -2,12 +2,13 @@
 
 actionlint cannot be installed here (its Python package downloads the binary from GitHub), so
 these checks stand in for it: every job runs somewhere and has steps, every step runs a
-command or a pinned action, the test matrix covers every supported Python, and a release
+command or an action pinned to a commit, the test matrix covers every supported Python, and a release
 publishes with trusted publishing only from a version tag.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_every_job_runs_pinned_steps(path):
             assert ("uses" in step) != ("run" in step), (name, step)
             if "uses" in step:
                 action, _, ref = step["uses"].partition("@")
-                assert ref, f"{name}: {action} is not pinned to a version"
+                assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{name}: {action} is not pinned to a commit"
 
 
 def test_the_test_matrix_covers_every_supported_python():
@@ -57,6 +58,9 @@ def test_a_release_publishes_from_a_version_tag_with_trusted_publishing():
     assert publish["needs"] == "build"
     assert publish["permissions"] == {"id-token": "write"}
     assert any(step.get("uses", "").startswith("pypa/gh-action-pypi-publish@") for step in publish["steps"])
+    build_steps = " ".join(step.get("run", "") for step in release["jobs"]["build"]["steps"])
+    assert "DIST_DIR=dist bash scripts/check_package.sh" in build_steps, "publish exactly what was checked"
+    assert "python -m build" not in build_steps
     assert not any(
         "password" in str(step) or "token" in str(step.get("with", {})) for step in publish["steps"]
     )
