@@ -3,9 +3,11 @@ checks that the README shows this file as it is)."""
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 SAMPLE = Path("sample_data/customers.singer.jsonl")  # your tap's output (or run your tap here)
+TARGET = Path(sys.executable).with_name("target-klaviyo")  # installed beside pytest, on PATH or not
 
 
 def test_my_pipeline_exports_customers(klaviyo_sandbox, tmp_path):
@@ -13,7 +15,7 @@ def test_my_pipeline_exports_customers(klaviyo_sandbox, tmp_path):
     config.write_text(json.dumps(klaviyo_sandbox.config(email_property="EmailAddress")))
     with SAMPLE.open("rb") as singer_messages:
         run = subprocess.run(
-            ["target-klaviyo", "--config", str(config)],
+            [TARGET, "--config", str(config)],
             stdin=singer_messages,
             capture_output=True,
             check=False,
