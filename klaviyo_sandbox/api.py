@@ -281,18 +281,27 @@ class SandboxApi:
         )
 
     def list_import_jobs(self, request: Request) -> Response:
-        """Every bulk import job, oldest first, in cursor pages (``page[size]`` up to 100)."""
+        """Bulk import jobs in cursor pages (``page[size]`` up to 100), by ``created_at`` or
+        ``-created_at`` (``sort``), optionally only those of some statuses (``filter``)."""
         size = page_size(request.query)
-        after = decode_cursor(request.query.get("page[cursor]"))
-        rows = self.store.jobs(after, size + 1)
+        start = decode_cursor(request.query.get("page[cursor]"))
+        now = time.time()
+        jobs = [job for _, job in self.store.jobs(0, 10**9)]
+        statuses = status_filter(request.query.get("filter"))
+        if statuses is not None:
+            jobs = [job for job in jobs if job.status(now) in statuses]
+        order = request.query.get("sort", "created_at")
+        if order not in {"created_at", "-created_at"}:
+            raise ApiError(400, "invalid", "sort must be created_at or -created_at.", parameter="sort")
+        if order == "-created_at":
+            jobs.reverse()
+        page = jobs[start : start + size]
         url = f"{request.base_url}/api/profile-bulk-import-jobs/"
         links = {"self": url}
-        if len(rows) > size:
-            rows = rows[:size]
-            links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(rows[-1][0])}"
-        return Response(
-            200, {"data": [job_resource(job, request.base_url) for _, job in rows], "links": links}
-        )
+        if start + size < len(jobs):
+            links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(start + size)}"
+        data = [job_resource(job, request.base_url) for job in page]
+        return Response(200, {"data": data, "links": links})
 
     def list_import_errors(self, request: Request) -> Response:
         job = self._require_job(request.params["id"])
@@ -591,6 +600,26 @@ def email_filter(text: str | None) -> list[str] | None:
     return [email.lower() for email in emails]
 
 
+STATUS_FILTER = re.compile(r"^(equals|any)\(status,\s*(.*)\)$")
+JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
+
+
+def status_filter(text: str | None) -> set[str] | None:
+    """The statuses of ``equals(status,"queued")`` or ``any(status,["queued","processing"])``."""
+    if text is None:
+        return None
+    match = STATUS_FILTER.match(text.strip())
+    statuses = set(re.findall(r"[\"']([a-z]+)[\"']", match.group(2))) if match else set()
+    if not statuses or not statuses <= JOB_STATUSES:
+        raise ApiError(
+            400,
+            "invalid",
+            'filter must be equals(status,"...") or any(status,[...]) with job statuses.',
+            parameter="filter",
+        )
+    return statuses
+
+
 def job_url(job: Job, base_url: str) -> str:
     return f"{base_url}/api/profile-bulk-import-jobs/{job.id}/"
 
@@ -626,22 +655,36 @@ class Route:
     spec_path: str
     handler: Callable[[SandboxApi, Request], Response]
     has_body: bool
+    query: frozenset[str]  # the query parameters the handler implements (of those the spec declares)
 
 
-def _route(method: str, spec_path: str, handler: Callable[[SandboxApi, Request], Response]) -> Route:
+def _route(
+    method: str, spec_path: str, handler: Callable[[SandboxApi, Request], Response], *query: str
+) -> Route:
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", spec_path) + "/?$")
-    return Route(method, pattern, spec_path, handler, method in {"POST", "PATCH", "DELETE"})
+    return Route(method, pattern, spec_path, handler, method in {"POST", "PATCH", "DELETE"}, frozenset(query))
+
+
+PAGES = ("page[size]", "page[cursor]")
 
 
 ROUTES = (
-    _route("GET", "/api/lists/{id}", SandboxApi.get_list),
-    _route("GET", "/api/lists/{id}/profiles", SandboxApi.list_profiles),
+    _route("GET", "/api/lists/{id}", SandboxApi.get_list, "additional-fields[list]"),
+    _route(
+        "GET",
+        "/api/lists/{id}/profiles",
+        SandboxApi.list_profiles,
+        *PAGES,
+        "fields[profile]",
+        "additional-fields[profile]",
+        "filter",
+    ),
     _route("POST", "/api/lists/{id}/relationships/profiles", SandboxApi.add_list_members),
     _route("DELETE", "/api/lists/{id}/relationships/profiles", SandboxApi.remove_list_members),
-    _route("GET", "/api/profile-bulk-import-jobs", SandboxApi.list_import_jobs),
+    _route("GET", "/api/profile-bulk-import-jobs", SandboxApi.list_import_jobs, *PAGES, "filter", "sort"),
     _route("POST", "/api/profile-bulk-import-jobs", SandboxApi.create_import_job),
     _route("GET", "/api/profile-bulk-import-jobs/{job_id}", SandboxApi.get_import_job),
-    _route("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", SandboxApi.list_import_errors),
+    _route("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", SandboxApi.list_import_errors, *PAGES),
     _route("POST", "/api/profile-import", SandboxApi.import_profile),
     _route("POST", "/api/profile-subscription-bulk-create-jobs", SandboxApi.subscribe_profiles),
 )

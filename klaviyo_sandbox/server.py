@@ -199,6 +199,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             raise ApiError(status, "error", "A server error occurred (injected by the sandbox).")
         self._check_auth(request)
         self._check_revision(request)
+        self._check_query(route, request)
         if settings.rate_limits:
             rates = spec.rate_limit(route.spec_path, route.method.lower())
             wait = self.server.limiter.acquire(operation, rates)
@@ -210,6 +211,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault is Fault.LOST_ANSWER:
             raise _DropConnection(response)
         return response
+
+    def _check_query(self, route: Route, request: Request) -> None:
+        """A query parameter the operation does not declare is a 400, as Klaviyo answers it; one it
+        declares but the sandbox does not implement is a 400 too, never silently ignored."""
+        declared = spec.query_parameters(route.spec_path, route.method.lower())
+        for name in request.query:
+            if name not in declared:
+                raise ApiError(400, "invalid", f"'{name}' is not a valid query parameter.", parameter=name)
+            if name not in route.query:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"The Klaviyo sandbox does not implement '{name}' on this endpoint.",
+                    parameter=name,
+                )
 
     def _check_auth(self, request: Request) -> None:
         expected = f"Klaviyo-API-Key {self.server.settings.options.api_key}"

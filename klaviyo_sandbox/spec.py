@@ -171,3 +171,13 @@ def rate_limit(path: str, method: str) -> tuple[str, str]:
     """Klaviyo's published (burst, steady) limits for an operation, e.g. ("10/s", "150/m")."""
     limits = _operation(path, method)["x-klaviyo-ratelimit"]
     return limits["burst"], limits["steady"]
+
+
+@functools.cache
+def query_parameters(path: str, method: str) -> frozenset[str]:
+    """The query parameters the spec declares for an operation (``page[size]``, ``filter``, ...)."""
+    return frozenset(
+        parameter["name"]
+        for parameter in _operation(path, method).get("parameters", [])
+        if parameter["in"] == "query"
+    )

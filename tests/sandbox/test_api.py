@@ -476,3 +476,18 @@ def test_list_members_honour_sparse_fields(sandbox):
     call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", subscription(("a@example.com", None)))
     page = call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles?fields[profile]=email&page[size]=100").json()
     assert set(page["data"][0]["attributes"]) == {"email", "joined_group_at"}
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("bogus=1", "'bogus' is not a valid query parameter."),
+        ("fields[profile-bulk-import-job]=status", "The Klaviyo sandbox does not implement"),
+        ("sort=status", "sort must be created_at or -created_at."),
+        ("filter=equals(status,%22done%22)", "filter must be equals(status"),
+    ],
+)
+def test_query_parameters_are_used_or_refused_never_ignored(sandbox, query, words):
+    answer = call(sandbox, "GET", f"/api/profile-bulk-import-jobs?{query}", headers=HEADERS)
+    assert answer.status_code == 400
+    assert words in answer.json()["errors"][0]["detail"]

@@ -69,8 +69,16 @@ def test_bulk_import_jobs_their_listing_and_their_errors(klaviyo, sandbox_factor
     job_id = job["data"]["id"]
     done = wait_until_complete(klaviyo, job_id)
     assert done["data"]["attributes"]["failed_count"] == 1
+    second = as_dict(klaviyo.Profiles.bulk_import_profiles(import_job(profile("c@example.com"))))["data"][
+        "id"
+    ]
+    wait_until_complete(klaviyo, second)
     listing = as_dict(klaviyo.Profiles.get_bulk_import_profiles_jobs())
-    assert [item["id"] for item in listing["data"]] == [job_id]
+    assert [item["id"] for item in listing["data"]] == [job_id, second]
+    newest_first = as_dict(klaviyo.Profiles.get_bulk_import_profiles_jobs(sort="-created_at"))
+    assert [item["id"] for item in newest_first["data"]] == [second, job_id]
+    queued = as_dict(klaviyo.Profiles.get_bulk_import_profiles_jobs(filter='equals(status,"queued")'))
+    assert queued["data"] == []
     errors = as_dict(klaviyo.Profiles.get_errors_for_bulk_import_profiles_job(job_id))
     assert len(errors["data"]) == 1
 
