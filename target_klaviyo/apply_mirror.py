@@ -25,6 +25,7 @@ from pathlib import Path
 from target_klaviyo.client import KlaviyoClient
 from target_klaviyo.errors import RunError
 from target_klaviyo.mirror import ListPlan, remove
+from target_klaviyo.report import write_whole
 from target_klaviyo.settings import (
     DEFAULT_MIRROR_PLAN,
     SettingsError,
@@ -140,11 +141,8 @@ def _add_to_report(path: Path | None, removed: dict[str, int]) -> None:
             *(list_id for list_id, count in removed.items() if count),
         }
         report["lists_touched"] = sorted(touched)
-        partial = path.with_name(f".{path.name}.mirror")
-        partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        os.chmod(partial, 0o600)
-        os.replace(partial, path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        write_whole(path, json.dumps(report, indent=2) + "\n", "report_path")
+    except (RunError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         logger.warning("The run's report could not be updated with the removals (%s).", type(error).__name__)
 
 

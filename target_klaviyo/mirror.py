@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -48,6 +46,7 @@ from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError, 
 from target_klaviyo.emails import normalize_email
 from target_klaviyo.errors import RunError
 from target_klaviyo.mapping import get_path
+from target_klaviyo.report import write_whole
 from target_klaviyo.seen import HashTable, hash64
 
 logger = logging.getLogger("target_klaviyo.mirror")
@@ -254,14 +253,4 @@ def write_plan(
         "report_path": str(report_path.resolve()) if report_path else None,
         "lists": {plan.list_id: plan.as_dict() for plan in plans},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            json.dump(document, out)
-        os.replace(partial, path)
-    except OSError as error:
-        Path(partial).unlink(missing_ok=True)
-        raise RunError(
-            f"mirror_plan_path cannot be written: {error.strerror or type(error).__name__}."
-        ) from None
+    write_whole(path, json.dumps(document), "mirror_plan_path")

@@ -314,15 +314,18 @@ class RunReport:
         return lists
 
     def write(self, path: Path) -> None:
-        """Write the report whole: to a new private file beside ``path``, then renamed over it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-                out.write(json.dumps(self.as_dict(), indent=2) + "\n")
-            os.replace(partial, path)
-        except OSError as error:
-            Path(partial).unlink(missing_ok=True)
-            raise RunError(
-                f"report_path cannot be written: {error.strerror or type(error).__name__}."
-            ) from None
+        write_whole(path, json.dumps(self.as_dict(), indent=2) + "\n", "report_path")
+
+
+def write_whole(path: Path, text: str, setting: str) -> None:
+    """Write a file whole and private: to a new 0600 file beside ``path``, then renamed over it,
+    so that a reader never sees half of it; a failure is one sentence naming ``setting``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except OSError as error:
+        Path(partial).unlink(missing_ok=True)
+        raise RunError(f"{setting} cannot be written: {error.strerror or type(error).__name__}.") from None
