@@ -570,54 +570,53 @@ def email_marketing(consent: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-FILTER = re.compile(r"^(equals|any)\(email,\s*(.*)\)$", re.DOTALL)
 QUOTED = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*(?:,|$)""")
+JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
 
 
-def email_filter(text: str | None) -> list[str] | None:
-    """The emails of ``equals(email,"a")`` or ``any(email,["a","b"])``, the filters this endpoint takes."""
+def filter_values(text: str | None, field: str) -> list[str] | None:
+    """The values of ``equals(field,"a")`` or ``any(field,["a","b"])``, the one field an endpoint filters on."""
     if text is None:
         return None
-    match = FILTER.match(text.strip())
+    match = re.match(rf"^(equals|any)\({field},\s*(.*)\)$", text.strip(), re.DOTALL)
     values = match.group(2).strip() if match else ""
     if match and match.group(1) == "any":
         values = values[1:-1] if values.startswith("[") and values.endswith("]") else "\x00"
-    emails = []
+    found = []
     position = 0
     while match and position < len(values):
         item = QUOTED.match(values, position)
         if item is None:
             break
-        emails.append(item.group(1) if item.group(1) is not None else item.group(2))
+        found.append(item.group(1) if item.group(1) is not None else item.group(2))
         position = item.end()
-    if not match or position < len(values) or not emails or (match.group(1) == "equals" and len(emails) > 1):
+    if not match or position < len(values) or not found or (match.group(1) == "equals" and len(found) > 1):
         raise ApiError(
             400,
             "invalid",
-            'filter must be equals(email,"...") or any(email,["...", ...]) on this endpoint.',
+            f'filter must be equals({field},"...") or any({field},["...", ...]) on this endpoint.',
             parameter="filter",
         )
-    return [email.lower() for email in emails]
+    return found
 
 
-STATUS_FILTER = re.compile(r"^(equals|any)\(status,\s*(.*)\)$")
-JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
+def email_filter(text: str | None) -> list[str] | None:
+    """The emails a list-members filter names, in lower case (emails compare case-blind)."""
+    emails = filter_values(text, "email")
+    return None if emails is None else [email.lower() for email in emails]
 
 
 def status_filter(text: str | None) -> set[str] | None:
-    """The statuses of ``equals(status,"queued")`` or ``any(status,["queued","processing"])``."""
-    if text is None:
-        return None
-    match = STATUS_FILTER.match(text.strip())
-    statuses = set(re.findall(r"[\"']([a-z]+)[\"']", match.group(2))) if match else set()
-    if not statuses or not statuses <= JOB_STATUSES:
+    """The job statuses a job-listing filter names."""
+    statuses = filter_values(text, "status")
+    if statuses is not None and not set(statuses) <= JOB_STATUSES:
         raise ApiError(
             400,
             "invalid",
             'filter must be equals(status,"...") or any(status,[...]) with job statuses.',
             parameter="filter",
         )
-    return statuses
+    return None if statuses is None else set(statuses)
 
 
 def job_url(job: Job, base_url: str) -> str:

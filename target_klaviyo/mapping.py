@@ -35,6 +35,7 @@ MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
 CONSENT_WORDS = {"true": True, "false": False}
+CONSENT_VALUES = "true, false or an ISO 8601 date-time"  # what consent_property may hold
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
 EARLIEST_CONSENT = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 JSON_KINDS = {
@@ -328,13 +329,7 @@ class ProfileMapper:
             return None
         if value is True:
             return self._consented_at(record, dropped)
-        try:
-            return consent_time(value)
-        except ValueError as problem:
-            dropped.append(
-                Reject("invalid_consent", f"consent_property {name!r} {problem}; {NO_SUBSCRIPTION}")
-            )
-            return None
+        return _consent_time_or_drop(value, f"consent_property {name!r}", dropped)
 
     def _consented_at(self, record: Mapping[str, Any], dropped: list[Reject]) -> str | None:
         if self._consented_at_path is None:
@@ -342,13 +337,10 @@ class ProfileMapper:
         value = get_path(record, self._consented_at_path)
         if value is _MISSING or is_empty(value):
             return ""
-        try:
-            return consent_time(value, what="an ISO 8601 date-time")
-        except ValueError as problem:
-            name = ".".join(self._consented_at_path)
-            detail = f"consented_at_property {name!r} {problem}; {NO_SUBSCRIPTION}"
-            dropped.append(Reject("invalid_consent", detail))
-            return None
+        name = ".".join(self._consented_at_path)
+        return _consent_time_or_drop(
+            value, f"consented_at_property {name!r}", dropped, what="an ISO 8601 date-time"
+        )
 
     def _interpret_attributes(
         self, record: Mapping[str, Any], attributes: dict[str, Any], dropped: list[Reject]
@@ -427,9 +419,18 @@ class ProfileMapper:
 NO_SUBSCRIPTION = "the profile was exported without a subscription."
 
 
-def consent_time(
-    value: Any, now: datetime.datetime | None = None, *, what: str = "true, false or an ISO 8601 date-time"
-) -> str:
+def _consent_time_or_drop(
+    value: Any, where: str, dropped: list[Reject], what: str = CONSENT_VALUES
+) -> str | None:
+    """:func:`consent_time`, or None with the reason added to ``dropped`` (the profile still goes)."""
+    try:
+        return consent_time(value, what=what)
+    except ValueError as problem:
+        dropped.append(Reject("invalid_consent", f"{where} {problem}; {NO_SUBSCRIPTION}"))
+        return None
+
+
+def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str = CONSENT_VALUES) -> str:
     """When consent was given, in UTC as Klaviyo takes it; a ValueError says what is wrong with it.
 
     A date-time without a time zone is taken as UTC; a date alone as its midnight, UTC.

@@ -88,8 +88,7 @@ class Mirror:
         self.email_path = email_path
         self.max_removal_fraction = max_removal_fraction
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
-        self._records_for: Counter[str] = Counter()
-        self._records_of: Counter[str] = Counter()
+        self._records_of: Counter[str] = Counter()  # per stream
         self._profiles_for: Counter[str] = Counter()  # distinct profiles sent to each list
         self._streams_for: dict[str, set[str]] = {}
         self._full_extracts: set[str] = set()
@@ -108,7 +107,6 @@ class Mirror:
 
     def saw(self, stream: str, list_id: str, record: Any) -> None:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
-        self._records_for[list_id] += 1
         self._records_of[stream] += 1
         value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
         if isinstance(value, str) and value.strip():
@@ -137,11 +135,11 @@ class Mirror:
 
     def why_not(self, list_id: str) -> tuple[str, bool] | None:
         """Why ``list_id`` must not be mirrored, and whether that fails the run; None if it may be."""
-        if not self._records_for[list_id]:
+        fed = sorted(stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream])
+        if not fed:
             return "no records for it were read in this run, and mirror never empties a list", False
         if not self._profiles_for[list_id]:
             return "none of this run's records for it could be sent, and mirror never empties a list", True
-        fed = sorted(stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream])
         partial = [stream for stream in fed if stream not in self._full_extracts]
         if partial:
             return (

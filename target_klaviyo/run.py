@@ -203,10 +203,8 @@ class ExportRun:
         profile = self._one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
-        if self.mirror is not None:
-            self.mirror.saw_email(list_id, profile.key)
-            if admission is Admission.NEW:
-                self.mirror.sent(list_id)
+        if self.mirror is not None and admission is Admission.NEW:
+            self.mirror.sent(list_id)  # its email was kept when the sink read the record
         epoch = self.ledger.open_record()
         self._taken += 1
         item = PendingProfile.of(

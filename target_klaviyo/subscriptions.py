@@ -137,12 +137,11 @@ class Subscriber:
         checkable = [email for _, email, _ in group if not any(mark in email for mark in UNQUOTABLE)]
         for start in range(0, len(checkable), CHECKED_PER_REQUEST):
             withdrawn.update(self._withdrawn(list_id, checkable[start : start + CHECKED_PER_REQUEST]))
+        checked = set(checkable)  # an email that cannot be quoted in a filter is not subscribed unchecked
         kept = []
         for person in group:
             position, email, consent = person
-            if any(mark in email for mark in UNQUOTABLE) or (
-                email in withdrawn and not _after(consent, withdrawn[email])
-            ):
+            if email not in checked or (email in withdrawn and not _after(consent, withdrawn[email])):
                 events.subscription_refused(position, Reject("unsubscribed_in_klaviyo", WITHDRAWN_DETAIL))
             else:
                 kept.append(person)
