@@ -130,6 +130,9 @@ class SandboxOptions:
     fail_domains: frozenset[str] = frozenset()
     refuse_domains: frozenset[str] = frozenset()
     cancel_domains: frozenset[str] = frozenset()
+    # At most this many list members a page, whatever page[size] asks: a client must follow
+    # links.next rather than count on full pages (Klaviyo promises only "at most page[size]").
+    page_limit: int | None = None
 
 
 class SandboxApi:
@@ -162,7 +165,7 @@ class SandboxApi:
 
     def list_profiles(self, request: Request) -> Response:
         list_id = self._require_list(request.params["id"])["id"]
-        size = page_size(request.query)
+        size = min(page_size(request.query), self.options.page_limit or MAX_PAGE_SIZE)
         after = decode_cursor(request.query.get("page[cursor]"))
         emails = email_filter(request.query.get("filter"))
         rows = self.store.members(list_id, after, size + 1, emails)
@@ -539,7 +542,8 @@ def member_resource(
     attributes = {key: row["attributes"].get(key) for key in MEMBER_ATTRIBUTES}
     attributes.update(created=row["created"], updated=row["updated"], joined_group_at=row["joined_group_at"])
     if with_subscriptions:
-        attributes["subscriptions"] = {"email": {"marketing": email_marketing(row["email_marketing"])}}
+        marketing = email_marketing(row["email_marketing"], row["suppressions"])
+        attributes["subscriptions"] = {"email": {"marketing": marketing}}
     if fields is not None:
         attributes = {
             key: value for key, value in attributes.items() if key in fields or key == "joined_group_at"
@@ -552,21 +556,35 @@ def member_resource(
     }
 
 
-def email_marketing(consent: dict[str, Any] | None) -> dict[str, Any]:
-    """A profile's email marketing consent as Klaviyo describes it (``subscriptions.email.marketing``)."""
+def email_marketing(consent: dict[str, Any] | None, suppressions: list[dict[str, Any]]) -> dict[str, Any]:
+    """A profile's email marketing consent as Klaviyo describes it (``subscriptions.email.marketing``).
+
+    Each suppression has its own timestamp, which need not be ``last_updated`` (that
+    dates the consent): global ones are ``suppression``, those from one list
+    ``list_suppressions``.
+    """
+    suppression = [
+        {"reason": item["reason"], "timestamp": item["timestamp"]}
+        for item in suppressions
+        if item["list_id"] is None
+    ]
+    list_suppressions = [item for item in suppressions if item["list_id"] is not None]
     if consent is None:
-        return {"can_receive_email_marketing": False, "consent": "NEVER_SUBSCRIBED", "suppression": []}
+        return {
+            "can_receive_email_marketing": False,
+            "consent": "NEVER_SUBSCRIBED",
+            "suppression": suppression,
+            "list_suppressions": list_suppressions,
+        }
     unsubscribed = consent["consent"] == "UNSUBSCRIBED"
     return {
-        "can_receive_email_marketing": not unsubscribed,
+        "can_receive_email_marketing": not unsubscribed and not suppression,
         "consent": consent["consent"],
         "consent_timestamp": consent["consented_at"] or consent["recorded_at"],
         "last_updated": consent["recorded_at"],
         "method": "PREFERENCE_PAGE" if unsubscribed else "API",
-        "suppression": [{"reason": "UNSUBSCRIBE", "timestamp": consent["recorded_at"]}]
-        if unsubscribed
-        else [],
-        "list_suppressions": [],
+        "suppression": suppression,
+        "list_suppressions": list_suppressions,
     }
 
 

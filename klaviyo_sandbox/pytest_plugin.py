@@ -6,7 +6,7 @@ Installed with target-klaviyo and registered as a pytest plugin (entry point
 - ``klaviyo_sandbox``: a sandbox running on 127.0.0.1 for the test, with one list
   (``klaviyo_sandbox.list_id``), stopped when the test ends;
 - ``klaviyo_sandbox_factory``: a function that starts more, with their own lists and
-  behaviour (``job_delay``, ``fail_domains``, ``rate_limits``, ``faults``, ...).
+  behaviour (``job_delay``, ``fail_domains``, ``rate_limits``, ``faults``, ``page_limit``, ...).
 
 Each is a :class:`RunningSandbox`: its ``url`` and ``api_key`` go into the pipeline's
 configuration (``config()`` gives target-klaviyo's), and ``members()``, ``profiles()``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -63,9 +64,20 @@ class RunningSandbox:
         self.server.store.add_members(list_id, ids)
         return ids
 
-    def unsubscribe(self, email: str) -> None:
-        """The person unsubscribes from email marketing, as through an unsubscribe link."""
-        self.server.store.unsubscribe(email)
+    def unsubscribe(self, email: str, at: datetime | None = None) -> None:
+        """The person unsubscribes from email marketing, as through an unsubscribe link, ``at`` then (now)."""
+        self.server.store.unsubscribe(email, at)
+
+    def suppress(
+        self,
+        email: str,
+        reason: str = "USER_SUPPRESSED",
+        at: datetime | None = None,
+        list_id: str | None = None,
+    ) -> None:
+        """The person's email marketing is suppressed (``SPAM_COMPLAINT``, ``USER_SUPPRESSED``,
+        ``HARD_BOUNCE``...) ``at`` then (now), everywhere or only from ``list_id``; consent stays as it is."""
+        self.server.store.suppress(email, reason, at, list_id)
 
     def members(self, list_id: str | None = None) -> dict[str, dict[str, Any]]:
         """The list's members by lower-case email: their attributes, and ``email_marketing`` consent."""
@@ -114,6 +126,7 @@ def start_sandbox(
     rate_scale: float = 1.0,
     faults: FaultPlan | None = None,
     db: str = ":memory:",
+    page_limit: int | None = None,
 ) -> RunningSandbox:
     """Start a sandbox on a free port of 127.0.0.1; the first of ``lists`` is its ``list_id``."""
     settings = SandboxSettings(
@@ -124,6 +137,7 @@ def start_sandbox(
             fail_domains=frozenset(fail_domains),
             refuse_domains=frozenset(refuse_domains),
             cancel_domains=frozenset(cancel_domains),
+            page_limit=page_limit,
         ),
         db=db,
         rate_limits=rate_limits,

@@ -1,4 +1,4 @@
-"""The sandbox's state in SQLite: lists, profiles, memberships, import jobs and their errors.
+"""The sandbox's state in SQLite: lists, profiles, memberships, consent, import jobs and their errors.
 
 One connection, guarded by a lock, serves every request thread; that keeps
 ``:memory:`` databases working and writes serialised, as they are in one account.
@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS email_consents (
     custom_source TEXT,
     recorded_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS email_suppressions (
+    profile_id TEXT NOT NULL,
+    list_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    PRIMARY KEY (profile_id, list_id, reason)
+);
 CREATE TABLE IF NOT EXISTS import_errors (
     job_id TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL,
     PRIMARY KEY (job_id, position)
@@ -95,6 +102,17 @@ def new_id() -> str:
 
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+
+
+GLOBAL = ""  # the list_id of a global suppression (a primary key cannot hold NULL reliably)
+# The suppressions a subscription removes, as Klaviyo documents (SPAM_REPORT being its other name
+# for SPAM_COMPLAINT); HARD_BOUNCE and INVALID_EMAIL stay, and so do list suppressions.
+LIFTED_BY_SUBSCRIBING = ("UNSUBSCRIBE", "SPAM_COMPLAINT", "SPAM_REPORT", "USER_SUPPRESSED")
+
+
+def _stamp(at: datetime | None) -> str:
+    """A moment as the store keeps it: ISO 8601 in UTC; now when not given."""
+    return iso(time.time()) if at is None else at.astimezone(timezone.utc).isoformat()
 
 
 @dataclass
@@ -226,6 +244,7 @@ class SandboxStore:
         query = f"{MEMBER_SELECT} WHERE m.list_id = ? AND m.rowid > ?{only} ORDER BY m.rowid LIMIT ?"
         with self._lock:
             rows = self._db.execute(query, (list_id, after, *(emails or []), limit)).fetchall()
+            suppressions = self._suppressions([row[1] for row in rows])
         return [
             {
                 "cursor": row[0],
@@ -242,9 +261,24 @@ class SandboxStore:
                     "historical_import": bool(row[8]),
                     "recorded_at": row[9],
                 },
+                "suppressions": suppressions.get(row[1], []),
             }
             for row in rows
         ]
+
+    def _suppressions(self, profile_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each profile's suppressions, oldest first: ``list_id`` (None for a global one), reason, timestamp."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(profile_ids), 500):
+            chunk = profile_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT profile_id, list_id, reason, timestamp FROM email_suppressions WHERE profile_id IN ({marks}) ORDER BY timestamp"  # noqa: S608 - only placeholders
+            rows = self._db.execute(query, chunk).fetchall()
+            for profile_id, list_id, reason, timestamp in rows:
+                found.setdefault(profile_id, []).append(
+                    {"list_id": list_id or None, "reason": reason, "timestamp": timestamp}
+                )
+        return found
 
     def add_members(self, list_id: str, profile_ids: list[str]) -> None:
         joined = iso(time.time())
@@ -280,7 +314,8 @@ class SandboxStore:
     ) -> None:
         """Subscribe profiles (created if new) to email marketing and add them to the list.
 
-        ``people`` are (identifiers, consented_at). A later consent replaces an earlier one.
+        ``people`` are (identifiers, consented_at). A later consent replaces an earlier one,
+        and the global suppressions a subscription lifts are removed.
         """
         now = iso(time.time())
         with self._transaction() as db:
@@ -298,14 +333,39 @@ class SandboxStore:
                 "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at) VALUES (?, ?, ?)",
                 [(list_id, profile_id, now) for profile_id in ids],
             )
+            lifted = ",".join("?" * len(LIFTED_BY_SUBSCRIBING))
+            db.executemany(
+                f"DELETE FROM email_suppressions WHERE profile_id = ? AND list_id = ? AND reason IN ({lifted})",  # noqa: S608
+                [(profile_id, GLOBAL, *LIFTED_BY_SUBSCRIBING) for profile_id in ids],
+            )
 
-    def unsubscribe(self, email: str) -> None:
-        """The person unsubscribed from email marketing (an unsubscribe link, the preference page)."""
+    def unsubscribe(self, email: str, at: datetime | None = None) -> None:
+        """The person unsubscribed from email marketing (an unsubscribe link, the preference page),
+        ``at`` that moment (now if not given): consent ``UNSUBSCRIBED`` and an ``UNSUBSCRIBE``
+        suppression, both dated then."""
+        stamp = _stamp(at)
         with self._transaction() as db:
             [(profile_id, _)] = self._upsert_many(db, [{"email": email}])
             db.execute(
                 "INSERT OR REPLACE INTO email_consents VALUES (?, 'UNSUBSCRIBED', NULL, 0, NULL, NULL, ?)",
-                (profile_id, iso(time.time())),
+                (profile_id, stamp),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO email_suppressions VALUES (?, ?, 'UNSUBSCRIBE', ?)",
+                (profile_id, GLOBAL, stamp),
+            )
+
+    def suppress(
+        self, email: str, reason: str, at: datetime | None = None, list_id: str | None = None
+    ) -> None:
+        """A suppression of the person's email marketing for ``reason`` (``SPAM_COMPLAINT``,
+        ``USER_SUPPRESSED``, ``HARD_BOUNCE``...), ``at`` that moment (now if not given), global or
+        from one list. It has its own timestamp: the consent and its ``last_updated`` stay as they are."""
+        with self._transaction() as db:
+            [(profile_id, _)] = self._upsert_many(db, [{"email": email}])
+            db.execute(
+                "INSERT OR REPLACE INTO email_suppressions VALUES (?, ?, ?, ?)",
+                (profile_id, list_id or GLOBAL, reason, _stamp(at)),
             )
 
     # Profiles

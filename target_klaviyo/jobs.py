@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.mapping import Profile, Reject
+from target_klaviyo.mapping import Consent, Profile, Reject
 from target_klaviyo.reader import record_from_line
 from target_klaviyo.subscriptions import Subscriber
 
@@ -73,7 +73,7 @@ class PendingProfile:
     attributes: dict[str, Any] | None = None
     list_id: str = ""
     order: int = 0  # when the run took it in: the order of a person's records across lists
-    consent: str | None = None
+    consent: Consent | None = None
 
     @classmethod
     def of(
@@ -400,7 +400,7 @@ def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
             consents = [item.consent for item in chunk if item.consent is not None]
             subscribe = (
                 f", and subscribe {len(consents)} of them to email marketing "
-                f"({sum(1 for consent in consents if consent)} with a consent date, as a historical import)"
+                f"({sum(1 for consent in consents if consent.at)} with a consent date, as a historical import)"
                 if consents
                 else ""
             )

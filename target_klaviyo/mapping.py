@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError
 
@@ -37,7 +37,13 @@ SDC_PREFIX = "_sdc_"
 CONSENT_WORDS = {"true": True, "false": False}
 CONSENT_VALUES = "true, false or an ISO 8601 date-time"  # what consent_property may hold
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
-EARLIEST_CONSENT = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# Before this, a consent date is a placeholder. Epoch zero (1970-01-01T00:00:00Z) is the usual one,
+# and written as local time without a zone it reads as any hour of 1 January up to 14:00 (UTC+14);
+# nobody consented to email marketing that day, so the whole day is refused.
+EARLIEST_CONSENT = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
+# The most a local time can be ahead of UTC (UTC+14, the Line Islands): a date-time without a
+# zone, read as UTC, may have happened this much earlier.
+MOST_AHEAD_OF_UTC = datetime.timedelta(hours=14)
 JSON_KINDS = {
     int: "a number",
     float: "a number",
@@ -56,6 +62,23 @@ class Reject:
     detail: str
 
 
+class Consent(NamedTuple):
+    """A record's email marketing consent, as :func:`consent_time` reads it.
+
+    ``at`` is what is sent as ``consented_at`` (UTC, ISO 8601; "" for consent without a
+    date, a plain subscription). ``since`` is the moment that may be weighed against an
+    unsubscribe in Klaviyo: the earliest moment the record's value can mean, or None
+    when it cannot show that consent came after anything (no date, or a date ahead of
+    this machine's clock). For a date-time with its zone both are one string.
+    """
+
+    at: str
+    since: str | None
+
+
+UNDATED = Consent("", None)  # shared: consent without a date is the same for everyone
+
+
 @dataclass
 class Profile:
     """A Klaviyo profile ready to send: its dedupe key, its JSON:API resource, that resource as JSON."""
@@ -64,8 +87,7 @@ class Profile:
     resource: dict[str, Any]
     encoded: bytes
     dropped: list[Reject] = field(default_factory=list)
-    # Email marketing consent: None (none), "" (given, no date) or when it was given (UTC, ISO 8601).
-    consent: str | None = None
+    consent: Consent | None = None  # email marketing consent: None when the record gives none
 
     def without(self, attribute: str, reason: Reject) -> Profile:
         """This profile less one attribute, which is reported as dropped."""
@@ -314,8 +336,8 @@ class ProfileMapper:
         consent = self._consent(record, dropped) if self._consent_path is not None else None
         return Profile(key, resource, encoded, dropped, consent)
 
-    def _consent(self, record: Mapping[str, Any], dropped: list[Reject]) -> str | None:
-        """The record's email marketing consent: None, "" (given, undated) or when it was given.
+    def _consent(self, record: Mapping[str, Any], dropped: list[Reject]) -> Consent | None:
+        """The record's email marketing consent: None, or given (with its date, if any).
 
         A value that says neither yes nor no drops the consent, with a reason; the profile
         still goes to its list. ``false`` is only "no consent", never an unsubscribe.
@@ -331,12 +353,12 @@ class ProfileMapper:
             return self._consented_at(record, dropped)
         return _consent_time_or_drop(value, f"consent_property {name!r}", dropped)
 
-    def _consented_at(self, record: Mapping[str, Any], dropped: list[Reject]) -> str | None:
+    def _consented_at(self, record: Mapping[str, Any], dropped: list[Reject]) -> Consent | None:
         if self._consented_at_path is None:
-            return ""
+            return UNDATED
         value = get_path(record, self._consented_at_path)
         if value is _MISSING or is_empty(value):
-            return ""
+            return UNDATED
         name = ".".join(self._consented_at_path)
         return _consent_time_or_drop(
             value, f"consented_at_property {name!r}", dropped, what="an ISO 8601 date-time"
@@ -421,7 +443,7 @@ NO_SUBSCRIPTION = "the profile was exported without a subscription."
 
 def _consent_time_or_drop(
     value: Any, where: str, dropped: list[Reject], what: str = CONSENT_VALUES
-) -> str | None:
+) -> Consent | None:
     """:func:`consent_time`, or None with the reason added to ``dropped`` (the profile still goes)."""
     try:
         return consent_time(value, what=what)
@@ -430,11 +452,21 @@ def _consent_time_or_drop(
         return None
 
 
-def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str = CONSENT_VALUES) -> str:
+def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str = CONSENT_VALUES) -> Consent:
     """When consent was given, in UTC as Klaviyo takes it; a ValueError says what is wrong with it.
 
-    A date-time without a time zone is taken as UTC; a date alone as its midnight, UTC.
-    Klaviyo refuses a consent date in the future, so one is an error here too.
+    What is sent (``Consent.at``): a date-time without a time zone is taken as UTC, a
+    date alone as its midnight, UTC. Klaviyo refuses a consent date in the future, so one
+    is an error here too, except one at most ``CLOCK_SKEW`` ahead, which is the tap's
+    clock running fast and is sent as now.
+
+    What may outweigh an unsubscribe in Klaviyo (``Consent.since``) is the earliest
+    moment the value can mean, because subscribing lifts the unsubscribe and doubt must
+    leave it standing. A time without a zone may be local time anywhere, so it counts
+    from 14 hours before its UTC reading (UTC+14); a date alone likewise from 10:00 UTC
+    the day before. A date ahead of this machine's clock counts as undated: the other
+    clock is off by an unknown amount, so the date cannot show that consent came after
+    anything. Subtracting only the five minutes allowed would assume it is off by no more.
     """
     if isinstance(value, datetime.datetime):
         moment = value
@@ -450,7 +482,8 @@ def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str 
             raise ValueError(f"is not {what}") from None
     else:
         raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not {what}")
-    if moment.tzinfo is None:
+    zoned = moment.tzinfo is not None and moment.utcoffset() is not None
+    if not zoned:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     try:
@@ -458,11 +491,17 @@ def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str 
     except OverflowError:
         raise ValueError("is a date-time outside the years Klaviyo can take") from None
     if moment < EARLIEST_CONSENT:
-        raise ValueError("is before 1970: a placeholder, not the date consent was given")
+        raise ValueError(
+            "is before 2 January 1970: a placeholder (such as the Unix epoch), not the date consent was given"
+        )
     if moment > now + CLOCK_SKEW:
         raise ValueError("is a date in the future, and Klaviyo takes consent only as given")
-    # A moment a little ahead of this machine's clock is the tap's clock running fast: it means now.
-    return min(moment, now).isoformat(timespec="seconds")
+    if moment > now:
+        return Consent(now.isoformat(timespec="seconds"), None)
+    at = moment.isoformat(timespec="seconds")
+    if zoned:
+        return Consent(at, at)
+    return Consent(at, (moment - MOST_AHEAD_OF_UTC).isoformat(timespec="seconds"))
 
 
 def normalize_phone(phone: str, region: str | None = None) -> str | Reject:

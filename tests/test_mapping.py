@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from target_klaviyo.mapping import (
     MAX_PROFILE_BYTES,
+    UNDATED,
+    Consent,
     Profile,
     ProfileMapper,
     Reject,
@@ -302,15 +304,29 @@ NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     [
         ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
         ("2024-01-02T03:04:05.123+02:00", "2024-01-02T01:04:05+00:00"),
-        ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00"),
-        ("2024-01-02", "2024-01-02T00:00:00+00:00"),
-        (datetime.date(2024, 1, 2), "2024-01-02T00:00:00+00:00"),
         (datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), "2024-01-02T03:04:05+00:00"),
-        ("2026-01-01T00:04:00Z", "2026-01-01T00:00:00+00:00"),  # a fast clock: it means now
+        ("1970-01-02T00:00:00Z", "1970-01-02T00:00:00+00:00"),  # the first day not refused
     ],
 )
-def test_consent_times_become_utc(value, expected):
-    assert consent_time(value, NOW) == expected
+def test_a_consent_time_with_its_zone_is_sent_and_compared_as_it_is(value, expected):
+    assert consent_time(value, NOW) == Consent(expected, expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent", "compared"),
+    [
+        # Local time anywhere: sent read as UTC, compared from its earliest meaning, UTC+14.
+        ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00", "2024-01-01T13:04:05+00:00"),
+        ("2024-01-02", "2024-01-02T00:00:00+00:00", "2024-01-01T10:00:00+00:00"),
+        (datetime.date(2024, 1, 2), "2024-01-02T00:00:00+00:00", "2024-01-01T10:00:00+00:00"),
+        (datetime.datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05+00:00", "2024-01-01T13:04:05+00:00"),
+        # A fast clock: sent as now, and it cannot show that consent came after anything.
+        ("2026-01-01T00:04:00Z", "2026-01-01T00:00:00+00:00", None),
+        ("2026-01-01T00:04:00", "2026-01-01T00:00:00+00:00", None),
+    ],
+)
+def test_a_consent_time_in_doubt_is_compared_by_the_earliest_moment_it_can_mean(value, sent, compared):
+    assert consent_time(value, NOW) == Consent(sent, compared)
 
 
 @pytest.mark.parametrize(
@@ -319,9 +335,14 @@ def test_consent_times_become_utc(value, expected):
         ("yes", "is not true, false or an ISO 8601 date-time"),
         (1, "is a number, not true, false or an ISO 8601 date-time"),
         ({"a": 1}, "is an object, not true, false or an ISO 8601 date-time"),
-        ("0001-01-01", "is before 1970: a placeholder"),
+        ("0001-01-01", "is before 2 January 1970: a placeholder"),
         ("0001-01-01T00:00:00+05:00", "is a date-time outside the years Klaviyo can take"),
         ("2026-01-01T00:06:00Z", "is a date in the future"),
+        # Epoch zero, as UTC, as local time east of Greenwich without a zone, or as a date.
+        ("1970-01-01T00:00:00Z", "is before 2 January 1970: a placeholder"),
+        ("1970-01-01T01:00:00+01:00", "is before 2 January 1970: a placeholder"),
+        ("1970-01-01T14:00:00", "is before 2 January 1970: a placeholder"),
+        ("1970-01-01", "is before 2 January 1970: a placeholder"),
     ],
 )
 def test_consent_values_that_say_neither_yes_nor_no_are_refused(value, words):
@@ -332,10 +353,13 @@ def test_consent_values_that_say_neither_yes_nor_no_are_refused(value, words):
 @pytest.mark.parametrize(
     ("record", "consent"),
     [
-        ({"ok": True, "at": "2024-01-02T03:04:05Z"}, "2024-01-02T03:04:05+00:00"),
-        ({"ok": True}, ""),
-        ({"ok": " True ", "at": ""}, ""),
-        ({"ok": "2023-01-01"}, "2023-01-01T00:00:00+00:00"),
+        (
+            {"ok": True, "at": "2024-01-02T03:04:05Z"},
+            Consent("2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05+00:00"),
+        ),
+        ({"ok": True}, UNDATED),
+        ({"ok": " True ", "at": ""}, UNDATED),
+        ({"ok": "2023-01-01"}, Consent("2023-01-01T00:00:00+00:00", "2022-12-31T10:00:00+00:00")),
         ({"ok": False, "at": "2024-01-02T03:04:05Z"}, None),
         ({"ok": "false"}, None),
         ({"ok": None}, None),
@@ -362,3 +386,13 @@ def test_a_bad_consent_date_drops_the_consent_not_the_profile():
     assert dropped.reason == "invalid_consent"
     assert dropped.detail.startswith("consented_at_property 'at' is not an ISO 8601 date-time")
     assert "tuesday" not in dropped.detail
+
+
+def test_epoch_zero_drops_the_consent_with_one_sentence_and_the_profile_still_goes():
+    profile = mapper(consent_property="ok").map({"email": "a@b.co", "ok": "1970-01-01T00:00:00Z"})
+    assert isinstance(profile, Profile)
+    assert profile.consent is None
+    [dropped] = profile.dropped
+    assert dropped.reason == "invalid_consent"
+    assert dropped.detail.count(". ") == 0
+    assert dropped.detail.endswith("the profile was exported without a subscription.")

@@ -157,3 +157,132 @@ def _soon() -> str:
     """A consent given just now: after the unsubscribe the test recorded a moment ago."""
     time.sleep(1.1)
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _consent_in(sandbox) -> dict[str, str | None]:
+    """Each member's email marketing consent in the sandbox afterwards (None: never any)."""
+    return {
+        row["attributes"]["email"]: (row["email_marketing"] or {}).get("consent")
+        for row in sandbox.store.members("TeStLs", 0, 10**6)
+    }
+
+
+def _ago(**delta: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(**delta)
+
+
+def _text(moment: datetime.datetime, *, zone: bool = True) -> str:
+    text = moment.isoformat(timespec="seconds")
+    return text if zone else text.removesuffix("+00:00")
+
+
+def test_a_consent_date_without_a_zone_or_ahead_of_the_clock_never_outweighs_an_unsubscribe(
+    sandbox, tmp_path
+):
+    """A time without a zone may be local time anywhere, so it counts from 14 hours earlier (UTC+14);
+    a date alone from 10:00 UTC the day before; a date a little ahead of this clock (sent as now)
+    does not count at all. Only a consent surely after the unsubscribe is sent."""
+    today = datetime.datetime.now(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    sandbox.store.unsubscribe("naive@example.com", _ago(hours=2))
+    sandbox.store.unsubscribe("date@example.com", today - datetime.timedelta(hours=1))
+    sandbox.store.unsubscribe("fast-clock@example.com", _ago(minutes=1))
+    sandbox.store.unsubscribe("zoned@example.com", _ago(hours=2))
+    sandbox.store.unsubscribe("naive-much-later@example.com", _ago(days=3))
+    messages = [
+        schema(properties=CONSENT_SCHEMA),
+        record(id=1, email="naive@example.com", marketing_ok=_text(_ago(hours=1), zone=False)),
+        record(id=2, email="date@example.com", marketing_ok=today.date().isoformat()),
+        record(id=3, email="fast-clock@example.com", marketing_ok=_text(_ago(minutes=-3))),
+        record(id=4, email="zoned@example.com", marketing_ok=_text(_ago(hours=1))),
+        record(id=5, email="naive-much-later@example.com", marketing_ok=_text(_ago(days=1), zone=False)),
+    ]
+    result = run_cli(consent_config(sandbox, tmp_path), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _consent_in(sandbox) == {
+        "naive@example.com": "UNSUBSCRIBED",
+        "date@example.com": "UNSUBSCRIBED",
+        "fast-clock@example.com": "UNSUBSCRIBED",
+        "zoned@example.com": "SUBSCRIBED",
+        "naive-much-later@example.com": "SUBSCRIBED",
+    }
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"]["values_dropped_by_reason"] == {"unsubscribed_in_klaviyo": 3}
+    assert_requests_match_spec(sandbox)
+
+
+def test_epoch_zero_is_a_placeholder_not_a_consent_date(sandbox, tmp_path):
+    """1970-01-01T00:00:00Z, however it is written (UTC, local time east of UTC, a date), is refused."""
+    messages = [
+        schema(properties=CONSENT_SCHEMA),
+        record(id=1, email="epoch@example.com", marketing_ok="1970-01-01T00:00:00Z"),
+        record(id=2, email="tokyo@example.com", marketing_ok=True, opted_in_at="1970-01-01T09:00:00"),
+        record(id=3, email="date@example.com", marketing_ok="1970-01-01"),
+    ]
+    result = run_cli(consent_config(sandbox, tmp_path), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _consent_in(sandbox) == dict.fromkeys(
+        ("epoch@example.com", "tokyo@example.com", "date@example.com")
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"]["exported"] == 3
+    assert report["counts"]["subscribed"] == 0
+    assert report["counts"]["values_dropped_by_reason"] == {"invalid_consent": 3}
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert all(r["profile_exported"] and "a placeholder" in r["detail"] for r in rejects)
+    assert [r for r in sandbox.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
+
+
+def test_the_consent_check_reads_every_page_of_its_answer(sandbox_factory, tmp_path):
+    """150 people consent in one job; Klaviyo answers the check 50 a page; one on the second page
+    of the first check (100 emails) unsubscribed after the consent in the record."""
+    server = sandbox_factory(page_limit=50)
+    server.store.unsubscribe("person75@example.com")
+    messages = [
+        schema(properties=CONSENT_SCHEMA),
+        *(
+            record(
+                id=i, email=f"person{i}@example.com", marketing_ok=True, opted_in_at="2024-01-01T00:00:00Z"
+            )
+            for i in range(150)
+        ),
+    ]
+    result = run_cli(consent_config(server, tmp_path), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    consent = _consent_in(server)
+    assert consent.pop("person75@example.com") == "UNSUBSCRIBED"
+    assert set(consent.values()) == {"SUBSCRIBED"}
+    assert len(consent) == 149
+    reads = [r for r in server.recorded if r.spec_path == "/api/lists/{id}/profiles"]
+    assert len(reads) == 3  # two pages for the first 100 emails, one for the other 50
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"]["subscribed"] == 149
+    assert report["counts"]["values_dropped_by_reason"] == {"unsubscribed_in_klaviyo": 1}
+
+
+def test_suppressions_count_from_their_own_timestamps_and_list_suppressions_count(sandbox, tmp_path):
+    """The moment of a withdrawal is its suppression record's, whatever last_updated says, and a
+    suppression from a list stands as a global one does; consent after all of them is sent."""
+    sandbox.store.unsubscribe("complained@example.com", _ago(days=30))
+    sandbox.store.suppress("complained@example.com", "SPAM_COMPLAINT", _ago(days=10))
+    sandbox.store.suppress("from-a-list@example.com", "USER_SUPPRESSED", _ago(days=10), list_id="TeStLs")
+    sandbox.store.suppress("by-hand@example.com", "USER_SUPPRESSED", _ago(days=30))
+    sandbox.store.suppress("bounced@example.com", "HARD_BOUNCE", _ago(days=1))
+    twenty_days_ago = _text(_ago(days=20))
+    messages = [
+        schema(properties=CONSENT_SCHEMA),
+        record(id=1, email="complained@example.com", marketing_ok=twenty_days_ago),
+        record(id=2, email="from-a-list@example.com", marketing_ok=twenty_days_ago),
+        record(id=3, email="by-hand@example.com", marketing_ok=twenty_days_ago),
+        record(id=4, email="bounced@example.com", marketing_ok=True),
+    ]
+    result = run_cli(consent_config(sandbox, tmp_path), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _consent_in(sandbox) == {
+        "complained@example.com": "UNSUBSCRIBED",
+        "from-a-list@example.com": None,
+        "by-hand@example.com": "SUBSCRIBED",
+        "bounced@example.com": "SUBSCRIBED",
+    }
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"]["values_dropped_by_reason"] == {"unsubscribed_in_klaviyo": 2}
+    assert_requests_match_spec(sandbox)

@@ -6,6 +6,7 @@ the ``sandbox`` fixture when the test ends.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 
@@ -470,6 +471,60 @@ def test_a_historical_subscription_records_its_consent_date(sandbox):
             "historical_import": True,
         }.items()
     )
+
+
+def test_suppressions_carry_their_own_timestamps_and_a_subscription_lifts_only_some(sandbox):
+    """As Klaviyo documents: subscribing removes UNSUBSCRIBE, SPAM_COMPLAINT and USER_SUPPRESSED;
+    a HARD_BOUNCE and list suppressions stay. Each suppression keeps its own timestamp."""
+    utc = datetime.timezone.utc
+    sandbox.store.unsubscribe("a@example.com", datetime.datetime(2021, 1, 1, tzinfo=utc))
+    sandbox.store.suppress("a@example.com", "SPAM_COMPLAINT", datetime.datetime(2022, 1, 1, tzinfo=utc))
+    sandbox.store.suppress("a@example.com", "HARD_BOUNCE", datetime.datetime(2023, 1, 1, tzinfo=utc))
+    sandbox.store.suppress(
+        "a@example.com", "USER_SUPPRESSED", datetime.datetime(2024, 1, 1, tzinfo=utc), "OTHER"
+    )
+
+    def marketing():
+        path = f"/api/lists/{LIST_ID}/profiles?additional-fields[profile]=subscriptions&page[size]=100"
+        [member] = call(sandbox, "GET", path).json()["data"]
+        return member["attributes"]["subscriptions"]["email"]["marketing"]
+
+    sandbox.store.add_members(LIST_ID, [sandbox.store.upsert_profile({"email": "a@example.com"})[0]])
+    before = marketing()
+    assert before["last_updated"] == "2021-01-01T00:00:00+00:00"
+    assert before["suppression"] == [
+        {"reason": "UNSUBSCRIBE", "timestamp": "2021-01-01T00:00:00+00:00"},
+        {"reason": "SPAM_COMPLAINT", "timestamp": "2022-01-01T00:00:00+00:00"},
+        {"reason": "HARD_BOUNCE", "timestamp": "2023-01-01T00:00:00+00:00"},
+    ]
+    list_suppression = {
+        "list_id": "OTHER",
+        "reason": "USER_SUPPRESSED",
+        "timestamp": "2024-01-01T00:00:00+00:00",
+    }
+    assert before["list_suppressions"] == [list_suppression]
+    body = subscription(("a@example.com", None))
+    assert call(sandbox, "POST", "/api/profile-subscription-bulk-create-jobs", body).status_code == 202
+    after = marketing()
+    assert after["consent"] == "SUBSCRIBED"
+    assert after["suppression"] == [{"reason": "HARD_BOUNCE", "timestamp": "2023-01-01T00:00:00+00:00"}]
+    assert after["can_receive_email_marketing"] is False
+    assert after["list_suppressions"] == [list_suppression]
+
+
+def test_a_page_limit_makes_pages_shorter_than_asked_for(sandbox_factory):
+    server = sandbox_factory(page_limit=2)
+    server.store.add_members(
+        LIST_ID, [server.store.upsert_profile({"email": f"p{i}@example.com"})[0] for i in range(3)]
+    )
+    emails = ",".join(f'"p{i}@example.com"' for i in range(3))
+    path = f"/api/lists/{LIST_ID}/profiles?filter=any(email,[{emails}])&page[size]=100"
+    first = call(server, "GET", path).json()
+    assert len(first["data"]) == 2
+    cursor = first["links"]["next"].split("page[cursor]=")[1]
+    second = call(server, "GET", f"{path}&page[cursor]={cursor}").json()
+    assert [m["attributes"]["email"] for m in second["data"]] == ["p2@example.com"]
+    assert "next" not in second["links"]
 
 
 def test_list_members_honour_sparse_fields(sandbox):
