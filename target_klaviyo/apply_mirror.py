@@ -3,12 +3,18 @@
 Run it after the pipeline has succeeded, and only then: as the block after the
 pipeline in a Meltano job (``meltano run tap target-klaviyo klaviyo-mirror:apply``,
 which Meltano skips when the tap or the target failed), or ``tap | target-klaviyo
---config c.json && target-klaviyo-mirror --plan p.json`` under ``set -o pipefail``.
-Everything it needs but the API key is in the plan (the API URL and revision, the
-lists, the members to remove, the report to update); the key comes from
-``TARGET_KLAVIYO_API_KEY`` or ``--config``, as for the target. A plan is used once,
-within a day of the run that made it; the plan is deleted once it is applied, and
-the removals are added to that run's report.
+--config c.json && target-klaviyo-mirror --config c.json`` under ``set -o pipefail``
+(without it, a failed tap does not stop the ``&&``).
+
+It takes the loader's own config: ``--config`` (the JSON file the target was given),
+or the ``TARGET_KLAVIYO_*`` environment, as Meltano gives it to a utility whose
+namespace is ``target_klaviyo``. The config says where the plan is, and binds it: a
+plan is applied only if it comes from the latest mirror run of that config, for its
+``api_url`` and lists, and the API key goes only to the config's ``api_url``, never to
+one read from a file (:mod:`target_klaviyo.mirror_plan` checks the rest). Applying
+is exclusive; each confirmed removal request is recorded, so running it again after
+an interruption finishes the plan with exact counts; the run's report says how many
+were removed from each list, and whether the plan was applied whole or in part.
 """
 
 from __future__ import annotations
@@ -17,31 +23,38 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from target_klaviyo.client import KlaviyoClient
 from target_klaviyo.errors import RunError
-from target_klaviyo.mirror import ListPlan, remove
+from target_klaviyo.mirror import Remover, removal_requests
+from target_klaviyo.mirror_plan import Plan, PlanFiles
 from target_klaviyo.report import write_whole
 from target_klaviyo.settings import (
-    DEFAULT_MIRROR_PLAN,
+    CONFIG_SCHEMA,
+    Settings,
     SettingsError,
-    check_api_key,
-    check_api_url,
-    check_revision,
+    parse_variable,
+    property_kinds,
 )
 
 logger = logging.getLogger("target_klaviyo.apply_mirror")
 
-MAX_PLAN_AGE = 24 * 3600.0
 ENV_PREFIX = "TARGET_KLAVIYO_"
 
 
-def api_key(config_path: str | None) -> str:
-    """The key from ``--config`` (a JSON file, or ENV) or else from ``TARGET_KLAVIYO_API_KEY``; never shown."""
+def load_config(config_path: str | None, environ: Mapping[str, str]) -> Settings:
+    """The loader's settings from ``--config`` (a JSON file) or else the ``TARGET_KLAVIYO_*`` environment.
+
+    From the environment only the variables that name a setting are read: under Meltano the
+    utility's environment also holds Meltano's own variables with the same prefix.
+    """
+    config: dict[str, Any]
     if config_path not in (None, "ENV"):
         try:
             loaded = json.loads(Path(config_path).read_text(encoding="utf-8"))
@@ -49,93 +62,95 @@ def api_key(config_path: str | None) -> str:
             raise RunError(
                 f"--config {config_path!r} cannot be read as a JSON file ({type(error).__name__})."
             ) from None
-        key = loaded.get("api_key") if isinstance(loaded, dict) else None
+        if not isinstance(loaded, dict):
+            raise RunError(f"--config {config_path!r} does not hold a JSON object of settings.")
+        config = loaded
     else:
-        key = os.environ.get(f"{ENV_PREFIX}API_KEY")
-    if not isinstance(key, str) or not key.strip():
-        raise RunError("No API key: set TARGET_KLAVIYO_API_KEY, or give --config a file with api_key.")
-    return check_api_key(key)
-
-
-@dataclass
-class Plan:
-    path: Path
-    api_url: str
-    api_revision: str
-    report_path: Path | None
-    lists: dict[str, ListPlan]
-
-
-def read_plan(path: Path) -> Plan:
+        config = {}
+        for name, prop in CONFIG_SCHEMA["properties"].items():
+            variable = ENV_PREFIX + name.upper()
+            if variable in environ:
+                try:
+                    config[name] = parse_variable(variable, environ[variable], property_kinds(prop))
+                except SettingsError as error:
+                    raise RunError(str(error)) from None
+    if not isinstance(config.get("api_key"), str) or not config["api_key"].strip():
+        raise RunError("No API key: set TARGET_KLAVIYO_API_KEY, or give --config the loader's config file.")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        settings = Settings.from_config(config)
+    except SettingsError as error:
+        raise RunError(str(error)) from None
+    if not settings.mirror:
         raise RunError(
-            f"There is no mirror plan at {str(path)!r}: run target-klaviyo with sync_mode mirror first "
-            "(a plan is used once)."
-        ) from None
-    except (OSError, ValueError) as error:
-        raise RunError(f"The mirror plan at {str(path)!r} cannot be read ({type(error).__name__}).") from None
-    try:
-        age = time.time() - float(document["created_at"])
-        report = document["report_path"]
-        plan = Plan(
-            path,
-            check_api_url(document["api_url"]),
-            check_revision(document["api_revision"]),
-            Path(report) if report else None,
-            {
-                list_id: ListPlan(
-                    list_id, int(entry["members_before"]), int(entry["members"]), list(entry["remove"])
-                )
-                for list_id, entry in document["lists"].items()
-            },
+            "The config's sync_mode is not mirror, so it has no mirror plan: give target-klaviyo-mirror the "
+            "config of the loader that mirrors."
         )
-    except (KeyError, TypeError, ValueError, AttributeError, SettingsError):
-        raise RunError(f"The mirror plan at {str(path)!r} is not one target-klaviyo wrote.") from None
-    if age > MAX_PLAN_AGE:
-        raise RunError(
-            f"The mirror plan at {str(path)!r} is {age / 3600:.0f} hours old: run the pipeline again rather "
-            "than remove members by an old picture of the segment."
-        )
-    return plan
+    return settings
 
 
-def apply(plan: Plan, key: str) -> dict[str, int]:
-    """Remove every planned member; returns how many were removed from each list."""
-    client = KlaviyoClient(plan.api_url, key, plan.api_revision)
-    removed: dict[str, int] = {}
+def apply(settings: Settings, files: PlanFiles, plan: Plan) -> dict[str, int]:
+    """Remove every planned member not yet removed; returns how many of each list's are removed in all.
+
+    Each request Klaviyo confirms is recorded before the next, so an interrupted apply,
+    run again, sends only what is left, and the counts are the plan's confirmed requests.
+    """
+    done = files.done(plan.run_id)
+    removed = {list_id: sum(done.get(list_id, {}).values()) for list_id in plan.lists}
+    client = KlaviyoClient(settings.api_url, settings.api_key, settings.api_revision)
+    remover = Remover(client)
+    complete = False
     try:
         for list_id, list_plan in plan.lists.items():
-            removed[list_id] = 0
-            for count in remove(client, list_plan):
-                removed[list_id] += count
+            for index, ids in enumerate(removal_requests(list_plan)):
+                if index in done.get(list_id, {}):
+                    continue
+                remover.remove(list_id, ids)
+                files.confirm(plan.run_id, list_id, index, len(ids))
+                removed[list_id] += len(ids)
+            kept = (
+                f"; {list_plan.without_email:,} members without an email were kept"
+                if list_plan.without_email
+                else ""
+            )
             logger.info(
-                "Removed %d of the %d members list %s had before the run (sync_mode mirror).",
+                "Removed %d of the %d members list %s had before the run (sync_mode mirror)%s.",
                 removed[list_id],
                 list_plan.members_before,
                 list_id,
+                kept,
             )
+        complete = True
     finally:
         client.close()
-        if removed:
-            _add_to_report(plan.report_path, removed)
-    plan.path.unlink(missing_ok=True)
+        _update_report(settings.report_path, plan, removed, complete=complete)
+    files.used()
     return removed
 
 
-def _add_to_report(path: Path | None, removed: dict[str, int]) -> None:
-    """Add the removals to the run's report, if it has one: counts, each list, the lists touched."""
+def _update_report(path: Path | None, plan: Plan, removed: dict[str, int], *, complete: bool) -> None:
+    """Set the removals in the run's report, if it is that run's: exact totals, never added twice."""
     if path is None or not path.is_file():
         return
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-        report["counts"]["removed"] = report["counts"].get("removed", 0) + sum(removed.values())
-        for list_id, count in removed.items():
+        if report.get("run_id") != plan.run_id:
+            logger.warning(
+                "The report at %s is not from the run that made the plan; it was left as it is.", path
+            )
+            return
+        report["counts"]["removed"] = sum(removed.values())
+        for list_id, list_plan in plan.lists.items():
             entry = report["lists"].setdefault(list_id, {})
-            entry["removed"] = entry.get("removed", 0) + count
-            if isinstance(entry.get("mirror"), dict):
-                entry["mirror"]["outcome"] = "mirrored"
+            entry["removed"] = removed[list_id]
+            mirror = entry.setdefault("mirror", {})
+            whole = removed[list_id] == len(list_plan.remove)
+            mirror["outcome"] = (
+                "mirrored"
+                if whole
+                else f"partly mirrored: {removed[list_id]:,} of {len(list_plan.remove):,} removed; "
+                "running target-klaviyo-mirror again finishes it"
+            )
+        report["mirror_plan"] = "applied" if complete else "partly applied"
         touched = {
             *report.get("lists_touched", []),
             *(list_id for list_id, count in removed.items() if count),
@@ -146,26 +161,52 @@ def _add_to_report(path: Path | None, removed: dict[str, int]) -> None:
         logger.warning("The run's report could not be updated with the removals (%s).", type(error).__name__)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _version() -> str:
+    try:
+        return version("target-klaviyo")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="target-klaviyo-mirror",
         description="Remove the list members that the last sync_mode mirror run of target-klaviyo planned "
-        "to remove; run it only after the tap and the target have both succeeded.",
+        "to remove; run it only after the tap and the target have both succeeded. It takes the "
+        "loader's config, which says where the plan is and which lists and api_url it may touch.",
     )
     parser.add_argument(
-        "--plan", default=DEFAULT_MIRROR_PLAN, help=f"the plan file (default {DEFAULT_MIRROR_PLAN})"
+        "--config",
+        help="the loader's JSON config file, or ENV for the TARGET_KLAVIYO_* environment (the default)",
     )
-    parser.add_argument("--config", help="a JSON config file with api_key, or ENV (TARGET_KLAVIYO_API_KEY)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     args = parser.parse_args(argv)
+    # SIGTERM (how Meltano and schedulers stop a job) ends it like Ctrl-C: the report says what was done.
+    signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-8s | %(name)s | %(message)s")
+    files: PlanFiles | None = None
     try:
-        removed = apply(read_plan(Path(args.plan).expanduser()), api_key(args.config))
+        settings = load_config(args.config, os.environ)
+        files = PlanFiles(settings.mirror_plan_path)
+        files.lock("target-klaviyo-mirror")
+        plan = files.read(settings.api_url, settings.lists)
+        removed = apply(settings, files, plan)
     except RunError as error:
         logger.error("%s", error)
         sys.exit(1)
     except KeyboardInterrupt:
-        logger.error("Interrupted: the plan is kept, and running target-klaviyo-mirror again finishes it.")
+        logger.error(
+            "Interrupted: the plan is kept with what was removed so far, and running target-klaviyo-mirror "
+            "again finishes it."
+        )
         sys.exit(130)
+    finally:
+        if files is not None:
+            files.unlock()
     logger.info(
         "Mirror plan applied: %d members removed from %d list(s).", sum(removed.values()), len(removed)
     )

@@ -6,27 +6,32 @@ that finished from one that failed: both simply end its input (a Singer SDK tap 
 nothing at the end of a full-table stream, and under ``meltano run`` the tap's exit
 code is known only after the target has finished). So the run only *plans*: at the
 end of a complete run it reads each list, chooses the members to remove and writes
-them to ``mirror_plan_path``; ``target-klaviyo-mirror`` (:mod:`target_klaviyo.apply_mirror`)
-removes them, and the pipeline runs it only after the tap and the target have both
-succeeded (the next task of a Meltano job, or ``tap | target-klaviyo && target-klaviyo-mirror``).
+them to the plan (:mod:`target_klaviyo.mirror_plan`); ``target-klaviyo-mirror``
+(:mod:`target_klaviyo.apply_mirror`) removes them, and the pipeline runs it only
+after the tap and the target have both succeeded (the next block of a Meltano job,
+or ``tap | target-klaviyo && target-klaviyo-mirror`` under ``set -o pipefail``).
 
-The run plans for a list only when every sign says it saw the whole segment:
+A list is mirrored only when this run saw its whole segment; whenever there is
+doubt it is left as it is, with one sentence saying why (:meth:`Mirror.why_not`):
 
 - the run read all its input and ended without failure, interruption, or the
   profile limit (the run checks that before it asks for a plan);
-- every stream that sent the list records declared itself a full extract with
-  ``ACTIVATE_VERSION``: Singer's signal that a full-table sync replaces what came
-  before (Singer SDK taps send it for full-table streams with
-  ``emit_activate_version_messages``). An incremental extract, which holds only
-  changed rows, never sends it, and would look as if most people had left;
-- the list received profiles in this run;
+- every stream routed to the list this run, *and every stream ``stream_lists``
+  names for it*, arrived as a full extract: ``ACTIVATE_VERSION`` before its first
+  record (Singer's signal that a full-table sync replaces what came before; one that
+  only arrives after the rows is how singer-io taps end a *resumed* sync, which sent
+  only the remaining rows), and at least one record;
+- Klaviyo accepted at least one of this run's profiles for the list (import job
+  complete, not among its import errors): a run Klaviyo refused whole never empties
+  a list;
 - the removals are at most ``mirror_max_removal_fraction`` of the members the list
   had before the run (its ``profile_count`` when the run started).
 
-A member whose email appeared in this run's input for the list is kept, even if
-its record was rejected this time. Members are read with
-``GET /api/lists/{id}/profiles`` (emails only, 100 a page) and removed with
-``DELETE /api/lists/{id}/relationships/profiles`` (1,000 a request), each paced
+A member whose email appeared in this run's input for the list is kept, even if its
+record was rejected this time; a member without an email (a phone-only profile) is
+kept and counted, since no record of this pipeline can ever name it. Members are
+read with ``GET /api/lists/{id}/profiles`` (emails only, 100 a page) and removed
+with ``DELETE /api/lists/{id}/relationships/profiles`` (1,000 a request), each paced
 within its endpoint's steady rate limit.
 """
 
@@ -34,11 +39,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,7 +48,8 @@ from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError, 
 from target_klaviyo.emails import normalize_email
 from target_klaviyo.errors import RunError
 from target_klaviyo.mapping import get_path
-from target_klaviyo.report import write_whole
+from target_klaviyo.mirror_plan import ID as PROFILE_ID
+from target_klaviyo.mirror_plan import ListPlan
 from target_klaviyo.seen import HashTable, hash64
 
 logger = logging.getLogger("target_klaviyo.mirror")
@@ -61,37 +64,22 @@ class MirrorRefused(RunError):
     """A list was left as it was because mirroring it could be wrong; the run fails."""
 
 
-@dataclass
-class ListPlan:
-    """What mirroring one list means: its members before the run and now, and those to remove."""
-
-    list_id: str
-    members_before: int  # when the run started (the list's profile_count)
-    members: int = 0  # when the run read it, this run's profiles among them
-    remove: list[str] = field(default_factory=list)
-
-    @property
-    def share(self) -> float:
-        """The share of the list as it was before the run that would be removed."""
-        if not self.remove:
-            return 0.0
-        return len(self.remove) / self.members_before if self.members_before else 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"members_before": self.members_before, "members": self.members, "remove": self.remove}
-
-
 class Mirror:
-    """What the run saw of each list's segment, and the reading and removing of members."""
+    """What the run saw of each list's segment, and the reading of members to plan removals."""
 
-    def __init__(self, email_path: tuple[str, ...], max_removal_fraction: float) -> None:
+    def __init__(
+        self, email_path: tuple[str, ...], max_removal_fraction: float, stream_lists: Mapping[str, str]
+    ) -> None:
         self.email_path = email_path
         self.max_removal_fraction = max_removal_fraction
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
-        self._records_of: Counter[str] = Counter()  # per stream
-        self._profiles_for: Counter[str] = Counter()  # distinct profiles sent to each list
-        self._streams_for: dict[str, set[str]] = {}
-        self._full_extracts: set[str] = set()
+        self._records_of: Counter[str] = Counter()  # per stream (its name after any stream map)
+        self._streams_for: dict[str, set[str]] = {}  # the streams routed to each list this run
+        self._named_for: dict[str, set[str]] = {}  # the streams stream_lists names for each list
+        for stream, list_id in stream_lists.items():
+            self._named_for.setdefault(list_id, set()).add(stream)
+        self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the stream's first record
+        self._late_versions: set[str] = set()  # ACTIVATE_VERSION only after some of its records
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
 
     # While reading
@@ -102,8 +90,8 @@ class Mirror:
 
     @property
     def lists(self) -> list[str]:
-        """The lists this run's streams go to, in the order they were first routed."""
-        return list(self._streams_for)
+        """The lists this run's streams go to, then those stream_lists names that no stream reached."""
+        return list(dict.fromkeys([*self._streams_for, *self._named_for]))
 
     def saw(self, stream: str, list_id: str, record: Any) -> None:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
@@ -120,49 +108,83 @@ class Mirror:
     def saw_email(self, list_id: str, email: str) -> None:
         self._seen.setdefault(hash64(f"{list_id}\n{email.strip().lower()}"))
 
-    def sent(self, list_id: str) -> None:
-        """A profile new to ``list_id`` in this run was taken for it (not a repeat of a person)."""
-        self._profiles_for[list_id] += 1
+    def activated(self, stream: str) -> None:
+        """The tap sent ACTIVATE_VERSION for ``stream``: a full extract only if no record came before it."""
+        if self._records_of[stream]:
+            self._late_versions.add(stream)
+        else:
+            self._full_extracts.add(stream)
 
-    def full_extract(self, stream: str) -> None:
-        """The tap sent ACTIVATE_VERSION for ``stream``: its records are the whole of it."""
-        self._full_extracts.add(stream)
-
-    def kept(self, list_id: str, email: Any) -> bool:
-        return isinstance(email, str) and hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
+    def kept(self, list_id: str, email: str) -> bool:
+        return hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
 
     # At the end
 
-    def why_not(self, list_id: str) -> tuple[str, bool] | None:
-        """Why ``list_id`` must not be mirrored, and whether that fails the run; None if it may be."""
-        fed = sorted(stream for stream in self._streams_for.get(list_id, ()) if self._records_of[stream])
-        if not fed:
-            return "no records for it were read in this run, and mirror never empties a list", False
-        if not self._profiles_for[list_id]:
-            return "none of this run's records for it could be sent, and mirror never empties a list", True
-        partial = [stream for stream in fed if stream not in self._full_extracts]
-        if partial:
+    def why_not(self, list_id: str, confirmed: int) -> str | None:
+        """Why ``list_id`` must be left as it is, or None if this run saw its whole segment.
+
+        ``confirmed`` is how many of this run's profiles for it Klaviyo accepted.
+        """
+        routed = self._streams_for.get(list_id, set())
+        for stream in sorted(self._named_for.get(list_id, set()) - routed):
             return (
-                f"stream {partial[0]!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
-                "for it), so people missing from it may not have left the segment; set "
-                "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert",
-                True,
+                f"stream {stream!r}, which stream_lists sends to it, did not appear in this run, so its "
+                "people may still be in the segment"
             )
+        for stream in sorted(routed):
+            if not self._records_of[stream]:
+                return (
+                    f"stream {stream!r} sent no records in this run, and an empty extract is more often "
+                    "a failed one than an empty segment"
+                )
+        for stream in sorted(routed):
+            if stream in self._full_extracts:
+                continue
+            if stream in self._late_versions:
+                return (
+                    f"stream {stream!r} sent ACTIVATE_VERSION only after some of its records, as a tap "
+                    "resuming an interrupted full-table sync does, so this run may not have seen the "
+                    "whole table; the next complete full-table sync mirrors it"
+                )
+            return (
+                f"stream {stream!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
+                "before its records), so people missing from it may not have left the segment; set "
+                "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert"
+            )
+        if not confirmed:
+            return "Klaviyo accepted none of this run's profiles for it, and mirror never empties a list"
         return None
 
     def plan(self, client: KlaviyoClient, list_id: str) -> ListPlan:
-        """Read the list and choose the members to remove (every member this run did not see)."""
+        """Read the list and choose the members to remove: every member with an email this run did not see."""
         plan = ListPlan(list_id, 0)
+        path = f"/api/lists/{list_id}/profiles"
+        chosen: set[str] = set()
         for member in self._members(client, list_id):
             plan.members += 1
-            email = (member.get("attributes") or {}).get("email")
-            if not self.kept(list_id, email) and isinstance(member.get("id"), str):
-                plan.remove.append(member["id"])
+            profile_id = member.get("id")
+            attributes = member.get("attributes", {})
+            if (
+                not isinstance(profile_id, str)
+                or not PROFILE_ID.fullmatch(profile_id)
+                or not isinstance(attributes, dict)
+            ):
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
+                    "nothing will be removed."
+                )
+            email = attributes.get("email")
+            if not isinstance(email, str) or not email.strip():
+                plan.without_email += 1  # no record of this pipeline can ever keep it: never removed
+            elif not self.kept(list_id, email) and profile_id not in chosen:
+                chosen.add(profile_id)
+                plan.remove.append(profile_id)
         # Every member to remove was there before the run (this run's profiles are all kept).
         plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
         return plan
 
-    def _members(self, client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
+    @staticmethod
+    def _members(client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
         path = f"/api/lists/{list_id}/profiles"
         params: dict[str, Any] = {"fields[profile]": "email", "page[size]": MEMBERS_PAGE_SIZE}
         pace = Pace(READ_INTERVAL)
@@ -173,26 +195,21 @@ class Mirror:
                 page = client.get(path, params)
             except KlaviyoApiError as error:
                 raise _read_error(error, list_id) from None
-            data = page.get("data")
+            data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(member, dict) for member in data):
                 raise KlaviyoError(
-                    f"Klaviyo answered GET {path} without a list of profiles; nothing was removed."
+                    f"Klaviyo answered GET {path} without a list of profiles; nothing will be removed."
                 )
             yield from data
-            next_link = (page.get("links") or {}).get("next")
-            cursor = (
-                parse_qs(urlsplit(next_link).query).get("page[cursor]")
-                if isinstance(next_link, str)
-                else None
-            )
-            if not cursor:
+            cursor = next_cursor(page)
+            if cursor is None:
                 return
-            if cursor[0] in seen_cursors:
+            if cursor in seen_cursors:
                 raise KlaviyoError(
-                    f"Klaviyo answered GET {path} with a page it had already given; nothing was removed."
+                    f"Klaviyo answered GET {path} with a page it had already given; nothing will be removed."
                 )
-            seen_cursors.add(cursor[0])
-            params = {**params, "page[cursor]": cursor[0]}
+            seen_cursors.add(cursor)
+            params = {**params, "page[cursor]": cursor}
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""
@@ -204,6 +221,16 @@ class Mirror:
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
+
+
+def next_cursor(page: Any) -> str | None:
+    """The ``page[cursor]`` of a JSON:API answer's ``links.next``, if it has one; any other shape is none."""
+    links = page.get("links") if isinstance(page, dict) else None
+    next_link = links.get("next") if isinstance(links, dict) else None
+    if not isinstance(next_link, str):
+        return None
+    cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
+    return cursor[0] if cursor else None
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -221,34 +248,25 @@ def _read_error(error: KlaviyoApiError, list_id: str, *, removing: bool = False)
     return error
 
 
-def remove(client: KlaviyoClient, plan: ListPlan) -> Iterator[int]:
-    """Remove the plan's members from its list, 1,000 a request; yields how many each removed."""
-    path = f"/api/lists/{plan.list_id}/relationships/profiles"
-    pace = Pace(REMOVE_INTERVAL)
-    for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL):
-        ids = plan.remove[start : start + MAX_IDS_PER_REMOVAL]
+def removal_requests(plan: ListPlan) -> list[list[str]]:
+    """The plan's members in removal requests of at most 1,000; a request's index names it in the progress."""
+    return [
+        plan.remove[start : start + MAX_IDS_PER_REMOVAL]
+        for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL)
+    ]
+
+
+class Remover:
+    """Removes members from a list, one request of at most 1,000 at a time, paced within 150 a minute."""
+
+    def __init__(self, client: KlaviyoClient) -> None:
+        self.client = client
+        self._pace = Pace(REMOVE_INTERVAL)
+
+    def remove(self, list_id: str, ids: list[str]) -> None:
         body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
-        pace.wait()
+        self._pace.wait()
         try:
-            client.request("DELETE", path, body=_encode(body))
+            self.client.request("DELETE", f"/api/lists/{list_id}/relationships/profiles", body=_encode(body))
         except KlaviyoApiError as error:
-            raise _read_error(error, plan.list_id, removing=True) from None
-        yield len(ids)
-
-
-def write_plan(
-    path: Path, api_url: str, api_revision: str, report_path: Path | None, plans: list[ListPlan]
-) -> None:
-    """Write the removals for target-klaviyo-mirror: whole (a new private file renamed over the old).
-
-    It holds what applying them needs but the API key: where, which lists, whom, and the
-    run's report to add the removals to.
-    """
-    document = {
-        "created_at": time.time(),
-        "api_url": api_url,
-        "api_revision": api_revision,
-        "report_path": str(report_path.resolve()) if report_path else None,
-        "lists": {plan.list_id: plan.as_dict() for plan in plans},
-    }
-    write_whole(path, json.dumps(document), "mirror_plan_path")
+            raise _read_error(error, list_id, removing=True) from None

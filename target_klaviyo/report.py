@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from target_klaviyo.errors import RunError
+from target_klaviyo.files import make_private_folders
 from target_klaviyo.mapping import Reject, Unrepresentable, to_json_value
 
 logger = logging.getLogger("target_klaviyo.report")
@@ -33,7 +34,7 @@ PRIVATE = 0o600  # the rejects file and the report hold personal data or describ
 
 def open_private(path: Path, flags: int) -> int:
     """Open ``path`` readable by its owner only, whatever the umask, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folders(path.parent)
     descriptor = os.open(path, flags | os.O_CREAT, PRIVATE)
     os.fchmod(descriptor, PRIVATE)
     return descriptor
@@ -59,6 +60,7 @@ class RunReport:
         self.exported_to: Counter[str] = Counter()  # per list
         self.subscribed_to: Counter[str] = Counter()  # per list: subscribed to email marketing
         self.mirrored: dict[str, dict[str, Any]] = {}  # per list, in mirror mode: what became of it
+        self.run_id: str | None = None  # in mirror mode: the run its plan must come from (mirror_plan.py)
         self.deduplicated = 0
         self.sent_again = 0
         self.skipped_over_limit = 0
@@ -111,14 +113,20 @@ class RunReport:
                 self.subscribed_to[list_id] += count
 
     def mirror_outcome(
-        self, list_id: str, outcome: str, members_before: int | None = None, to_remove: int | None = None
+        self,
+        list_id: str,
+        outcome: str,
+        members_before: int | None = None,
+        to_remove: int | None = None,
+        without_email: int | None = None,
     ) -> None:
-        """What mirror mode made of a list: planned (with how many to remove), or why not."""
+        """What mirror mode made of a list: planned (with how many to remove and to keep), or why not."""
         with self._lock:
             self.mirrored[list_id] = {
                 "outcome": outcome,
                 "members_before": members_before,
                 "to_remove": to_remove,
+                "kept_without_email": without_email,
             }
 
     @property
@@ -273,6 +281,7 @@ class RunReport:
         finished = time.time()
         return {
             "outcome": self.outcome,
+            "run_id": self.run_id,
             "dry_run": self.dry_run,
             "counts": {
                 "read": self.read,
@@ -320,7 +329,10 @@ class RunReport:
 def write_whole(path: Path, text: str, setting: str) -> None:
     """Write a file whole and private: to a new 0600 file beside ``path``, then renamed over it,
     so that a reader never sees half of it; a failure is one sentence naming ``setting``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        make_private_folders(path.parent)
+    except OSError as error:
+        raise RunError(f"{setting} cannot be written: {error.strerror or type(error).__name__}.") from None
     descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:

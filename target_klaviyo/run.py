@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import Any
@@ -36,7 +36,8 @@ from target_klaviyo.jobs import (
     split_for_jobs,
 )
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
-from target_klaviyo.mirror import ListPlan, Mirror, MirrorRefused, write_plan
+from target_klaviyo.mirror import Mirror, MirrorRefused
+from target_klaviyo.mirror_plan import ListPlan, PlanFiles
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.seen import HashTable, hash64
@@ -58,8 +59,10 @@ class ProfileLimitReached(KlaviyoError):
 
 
 class ExportRun:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, aliases: Callable[[str], list[str]] | None = None) -> None:
+        """``aliases`` gives the names a tap's stream has after the stream maps (see :meth:`bad_record`)."""
         self.settings = settings
+        self._aliases = aliases or (lambda stream: [stream])
         self.mapper = ProfileMapper(settings)
         self.report = RunReport(settings.rejects_path, dry_run=settings.dry_run)
         self.ledger = StateLedger(emit=not settings.dry_run)
@@ -68,7 +71,19 @@ class ExportRun:
         self.pipeline: JobPipeline | None = None
         self._clients: list[KlaviyoClient] = []
         # Mirror mode reads lists even in a dry run (to say what it would remove).
-        self.mirror = Mirror(settings.email_path, settings.max_removal_fraction) if settings.mirror else None
+        self.mirror = (
+            Mirror(settings.email_path, settings.max_removal_fraction, settings.stream_lists)
+            if settings.mirror
+            else None
+        )
+        self.plan_files: PlanFiles | None = None
+        if self.mirror is not None:
+            # Before any input is read, however early the run fails later: no older plan outlives
+            # this run, and this run is the one a plan must come from (mirror_plan.py).
+            self.plan_files = PlanFiles(settings.mirror_plan_path)
+            self.plan_files.prepare()
+            self.plan_files.lock("target-klaviyo")
+            self.report.run_id = self.plan_files.start_run()
         if not settings.dry_run or self.mirror is not None:
             self.client = self._client()
             self._clients.append(self.client)
@@ -112,9 +127,6 @@ class ExportRun:
         if self._started:
             return
         self._started = True
-        if self.mirror is not None and not self.settings.dry_run:
-            # Only a run that completes leaves a plan: an older one must not outlive a failed run.
-            self.settings.mirror_plan_path.unlink(missing_ok=True)
         if self.client is None:
             return
         for list_id in self.settings.lists:
@@ -203,8 +215,6 @@ class ExportRun:
         profile = self._one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.report.reject(stream, record, dropped, counted=False)
-        if self.mirror is not None and admission is Admission.NEW:
-            self.mirror.sent(list_id)  # its email was kept when the sink read the record
         epoch = self.ledger.open_record()
         self._taken += 1
         item = PendingProfile.of(
@@ -294,9 +304,13 @@ class ExportRun:
         """A RECORD line whose record cannot be read or represented: counted and rejected."""
         self.report.count_read()
         self.report.reject(stream, record, reject)
-        list_id = self.settings.list_for(stream)
-        if self.mirror is not None and list_id is not None:
-            self.mirror.saw(stream, list_id, record)  # its email, if it has one, still keeps its member
+        if self.mirror is None:
+            return
+        # The reader names the tap's stream; its records reach lists under the stream maps' names.
+        for alias in self._aliases(stream):
+            list_id = self.settings.list_for(alias)
+            if list_id is not None:
+                self.mirror.saw(alias, list_id, record)  # its email, if it has one, still keeps its member
 
     def line_skipped(self, what: str) -> None:
         self.report.count_skipped_input(what)
@@ -413,10 +427,10 @@ class ExportRun:
     def _mirror(self, mirror: Mirror) -> None:
         """Plan the removals that make each list equal to this run's profiles for it, where that is safe.
 
-        Every list is read and planned; the plans within the removal guard are written to
-        ``mirror_plan_path`` for target-klaviyo-mirror (a dry run only logs them), and then
-        the run fails if any list was refused, or could not be mirrored because its input
-        was not a full extract.
+        Every list is read and planned; the plans within the removal guard are written for
+        target-klaviyo-mirror (a dry run only logs them). A list this run did not see whole
+        is left as it is with a warning; the run fails if that is true of every list, or if
+        any list would lose more than the removal guard allows.
         """
         assert self.client is not None
         if self.limit_reached:
@@ -428,18 +442,14 @@ class ExportRun:
                 self.report.mirror_outcome(list_id, "not mirrored: the run reached the profile limit")
             self._write_plan([])
             return
-        failures: list[str] = []
+        left: list[str] = []
+        refusals: list[str] = []
         plans = []
         for list_id in mirror.lists:
-            why = mirror.why_not(list_id)
-            if why is not None:
-                reason, fails = why
-                sentence = f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}."
+            reason = mirror.why_not(list_id, self.report.exported_to[list_id])
+            if reason is not None:
+                left.append(f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}.")
                 self.report.mirror_outcome(list_id, f"not mirrored: {reason}")
-                if fails:
-                    failures.append(sentence)
-                else:
-                    logger.warning("%s", sentence)
                 continue
             plan = mirror.plan(self.client, list_id)
             refusal = mirror.refusal(plan)
@@ -447,18 +457,26 @@ class ExportRun:
                 self.report.mirror_outcome(
                     list_id, "refused: over mirror_max_removal_fraction", plan.members_before
                 )
-                failures.append(refusal)
+                refusals.append(refusal)
                 continue
             plans.append(plan)
+            kept = f"; {plan.without_email:,} members without an email are kept" if plan.without_email else ""
             logger.info(
-                "%s %d of the %d members list %s had before this run (sync_mode mirror).",
+                "%s %d of the %d members list %s had before this run (sync_mode mirror)%s.",
                 "Dry run: would remove" if self.settings.dry_run else "Planned to remove",
                 len(plan.remove),
                 plan.members_before,
                 plan.list_id,
+                kept,
             )
             outcome = "dry run" if self.settings.dry_run else "planned"
-            self.report.mirror_outcome(plan.list_id, outcome, plan.members_before, len(plan.remove))
+            self.report.mirror_outcome(
+                plan.list_id, outcome, plan.members_before, len(plan.remove), plan.without_email
+            )
+        failures = refusals or (left if not plans else [])
+        for sentence in left:
+            if sentence not in failures:
+                logger.warning("%s", sentence)
         for sentence in failures[:-1]:
             logger.error("%s", sentence)
         if failures:
@@ -466,20 +484,19 @@ class ExportRun:
         self._write_plan(plans)
 
     def _write_plan(self, plans: list[ListPlan]) -> None:
-        """The removals for target-klaviyo-mirror; even an empty plan replaces an older one."""
+        """The removals for target-klaviyo-mirror; even an empty plan says this run was complete."""
         if self.settings.dry_run:
             return
-        settings = self.settings
-        write_plan(
-            settings.mirror_plan_path, settings.api_url, settings.api_revision, settings.report_path, plans
-        )
+        assert self.plan_files is not None
+        assert self.report.run_id is not None
+        self.plan_files.write(self.report.run_id, self.settings.api_url, plans)
         planned = sum(len(plan.remove) for plan in plans)
         logger.info(
             "Wrote the mirror plan (%d members to remove from %d list(s)) to %s: target-klaviyo-mirror "
             "removes them, run once the tap and this target have both succeeded.",
             planned,
             len(plans),
-            self.settings.mirror_plan_path,
+            self.plan_files.path,
         )
 
     @contextmanager
@@ -533,6 +550,8 @@ class ExportRun:
             finally:
                 for client in self._clients:
                     client.close()
+                if self.plan_files is not None:
+                    self.plan_files.unlock()
 
     def _settle_within_grace(self) -> None:
         """Let jobs already in flight finish, for at most ``stop_grace_seconds``, so the counts are right."""

@@ -7,6 +7,7 @@ input is read, and reported as one sentence that names the setting.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import json
 import os
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 from singer_sdk import typing as th
+
+from target_klaviyo.files import make_private_folders
 
 PROFILE_ATTRIBUTES = (
     "phone_number", "external_id", "first_name", "last_name", "organization", "title", "locale", "image",
@@ -34,7 +37,7 @@ DEFAULT_MAX_JOBS_IN_FLIGHT = 10
 MAX_JOBS_IN_FLIGHT = 50
 DEFAULT_STOP_GRACE_SECONDS = 20
 DEFAULT_MAX_REMOVAL_FRACTION = 0.5
-DEFAULT_MIRROR_PLAN = ".target-klaviyo/mirror-plan.json"
+MIRROR_PLAN_FOLDER = Path(".target-klaviyo") / "mirror"
 LOOPBACK_HOSTS = {"localhost"}
 MAX_BATCH_SIZE_ROWS = 10_000
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -143,10 +146,11 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "mirror_plan_path",
         th.StringType,
-        default=DEFAULT_MIRROR_PLAN,
         title="Mirror plan file",
         description="In mirror mode, the file where a run writes the members it plans to remove, for "
-        "target-klaviyo-mirror to remove once the whole pipeline has succeeded.",
+        "target-klaviyo-mirror to remove once the whole pipeline has succeeded. Default: "
+        "`.target-klaviyo/mirror/<digest>.json`, one per api_url and set of lists, so two loaders never "
+        "share a plan. Its folder must be private to the user.",
     ),
     th.Property(
         "mirror_max_removal_fraction",
@@ -279,7 +283,7 @@ class Settings:
     consented_at_path: tuple[str, ...] | None = None
     sync_mode: Literal["upsert", "mirror"] = "upsert"
     max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
-    mirror_plan_path: Path = Path(DEFAULT_MIRROR_PLAN)
+    mirror_plan_path: Path = MIRROR_PLAN_FOLDER / "plan.json"
 
     @property
     def mirror(self) -> bool:
@@ -301,9 +305,21 @@ class Settings:
         if self.consented_at_path is not None and self.consent_path is None:
             msg = "consented_at_property is set without consent_property, which says who consented."
             raise SettingsError(msg)
-        if self.rejects_path is not None and self.rejects_path == self.report_path:
-            msg = "rejects_path and report_path name the same file; give each its own."
-            raise SettingsError(msg)
+        outputs = {"rejects_path": self.rejects_path, "report_path": self.report_path}
+        if self.mirror:
+            plan = self.mirror_plan_path
+            outputs["mirror_plan_path"] = plan
+            # The files the plan owns beside it (mirror_plan.PlanFiles) must not be another output either.
+            for suffix in (".run", ".lock", ".progress"):
+                outputs[f"mirror_plan_path (its {suffix} file)"] = plan.with_name(plan.name + suffix)
+        named: dict[Path, str] = {}
+        for setting, path in outputs.items():
+            if path is None:
+                continue
+            other = named.setdefault(path.resolve(), setting)
+            if other != setting:
+                msg = f"{other} and {setting} name the same file; give each its own."
+                raise SettingsError(msg)
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> Settings:
@@ -322,19 +338,22 @@ class Settings:
             )
             raise SettingsError(msg)
         custom = _custom_properties(config.get("custom_properties", "unmapped"))
+        list_id = _list_id(config["list_id"]) if "list_id" in config else None
+        stream_lists = {
+            stream: _list_id(value, f"stream_lists.{stream}")
+            for stream, value in (config.get("stream_lists") or {}).items()
+        }
+        api_url = check_api_url(config.get("api_url", DEFAULT_API_URL))
         return cls(
             api_key=check_api_key(config["api_key"]),
-            list_id=_list_id(config["list_id"]) if "list_id" in config else None,
-            stream_lists={
-                stream: _list_id(list_id, f"stream_lists.{stream}")
-                for stream, list_id in (config.get("stream_lists") or {}).items()
-            },
+            list_id=list_id,
+            stream_lists=stream_lists,
             email_path=_path(config.get("email_property", "email"), "email_property"),
             attribute_paths={key: _path(path, f"property_mapping.{key}") for key, path in mapping.items()},
             custom_properties=custom,
             max_profiles=config.get("max_profiles_per_run", DEFAULT_MAX_PROFILES),
             on_limit_exceeded=config.get("on_limit_exceeded", "fail"),
-            api_url=check_api_url(config.get("api_url", DEFAULT_API_URL)),
+            api_url=api_url,
             api_revision=check_revision(config.get("api_revision", DEFAULT_REVISION)),
             rejects_path=_output_path(config.get("rejects_path"), "rejects_path"),
             report_path=_output_path(config.get("report_path"), "report_path"),
@@ -348,16 +367,27 @@ class Settings:
             max_removal_fraction=float(
                 config.get("mirror_max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
             ),
-            mirror_plan_path=_mirror_plan_path(config),
+            mirror_plan_path=_mirror_plan_path(
+                config, api_url, [*([list_id] if list_id else []), *stream_lists.values()]
+            ),
         )
 
 
-def _mirror_plan_path(config: Mapping[str, Any]) -> Path:
-    """Checked (and its folder created) only in mirror mode, the only one that writes it."""
-    value = config.get("mirror_plan_path") or DEFAULT_MIRROR_PLAN
-    if config.get("sync_mode") != "mirror":
-        return Path(value).expanduser()
-    return _output_path(value, "mirror_plan_path") or Path(value)
+def default_plan_path(api_url: str, lists: list[str]) -> Path:
+    """``.target-klaviyo/mirror/<digest>.json``: one per Klaviyo account URL and set of lists, so two
+    loaders never share a plan by default, and target-klaviyo-mirror finds it from the same config."""
+    digest = hashlib.sha256("\n".join([api_url, *sorted(set(lists))]).encode()).hexdigest()[:16]
+    return MIRROR_PLAN_FOLDER / f"{digest}.json"
+
+
+def _mirror_plan_path(config: Mapping[str, Any], api_url: str, lists: list[str]) -> Path:
+    """The plan's path; its folder is created and checked by the run (mirror_plan.PlanFiles.prepare)."""
+    value = config.get("mirror_plan_path")
+    path = Path(value).expanduser() if value else default_plan_path(api_url, lists)
+    if config.get("sync_mode") == "mirror" and path.is_dir():
+        msg = f"mirror_plan_path {str(path)!r} is a folder; name a file in it."
+        raise SettingsError(msg)
+    return path
 
 
 def _optional_path(config: Mapping[str, Any], setting: str) -> tuple[str, ...] | None:
@@ -446,7 +476,7 @@ def _output_path(value: str | None, setting: str) -> Path | None:
         msg = f"{setting} {str(path)!r} is a link or a special file; name a regular file."
         raise SettingsError(msg)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folders(path.parent)
     except OSError as error:
         msg = f"{setting}: the folder {str(path.parent)!r} cannot be created ({error.strerror})."
         raise SettingsError(msg) from None
@@ -530,11 +560,11 @@ def parse_environment(schema: Mapping[str, Any], prefix: str, environ: Mapping[s
     for name, prop in schema.get("properties", {}).items():
         variable = prefix + name.upper().replace("-", "_")
         if variable in environ:
-            config[name] = _parse_variable(variable, environ[variable], _kinds(prop))
+            config[name] = parse_variable(variable, environ[variable], property_kinds(prop))
     return config
 
 
-def _kinds(prop: Mapping[str, Any]) -> set[str]:
+def property_kinds(prop: Mapping[str, Any]) -> set[str]:
     kinds: set[str] = set()
     declared = prop.get("type")
     if isinstance(declared, str):
@@ -542,11 +572,11 @@ def _kinds(prop: Mapping[str, Any]) -> set[str]:
     elif isinstance(declared, list):
         kinds.update(declared)
     for option in prop.get("anyOf", []) + prop.get("oneOf", []):
-        kinds |= _kinds(option)
+        kinds |= property_kinds(option)
     return kinds - {"null"}
 
 
-def _parse_variable(variable: str, value: str, kinds: set[str]) -> Any:
+def parse_variable(variable: str, value: str, kinds: set[str]) -> Any:
     text = value.strip()
     if kinds == {"boolean"}:
         if text.lower() not in {"true", "false"}:

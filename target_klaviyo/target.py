@@ -67,7 +67,7 @@ class TargetKlaviyo(Target):
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
-        self.run = ExportRun(self.settings)
+        self.run = ExportRun(self.settings, self._aliases)
         self._input = self.message_reader if isinstance(self.message_reader, SingerInput) else None
         if self._input is not None:
             self._input.events = self.run
@@ -127,8 +127,12 @@ class TargetKlaviyo(Target):
         if stream not in self.mapper.stream_maps:
             raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
         if self.run.mirror is not None and self.config.get("process_activate_version_messages", True):
-            for stream_map in self.mapper.stream_maps[stream]:  # its records arrive under each alias
-                self.run.mirror.full_extract(stream_map.stream_alias)
+            for alias in self._aliases(stream):  # its records arrive under each alias
+                self.run.mirror.activated(alias)
+
+    def _aliases(self, stream: str) -> list[str]:
+        """The names a tap's stream has after the stream maps (``__alias__``), its records' stream names."""
+        return [stream_map.stream_alias for stream_map in self.mapper.stream_maps.get(stream, [])] or [stream]
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         super()._process_schema_message(message_dict)

@@ -138,9 +138,12 @@ def run_cli(
     *,
     extra_env: dict[str, str] | None = None,
     config_arg: str | None = None,
+    cwd: Path | None = None,
 ) -> TargetRun:
     """Run the installed ``target-klaviyo`` command on a Singer stream, as a tap would feed it."""
-    return run_cli_text(config, singer_text(messages), tmp_path, extra_env=extra_env, config_arg=config_arg)
+    return run_cli_text(
+        config, singer_text(messages), tmp_path, extra_env=extra_env, config_arg=config_arg, cwd=cwd
+    )
 
 
 def run_in_process(config: dict[str, Any], messages: list[dict]) -> Any:
@@ -159,6 +162,7 @@ def run_cli_text(
     *,
     extra_env: dict[str, str] | None = None,
     config_arg: str | None = None,
+    cwd: Path | None = None,
 ) -> TargetRun:
     """Like :func:`run_cli`, with the input given as raw text or bytes (to send malformed lines)."""
     config_path = tmp_path / "config.json"
@@ -169,6 +173,7 @@ def run_cli_text(
         input=text.encode() if isinstance(text, str) else text,
         capture_output=True,
         env=env,
+        cwd=cwd,
         timeout=120,
         check=False,
     )

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from target_klaviyo.settings import MAPPABLE_ATTRIBUTES, Settings, SettingsError
@@ -159,6 +161,15 @@ def test_output_paths_are_checked_and_their_folders_created(tmp_path):
     blocker.write_text("")
     with pytest.raises(SettingsError, match=r"rejects_path: the folder .* cannot be created"):
         Settings.from_config({**BASE, "rejects_path": str(blocker / "rejects.jsonl")})
+
+
+def test_output_folders_are_created_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        Settings.from_config({**BASE, "rejects_path": str(tmp_path / "a" / "b" / "rejects.jsonl")})
+    finally:
+        os.umask(old)
+    assert [(tmp_path / p).stat().st_mode & 0o777 for p in ("a", "a/b")] == [0o700, 0o700]
 
 
 @pytest.mark.parametrize("value", [5, [1, 2], {"a": "b"}])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,10 @@ def throwaway_project(tmp_path: Path, api_url: str) -> Path:
             stream["path"] = str(ROOT / stream["path"])
     loaders["target-klaviyo"]["pip_url"] = f"-e {ROOT}"
     for utility in definition["plugins"]["utilities"]:
-        utility["pip_url"] = f"-e {ROOT}"
+        if "inherit_from" not in utility:
+            utility["pip_url"] = f"-e {ROOT}"
+        if "api_url" in utility.get("config", {}):
+            utility["config"].update(api_url=api_url, list_id=LIST_ID)  # as the loader it follows
     loaders["target-klaviyo"]["config"].update(api_url=api_url, list_id=LIST_ID)
     project = tmp_path / "meltano-project"
     project.mkdir()
@@ -139,7 +143,7 @@ def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factor
         "run",
         "tap-sample-segments",
         "target-klaviyo-segments",
-        "klaviyo-mirror:apply",
+        "klaviyo-mirror-segments:apply",
         cwd=project,
     )
     assert "10 profiles exported to 2 lists" in result.stderr
@@ -174,7 +178,13 @@ def test_when_the_tap_fails_part_way_meltano_never_applies_the_mirror(sandbox_fa
     (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
     run(str(MELTANO), "install", cwd=project)
     failed = subprocess.run(
-        [str(MELTANO), "run", "tap-sample-segments", "target-klaviyo-segments", "klaviyo-mirror:apply"],
+        [
+            str(MELTANO),
+            "run",
+            "tap-sample-segments",
+            "target-klaviyo-segments",
+            "klaviyo-mirror-segments:apply",
+        ],
         cwd=project,
         env={**environment_without_settings(), "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"},
         capture_output=True,
@@ -186,6 +196,81 @@ def test_when_the_tap_fails_part_way_meltano_never_applies_the_mirror(sandbox_fa
     assert "Extractor failed" in failed.stderr
     assert "Removed" not in failed.stderr
     assert set(members(sandbox, "VIPS01")) == {row["EmailAddress"] for row in rows}
+
+
+def test_two_loaders_at_once_and_a_failing_tap_each_list_mirrored_only_by_its_own_run(
+    sandbox_factory, tmp_path
+):
+    """Two mirror jobs in one project, started 0.5 s apart, with default plan paths: job B's tap fails
+    after three rows (the target sees a complete input and plans); Meltano skips B's apply step, and
+    A's apply step carries out A's plan only."""
+    sandbox = sandbox_factory(lists=("VIPS01", "CHURN1"))
+    vips = {row["EmailAddress"] for row in segment("vip_customers")}
+    churn_rows = segment("churn_risk")
+    churn = {row["EmailAddress"] for row in churn_rows}
+    for list_id, emails in (("VIPS01", [*vips, "left.vip@example.com"]), ("CHURN1", sorted(churn))):
+        sandbox.store.add_members(list_id, [sandbox.store.upsert_profile({"email": e})[0] for e in emails])
+    broken = tmp_path / "churn_risk.jsonl"
+    broken.write_text(
+        "".join(json.dumps(row) + "\n" for row in churn_rows[:3]) + "not json: the source failed\n"
+    )
+    project = throwaway_project(tmp_path, sandbox.url)
+    definition = yaml.safe_load((project / "meltano.yml").read_text())
+    plugins = definition["plugins"]
+    segments_tap = next(p for p in plugins["extractors"] if p["name"] == "tap-sample-segments")
+    segments_loader = next(p for p in plugins["loaders"] if p["name"] == "target-klaviyo-segments")
+    segments_utility = next(p for p in plugins["utilities"] if p["name"] == "klaviyo-mirror-segments")
+    for name, stream, list_id, path in (
+        ("vip", "vip_customers", "VIPS01", segments_tap["config"]["streams"][0]["path"]),
+        ("churn", "churn_risk", "CHURN1", str(broken)),
+    ):
+        plugins["extractors"].append(
+            {"name": f"tap-{name}", "inherit_from": "tap-sample-segments",
+             "config": {"streams": [{"name": stream, "path": path}]}, "select": [f"{stream}.*"]}
+        )  # fmt: skip
+        lists = {
+            "stream_lists": {stream: list_id},
+            "report_path": f"$MELTANO_PROJECT_ROOT/output/{name}.json",
+        }
+        plugins["loaders"].append(
+            # From the base loader: Meltano merges an inherited object setting (stream_lists) key by key.
+            {"name": f"target-{name}", "inherit_from": "target-klaviyo",
+             "config": {**segments_loader["config"], **lists, "mirror_max_removal_fraction": 1}}
+        )  # fmt: skip
+        plugins["utilities"].append(
+            {"name": f"mirror-{name}", "inherit_from": "klaviyo-mirror",
+             "config": {**segments_utility["config"], **lists}}
+        )  # fmt: skip
+    (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    run(str(MELTANO), "install", cwd=project)
+    env = {**environment_without_settings(), "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    jobs = {}
+    for name in ("churn", "vip"):
+        jobs[name] = subprocess.Popen(
+            [str(MELTANO), "run", f"tap-{name}", f"target-{name}", f"mirror-{name}:apply"],
+            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.5)
+    outputs = {name: job.communicate(timeout=900) for name, job in jobs.items()}
+    assert jobs["churn"].returncode != 0
+    assert "Removed" not in outputs["churn"][1]
+    assert jobs["vip"].returncode == 0, outputs["vip"][1]
+    assert "Removed 1 of the 6 members list VIPS01 had before the run" in outputs["vip"][1]
+    assert set(members(sandbox, "VIPS01")) == vips
+    assert set(members(sandbox, "CHURN1")) == churn, "the failed job's plan was never applied"
+    plans = list((project / ".target-klaviyo" / "mirror").glob("*.json"))
+    assert len(plans) == 1, "B's plan stays behind, unapplied; A's was used"
+    # B's plan, applied by hand with A's config, is not A's: refused.
+    a_env = {**env, "TARGET_KLAVIYO_API_KEY": API_KEY, "TARGET_KLAVIYO_API_URL": sandbox.url,
+             "TARGET_KLAVIYO_STREAM_LISTS": json.dumps({"vip_customers": "VIPS01"}),
+             "TARGET_KLAVIYO_SYNC_MODE": "mirror", "TARGET_KLAVIYO_MIRROR_PLAN_PATH": str(plans[0])}  # fmt: skip
+    by_hand = subprocess.run(
+        [str(MELTANO.with_name("target-klaviyo-mirror"))], cwd=project, env=a_env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert by_hand.returncode == 1
+    assert "which is not among this config's lists" in by_hand.stderr
+    assert set(members(sandbox, "CHURN1")) == churn
 
 
 def readme_own_project_commands() -> list[str]:

@@ -55,7 +55,7 @@ def config(server, tmp_path, **overrides):
 def apply_plan(tmp_path) -> subprocess.CompletedProcess:
     """target-klaviyo-mirror with the config the last run_cli wrote, as the pipeline's next step."""
     return subprocess.run(
-        [str(MIRROR_BIN), "--plan", str(plan_file(tmp_path)), "--config", str(tmp_path / "config.json")],
+        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")],
         capture_output=True,
         text=True,
         env=environment_without_settings(),
@@ -97,7 +97,12 @@ def test_each_list_ends_up_holding_exactly_the_runs_profiles(sandbox_factory, tm
     assert "Planned to remove 1 of the 5 members list ViP001 had before this run" in result.stderr
     assert "3 members of 2 list(s) planned for removal" in result.stderr
     run = report(tmp_path)
-    assert run["lists"][VIP]["mirror"] == {"outcome": "planned", "members_before": 5, "to_remove": 1}
+    assert run["lists"][VIP]["mirror"] == {
+        "outcome": "planned",
+        "members_before": 5,
+        "to_remove": 1,
+        "kept_without_email": 0,
+    }
     assert run["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 1, "schema_violation": 1}
     assert plan_file(tmp_path).stat().st_mode & 0o777 == 0o600
     applied = apply_plan(tmp_path)
@@ -144,6 +149,7 @@ def test_a_dry_run_counts_the_removals_and_changes_nothing(sandbox_factory, tmp_
         "outcome": "dry run",
         "members_before": 4,
         "to_remove": 2,
+        "kept_without_email": 0,
     }
     assert "2 members of 2 list(s) would be removed by mirroring" in result.stderr
     assert not plan_file(tmp_path).exists()
@@ -204,7 +210,7 @@ def test_an_incremental_extract_plans_nothing_and_fails(sandbox_factory, tmp_pat
     assert result.returncode == 1
     assert (
         "Nothing will be removed from list ViP001 (sync_mode mirror): stream 'vip' did not arrive as a full "
-        "extract (the tap sent no ACTIVATE_VERSION for it)" in result.stderr
+        "extract (the tap sent no ACTIVATE_VERSION before its records)" in result.stderr
     )
     assert set(members(server, VIP)) == {"left@example.com", "a@example.com", "b@example.com"}
     assert not plan_file(tmp_path).exists()
@@ -234,8 +240,8 @@ def test_a_list_that_read_no_records_is_left_alone(sandbox_factory, tmp_path):
     result = run_cli(config(server, tmp_path), segments(["a@example.com"], []), tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
-        "Nothing will be removed from list ChuRN2 (sync_mode mirror): no records for it were read in this run"
-        in result.stderr
+        "Nothing will be removed from list ChuRN2 (sync_mode mirror): stream 'churn_risk' sent no records "
+        "in this run" in result.stderr
     )
     assert list(json.loads(plan_file(tmp_path).read_text())["lists"]) == [VIP]
     assert apply_plan(tmp_path).returncode == 0
@@ -355,7 +361,10 @@ def test_a_list_whose_records_were_all_rejected_is_never_emptied(sandbox_factory
     overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 1
-    assert "none of this run's records for it could be sent, and mirror never empties a list" in result.stderr
+    assert (
+        "Klaviyo accepted none of this run's profiles for it, and mirror never empties a list"
+        in result.stderr
+    )
     assert len(members(server, VIP)) == 2
 
 
@@ -386,20 +395,252 @@ def test_a_large_list_is_read_page_by_page_and_removed_a_thousand_at_a_time(sand
     assert all(gap >= 0.4 for gap in gaps), "removals are paced within 150 a minute"
 
 
-def test_a_plan_is_applied_only_to_its_account_and_only_while_fresh(sandbox_factory, tmp_path):
-    server = sandbox_factory(lists=(VIP, CHURN))
-    seed(server, VIP, "left@example.com", "a@example.com")
-    assert (
-        run_cli(config(server, tmp_path), segments(["a@example.com"], ["c@example.com"]), tmp_path).returncode
-        == 0
+def two_streams_one_list(**overrides):
+    return {
+        "stream_lists": {"segment_a": VIP, "segment_b": VIP},
+        "mirror_max_removal_fraction": 1,
+        **overrides,
+    }
+
+
+def test_a_list_fed_by_two_streams_keeps_the_people_of_a_stream_that_sent_nothing(sandbox_factory, tmp_path):
+    """segment_b sends only its SCHEMA, a full extract of 0 rows, or does not appear at all."""
+    a_people, b_people = ["a1@example.com", "a2@example.com"], ["b1@example.com", "b2@example.com"]
+    inputs = {
+        "schema only": [schema("segment_a"), schema("segment_b"), activate("segment_a")],
+        "zero rows": [schema("segment_a"), schema("segment_b"), activate("segment_a"), activate("segment_b")],
+        "absent": [schema("segment_a"), activate("segment_a")],
+    }
+    for case, head in inputs.items():
+        server = sandbox_factory(lists=(VIP,))
+        seed(server, VIP, *a_people, *b_people, "left@example.com")
+        messages = [*head, *[record("segment_a", id=i, email=e) for i, e in enumerate(a_people)], state(1)]
+        result = run_cli(config(server, tmp_path, **two_streams_one_list()), messages, tmp_path)
+        assert result.returncode == 1, (case, result.stderr)  # the only list: a run that mirrors nothing
+        assert (
+            "Nothing will be removed from list ViP001 (sync_mode mirror): stream 'segment_b'" in result.stderr
+        )
+        assert not plan_file(tmp_path).exists()
+        assert apply_plan(tmp_path).returncode == 1
+        assert set(members(server, VIP)) == {*a_people, *b_people, "left@example.com"}, case
+
+
+def test_a_resumed_full_table_sync_removes_nobody(sandbox_factory, tmp_path):
+    """singer-io taps resume an interrupted full-table sync with the remaining rows and send
+    ACTIVATE_VERSION only at the end: the rows sent before the interruption are not in the input."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "first@example.com", "second@example.com", "rest@example.com")
+    messages = [
+        schema("vip"),
+        record("vip", id=3, email="rest@example.com"),
+        activate("vip"),
+        state(1),
+    ]
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 1
+    assert "sent ACTIVATE_VERSION only after some of its records" in result.stderr
+    assert apply_plan(tmp_path).returncode == 1
+    assert len(members(server, VIP)) == 3
+
+
+def test_a_run_klaviyo_refused_whole_never_empties_the_list(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,), fail_domains=("bounce.example",))
+    seed(server, VIP, "old1@example.com", "old2@example.com")
+    messages = [schema("vip"), activate("vip"),
+                *[record("vip", id=i, email=f"n{i}@bounce.example") for i in range(3)], state(1)]  # fmt: skip
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 1
+    assert "Klaviyo accepted none of this run's profiles for it" in result.stderr
+    assert apply_plan(tmp_path).returncode == 1
+    assert {"old1@example.com", "old2@example.com"} <= set(members(server, VIP))
+
+
+def test_under_an_alias_a_record_the_reader_rejects_still_keeps_its_member(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "nan@example.com", "left@example.com")
+    lines = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")]
+    text = singer_text(lines)
+    text += '{"type": "RECORD", "stream": "vip", "record": {"id": 9, "email": "nan@example.com", "n": NaN}}\n'
+    text += singer_text([state(1)])
+    overrides = {"stream_lists": {"vips": VIP}, "stream_maps": {"vip": {"__alias__": "vips"}}}
+    result = run_cli_text(config(server, tmp_path, **overrides), text, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == {"a@example.com", "nan@example.com"}
+
+
+def test_members_without_an_email_are_never_removed(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    phone_only = server.store.upsert_profile({"phone_number": "+14155552671"})[0]
+    server.store.add_members(VIP, [phone_only])
+    seed(server, VIP, "a@example.com", "left@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 members without an email are kept" in result.stderr
+    assert report(tmp_path)["lists"][VIP]["mirror"]["kept_without_email"] == 1
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    rows = server.store.members(VIP)
+    assert {row["id"] for row in rows if "email" not in row["attributes"]} == {phone_only}
+    assert {row["attributes"]["email"] for row in rows if "email" in row["attributes"]} == {"a@example.com"}
+
+
+def mirror_with_config(config_path: Path, *, cwd: Path | None = None, env: dict | None = None):
+    return subprocess.run(
+        [str(MIRROR_BIN), "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        env={**environment_without_settings(), **(env or {})},
+        cwd=cwd,
+        timeout=120,
+        check=False,
     )
+
+
+def test_two_loaders_never_share_a_plan_and_each_applies_only_its_own(sandbox_factory, tmp_path):
+    """Default plan paths, one working directory (a Meltano project): loader B's plan, from a run
+    whose tap crashed, is never carried out by loader A's apply step."""
+    server = sandbox_factory(lists=(VIP, CHURN))
+    seed(server, VIP, "a@example.com", "left-a@example.com")
+    seed(server, CHURN, "b@example.com", "left-b@example.com")
+    configs = {}
+    for name, (stream, list_id, email) in {"a": ("vip", VIP, "a@example.com"),
+                                           "b": ("churn_risk", CHURN, "b@example.com")}.items():  # fmt: skip
+        folder = tmp_path / name
+        folder.mkdir()
+        cfg = {
+            **config(server, tmp_path, stream_lists={stream: list_id}),
+            "report_path": str(folder / "r.json"),
+        }
+        del cfg["mirror_plan_path"]
+        messages = [schema(stream), activate(stream), record(stream, id=1, email=email), state(1)]
+        assert run_cli(cfg, messages, folder, cwd=tmp_path).returncode == 0
+        configs[name] = folder / "config.json"
+    plans = sorted((tmp_path / ".target-klaviyo" / "mirror").glob("*.json"))
+    assert len(plans) == 2, "one default plan per loader config"
+    assert (tmp_path / ".target-klaviyo" / "mirror").stat().st_mode & 0o777 == 0o700
+    applied = mirror_with_config(configs["a"], cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert set(members(server, VIP)) == {"a@example.com"}
+    assert set(members(server, CHURN)) == {"b@example.com", "left-b@example.com"}, "B's plan was not applied"
+    # A config for other lists refuses the plan it finds at its mirror_plan_path.
+    other = json.loads(configs["b"].read_text())
+    other["mirror_plan_path"] = str(next(p for p in plans if p.exists()))
+    other["stream_lists"] = {"x": "OtHeR1"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused = mirror_with_config(tmp_path / "other.json", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "which is not among this config's lists" in refused.stderr
+    assert "left-b@example.com" in members(server, CHURN)
+
+
+def test_the_plan_never_decides_where_the_key_goes(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    listener = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "left@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path).returncode == 0
     plan = json.loads(plan_file(tmp_path).read_text())
-    plan_file(tmp_path).write_text(json.dumps({**plan, "created_at": time.time() - 2 * 86400}))
-    stale = apply_plan(tmp_path)
-    assert stale.returncode == 1
-    assert "is 48 hours old" in stale.stderr
-    plan_file(tmp_path).write_text(json.dumps({**plan, "api_url": "http://example.com"}))
+    plan_file(tmp_path).write_text(json.dumps({**plan, "api_url": listener.url}))
     tampered = apply_plan(tmp_path)
     assert tampered.returncode == 1
-    assert "is not one target-klaviyo wrote" in tampered.stderr
+    assert "was made for another api_url" in tampered.stderr
+    assert listener.recorded == []
     assert "left@example.com" in members(server, VIP)
+
+
+def test_a_run_that_fails_at_its_first_line_still_deletes_the_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP, CHURN))
+    seed(server, VIP, "left@example.com", "a@example.com")
+    good = segments(["a@example.com"], ["c@example.com"])
+    for bad_input in ("not json\n", '{"type": "BATCH", "stream": "vip", "encoding": {}, "manifest": []}\n'):
+        assert run_cli(config(server, tmp_path), good, tmp_path).returncode == 0
+        assert plan_file(tmp_path).exists()
+        failed = run_cli_text(config(server, tmp_path), bad_input + singer_text(good), tmp_path)
+        assert failed.returncode == 1
+        assert not plan_file(tmp_path).exists()
+        assert apply_plan(tmp_path).returncode == 1
+    assert "left@example.com" in members(server, VIP)
+
+
+def test_a_plan_copied_aside_and_replayed_after_a_newer_run_is_refused(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "comes-back@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP})
+    first = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(cfg, first, tmp_path).returncode == 0
+    copy = plan_file(tmp_path).read_bytes()
+    newer = [*first[:3], record("vip", id=2, email="comes-back@example.com"), state(2)]
+    assert run_cli(cfg, newer, tmp_path).returncode == 0
+    plan_file(tmp_path).write_bytes(copy)
+    replayed = apply_plan(tmp_path)
+    assert replayed.returncode == 1
+    assert "is not from the latest mirror run of this config" in replayed.stderr
+    assert "comes-back@example.com" in members(server, VIP)
+
+
+def test_output_paths_never_collide_or_destroy(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    report_path = str(tmp_path / "report.json")
+    for overrides in ({"mirror_plan_path": report_path}, {"rejects_path": str(plan_file(tmp_path))}):
+        result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}, **overrides), messages, tmp_path)
+        assert result.returncode == 1
+        assert "name the same file; give each its own" in result.stderr
+    precious = tmp_path / "keep" / "customers.json"
+    precious.parent.mkdir(mode=0o700)
+    precious.write_text('{"not": "a plan"}')
+    result = run_cli(
+        config(server, tmp_path, stream_lists={"vip": VIP}, mirror_plan_path=str(precious)),
+        messages,
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert "holds a file target-klaviyo did not write" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert precious.read_text() == '{"not": "a plan"}'
+    assert server.recorded == [], "refused before any input and any request"
+
+
+def test_applying_is_exclusive_and_exact_when_interrupted_and_run_again(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", *[f"old{i}@example.com" for i in range(2500)])
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    assert run_cli(cfg, messages, tmp_path).returncode == 0
+    first = subprocess.Popen(
+        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment_without_settings(),
+    )
+    deadline = time.monotonic() + 30
+    while not [r for r in server.recorded if r.method == "DELETE"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    concurrent = apply_plan(tmp_path)
+    assert concurrent.returncode == 1
+    assert "Another target-klaviyo mirror run or target-klaviyo-mirror is using" in concurrent.stderr
+    first.send_signal(signal.SIGTERM)  # paced at 150 a minute: stopped before its third request
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stderr
+    partial = report(tmp_path)
+    removed_so_far = partial["lists"][VIP]["removed"]
+    assert removed_so_far in {1000, 2000}
+    assert partial["lists"][VIP]["mirror"]["outcome"].startswith(
+        f"partly mirrored: {removed_so_far:,} of 2,500"
+    )
+    assert partial["mirror_plan"] == "partly applied"
+    assert len(members(server, VIP)) == 2501 - removed_so_far
+    again = apply_plan(tmp_path)
+    assert again.returncode == 0, again.stderr
+    final = report(tmp_path)
+    assert final["counts"]["removed"] == 2500
+    assert final["lists"][VIP]["removed"] == 2500
+    assert final["lists"][VIP]["mirror"]["outcome"] == "mirrored"
+    assert set(members(server, VIP)) == {"a@example.com"}
+    assert sum(len(r.body["data"]) for r in server.recorded if r.method == "DELETE") == 2500
