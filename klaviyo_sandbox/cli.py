@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from klaviyo_sandbox.api import SandboxOptions
 from klaviyo_sandbox.faults import FaultPlan
@@ -17,6 +18,7 @@ from klaviyo_sandbox.server import SandboxServer, SandboxSettings
 from klaviyo_sandbox.store import SandboxStore
 
 MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id", "email_marketing")
+EXIT_STDOUT_CLOSED = 128 + 13  # 128 + SIGPIPE, named by number: Windows has no signal.SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,13 +178,29 @@ def _consent(row: dict[str, Any]) -> str:
     return " ".join(word for word in words if word)
 
 
+def _stdout_closed() -> NoReturn:
+    """Whoever read standard output stopped (``members ... | head``): exit quietly, as ``seq`` does.
+
+    The exit status is that of a process ended by SIGPIPE, what ``seq 100000 | head -1``
+    gives ``seq``, so ``set -o pipefail`` treats both alike. Python would flush what is
+    left in ``sys.stdout`` at exit, fail again and print "Exception ignored ... BrokenPipeError";
+    pointing the descriptor at /dev/null first lets that flush succeed (the recipe of
+    Python's ``signal`` documentation, "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_STDOUT_CLOSED)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # inside: --help, piped into head, writes too
         if args.command == "serve":
             serve(args)
         else:
             show_members(args)
+    except BrokenPipeError:  # before OSError, which it is: no "klaviyo-sandbox: [Errno 32] Broken pipe"
+        _stdout_closed()
     except (OSError, ValueError) as error:
         sys.exit(f"klaviyo-sandbox: {error}")
 

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS lists (
 );
 CREATE TABLE IF NOT EXISTS profiles (
     id TEXT PRIMARY KEY,
-    email TEXT UNIQUE COLLATE NOCASE,
+    email TEXT UNIQUE COLLATE EMAIL_CASE,
     phone_number TEXT,
     external_id TEXT,
     attributes TEXT NOT NULL,
@@ -157,6 +157,7 @@ def merge_attributes(current: dict[str, Any], incoming: dict[str, Any]) -> dict[
 class SandboxStore:
     def __init__(self, path: str = ":memory:") -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.create_collation("EMAIL_CASE", email_case)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -572,6 +573,17 @@ class SandboxStore:
             "INSERT OR IGNORE INTO memberships VALUES (?, ?, ?)",
             [(list_id, profile_id, joined) for list_id in list_ids for profile_id in imported],
         )
+
+
+def email_case(left: str, right: str) -> int:
+    """Emails compare with every letter's case folded, as target-klaviyo folds them (``str.lower``).
+
+    Klaviyo documents emails as case-insensitive without saying what that means beyond
+    ASCII; SQLite's NOCASE folds only A-Z, which made ``JOSÉ.SILVA@`` and ``José.Silva@``
+    two people here while the target treats them as one. The sandbox follows the target.
+    """
+    a, b = left.lower(), right.lower()
+    return (a > b) - (a < b)
 
 
 def _identity_keys(attributes: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the sample pipeline: sample_data/customers.singer.jsonl -> target-klaviyo -> the bundled
 # Klaviyo sandbox on 127.0.0.1, then show the list's members, the rejects and the report.
+# The demo needs the package alone: the first run installs no test tools (scripts/test.sh adds them).
+BOOTSTRAP_EXTRAS=""
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ROOT"
 WORK="$(mktemp -d)"

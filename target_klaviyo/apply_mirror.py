@@ -30,10 +30,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft7Validator
+
 from target_klaviyo.client import KlaviyoClient
 from target_klaviyo.errors import RunError
 from target_klaviyo.mirror import Remover, removal_requests
-from target_klaviyo.mirror_plan import Plan, PlanFiles
+from target_klaviyo.mirror_plan import Plan, PlanFiles, meltano_run
 from target_klaviyo.report import write_whole
 from target_klaviyo.settings import (
     CONFIG_SCHEMA,
@@ -76,6 +78,11 @@ def load_config(config_path: str | None, environ: Mapping[str, str]) -> Settings
                     raise RunError(str(error)) from None
     if not isinstance(config.get("api_key"), str) or not config["api_key"].strip():
         raise RunError("No API key: set TARGET_KLAVIYO_API_KEY, or give --config the loader's config file.")
+    # As strictly as the target checks it (it runs the SDK's validation first), never quoting a value.
+    known = {name: value for name, value in config.items() if name in CONFIG_SCHEMA["properties"]}
+    for problem in sorted(Draft7Validator(CONFIG_SCHEMA).iter_errors(known), key=lambda e: list(e.path)):
+        setting = ".".join(str(part) for part in problem.path) or "the config"
+        raise RunError(f"{setting} is not valid ({problem.validator} {problem.validator_value!r}).")
     try:
         settings = Settings.from_config(config)
     except SettingsError as error:
@@ -85,6 +92,8 @@ def load_config(config_path: str | None, environ: Mapping[str, str]) -> Settings
             "The config's sync_mode is not mirror, so it has no mirror plan: give target-klaviyo-mirror the "
             "config of the loader that mirrors."
         )
+    if settings.dry_run:
+        raise RunError("The config says dry_run, so target-klaviyo-mirror removes nobody.")
     return settings
 
 
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_config(args.config, os.environ)
         files = PlanFiles(settings.mirror_plan_path)
         files.lock("target-klaviyo-mirror")
-        plan = files.read(settings.api_url, settings.lists)
+        plan = files.read(settings.api_url, settings.lists, meltano_run())
         removed = apply(settings, files, plan)
     except RunError as error:
         logger.error("%s", error)

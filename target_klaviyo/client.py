@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,41 @@ def redact(text: str, secret: str) -> str:
     if secret:
         text = text.replace(secret, "[api key]")
     return EMAIL_LIKE.sub("[email]", text)
+
+
+class ConnectionFailed(KlaviyoError):
+    """No answer from ``api_url`` at all (refused, not resolved, timed out, cut off); ``cause`` says which."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def connection_cause(error: BaseException) -> str:
+    """What went wrong underneath a ``requests`` connection error, in a few words.
+
+    ``requests`` wraps urllib3's error, which wraps the socket's: follow the chain
+    (``args``, ``reason``, ``__cause__``) to the operating system's own words.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+            return "its host name does not resolve"
+        if isinstance(current, ConnectionRefusedError):
+            return "the connection was refused: nothing listens there"
+        if isinstance(current, (TimeoutError, socket.timeout)) or type(current).__name__.endswith(
+            "TimeoutError"
+        ):
+            return "no answer in time"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        pending += [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+    return type(error).__name__
 
 
 class _Transient(Exception):
@@ -204,24 +240,36 @@ class KlaviyoClient:
     def close(self) -> None:
         self.session.close()
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.request("GET", path, params=params) or {}
+    def get(
+        self, path: str, params: dict[str, Any] | None = None, *, budget: float = MAX_RETRY_SECONDS
+    ) -> dict[str, Any]:
+        return self.request("GET", path, params=params, budget=budget) or {}
 
     def post(self, path: str, body: bytes) -> dict[str, Any] | None:
         """POST an already-serialised JSON:API body."""
         return self.request("POST", path, body=body)
 
     def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        budget: float = MAX_RETRY_SECONDS,
     ) -> dict[str, Any] | None:
-        """Send one request, retrying transient failures within the request's one budget."""
+        """Send one request, retrying transient failures within ``budget`` seconds in all.
+
+        The connection check gives a short budget, so a wrong ``api_url`` is said at once;
+        requests in the middle of a run keep the long one, for Klaviyo's passing troubles.
+        """
         started = self._clock()
         for tries in range(1, MAX_TRIES + 1):
             try:
-                return self._send(method, path, params, body)
+                return self._send(method, path, params, body, min(MAX_EXCHANGE_SECONDS, budget))
             except _Transient as transient:
                 wait = transient.retry_after if transient.retry_after is not None else backoff_wait(tries)
-                out_of_time = self._clock() - started + wait > MAX_RETRY_SECONDS
+                out_of_time = self._clock() - started + wait > budget
                 if tries == MAX_TRIES or out_of_time:
                     raise transient.final from None
                 status = transient.final.status if isinstance(transient.final, KlaviyoApiError) else 0
@@ -233,11 +281,16 @@ class KlaviyoClient:
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     def _send(
-        self, method: str, path: str, params: dict[str, Any] | None, body: bytes | None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: bytes | None,
+        limit: float = MAX_EXCHANGE_SECONDS,
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": JSON_API} if body is not None else None
         try:
-            response = self._exchange(method, path, params, body, headers)
+            response = self._exchange(method, path, params, body, headers, limit)
         except requests.exceptions.SSLError:
             host = urlsplit(self.api_url).hostname
             msg = (
@@ -260,7 +313,8 @@ class KlaviyoClient:
             else:
                 kind = "failed to connect"
             where = f"{self.api_url}{path}"
-            raise _Transient(KlaviyoError(f"{method} {where} {kind}: {type(error).__name__}")) from None
+            cause = connection_cause(error)
+            raise _Transient(ConnectionFailed(f"{method} {where} {kind}: {cause}", cause)) from None
         except (requests.RequestException, OSError, ValueError) as error:
             raise KlaviyoError(
                 f"{method} {self.api_url}{path} could not be sent: {type(error).__name__}."
@@ -299,8 +353,9 @@ class KlaviyoClient:
         params: dict[str, Any] | None,
         body: bytes | None,
         headers: dict[str, str] | None,
+        limit: float = MAX_EXCHANGE_SECONDS,
     ) -> requests.Response:
-        """One HTTP exchange, given up after ``MAX_EXCHANGE_SECONDS`` (it runs on a helper thread,
+        """One HTTP exchange, given up after ``limit`` seconds (it runs on a helper thread,
         which is left to finish on its own: ``requests`` has no deadline for a whole exchange)."""
         outcome: list[requests.Response | BaseException] = []
         done = threading.Event()
@@ -325,9 +380,9 @@ class KlaviyoClient:
 
         threading.Thread(target=exchange, name="klaviyo-request", daemon=True).start()
         with self._waiting():
-            finished = done.wait(MAX_EXCHANGE_SECONDS)
+            finished = done.wait(limit)
         if not finished:
-            raise requests.Timeout(f"no complete answer within {MAX_EXCHANGE_SECONDS:.0f} s")
+            raise requests.Timeout(f"no complete answer within {limit:.0f} s")
         result = outcome[0]
         if isinstance(result, BaseException):
             raise result

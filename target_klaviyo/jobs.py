@@ -74,6 +74,8 @@ class PendingProfile:
     list_id: str = ""
     order: int = 0  # when the run took it in: the order of a person's records across lists
     consent: Consent | None = None
+    # The address as imported, for the subscription (the key is lower case; Klaviyo keeps the case).
+    email: str = ""
 
     @classmethod
     def of(
@@ -88,8 +90,18 @@ class PendingProfile:
         describe: bool = False,
     ) -> PendingProfile:
         attributes = profile.resource["attributes"] if describe else None
+        email = profile.resource["attributes"]["email"] if profile.consent is not None else ""
         return cls(
-            profile.key, profile.encoded, stream, source, epoch, attributes, list_id, order, profile.consent
+            profile.key,
+            profile.encoded,
+            stream,
+            source,
+            epoch,
+            attributes,
+            list_id,
+            order,
+            profile.consent,
+            email,
         )
 
     @property
@@ -204,7 +216,9 @@ class SubmittedJob:
         self._streams = [item.stream for item in chunk]
         self._sources = Sources([item.source for item in chunk])
         self.consents = {
-            position: item.consent for position, item in enumerate(chunk) if item.consent is not None
+            position: (item.email, item.consent)
+            for position, item in enumerate(chunk)
+            if item.consent is not None
         }
         self.submitted_at = time.monotonic()
         self.polls = 0
@@ -313,10 +327,24 @@ class BulkImporter:
         unmatched = max(0, failed - len(rejected))
         imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
         consenting = [
-            (position, job.keys[position], consent)
-            for position, consent in job.consents.items()
+            (position, email, consent)
+            for position, (email, consent) in job.consents.items()
             if position not in rejected
         ]
+        if unmatched and consenting:
+            # Klaviyo says some profiles failed without naming them: any consenting one may be among
+            # them (not imported, so not a member), and doubt means no subscription.
+            refusals = _Refusals(job, self.events)
+            for position, _, _ in consenting:
+                refusals.subscription_refused(
+                    position,
+                    Reject(
+                        "consent_not_checked",
+                        f"Import job {job.id} reported failed profiles without naming them, so this "
+                        "profile may not have been imported; no subscription was sent.",
+                    ),
+                )
+            consenting = []
         subscribed = self.subscriber.subscribe(job.list_id, consenting, _Refusals(job, self.events))
         self.events.job_done(job, imported, unmatched, subscribed)
         logger.info(

@@ -55,6 +55,7 @@ from target_klaviyo.seen import HashTable, hash64
 logger = logging.getLogger("target_klaviyo.mirror")
 
 MEMBERS_PAGE_SIZE = 100
+MAX_VALUES_SEARCHED = 10_000  # values of one unreadable record searched for emails
 MAX_IDS_PER_REMOVAL = 1000
 READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
 REMOVE_INTERVAL = 60 / 140  # DELETE list relationships: steady 150 a minute
@@ -73,16 +74,23 @@ class Mirror:
         self.email_path = email_path
         self.max_removal_fraction = max_removal_fraction
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
-        self._records_of: Counter[str] = Counter()  # per stream (its name after any stream map)
         self._streams_for: dict[str, set[str]] = {}  # the streams routed to each list this run
         self._named_for: dict[str, set[str]] = {}  # the streams stream_lists names for each list
         for stream, list_id in stream_lists.items():
             self._named_for.setdefault(list_id, set()).add(stream)
-        self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the stream's first record
+        # Full extracts are the tap's streams, which a stream map may rename or merge: what is known
+        # of each tap stream, and which tap streams each stream (after the maps) is made of.
+        self._sources_of: dict[str, set[str]] = {}
+        self._records_from: Counter[str] = Counter()
+        self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the tap stream's first record
         self._late_versions: set[str] = set()  # ACTIVATE_VERSION only after some of its records
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
 
     # While reading
+
+    def fed(self, source: str, stream: str) -> None:
+        """The tap's stream ``source`` arrives as ``stream`` (its name after the stream maps)."""
+        self._sources_of.setdefault(stream, set()).add(source)
 
     def routed(self, stream: str, list_id: str) -> None:
         """A stream of this run goes to ``list_id`` (its SCHEMA arrived): the list is this run's to mirror."""
@@ -93,27 +101,53 @@ class Mirror:
         """The lists this run's streams go to, then those stream_lists names that no stream reached."""
         return list(dict.fromkeys([*self._streams_for, *self._named_for]))
 
-    def saw(self, stream: str, list_id: str, record: Any) -> None:
-        """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
-        self._records_of[stream] += 1
-        value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
-        if isinstance(value, str) and value.strip():
-            self.saw_email(list_id, value)
-            if "@" in value:
-                # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
-                normalized = normalize_email(value.strip())
-                if isinstance(normalized, str):
-                    self.saw_email(list_id, normalized)
+    def record_from(self, source: str) -> None:
+        """A RECORD of the tap's stream ``source`` arrived, whatever becomes of it."""
+        self._records_from[source] += 1
 
-    def saw_email(self, list_id: str, email: str) -> None:
-        self._seen.setdefault(hash64(f"{list_id}\n{email.strip().lower()}"))
-
-    def activated(self, stream: str) -> None:
-        """The tap sent ACTIVATE_VERSION for ``stream``: a full extract only if no record came before it."""
-        if self._records_of[stream]:
-            self._late_versions.add(stream)
+    def activated(self, source: str) -> None:
+        """The tap sent ACTIVATE_VERSION for ``source``: a full extract only if no record came before it."""
+        if self._records_from[source]:
+            self._late_versions.add(source)
         else:
-            self._full_extracts.add(stream)
+            self._full_extracts.add(source)
+
+    def keep(self, list_id: str, record: Any) -> None:
+        """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
+        value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
+        if isinstance(value, str):
+            self._keep_forms(list_id, value)
+
+    def keep_any(self, list_id: str, record: Any) -> None:
+        """A record that could not be read as a record: no stream map or mapping ran on it, so every
+        text in it that may be an email keeps its member (keeping too many only removes fewer)."""
+        pending, budget = [record], MAX_VALUES_SEARCHED
+        while pending and budget:
+            value = pending.pop()
+            budget -= 1
+            if isinstance(value, Mapping):
+                pending += list(value.values())
+            elif isinstance(value, list):
+                pending += value
+            elif isinstance(value, str) and "@" in value:
+                self._keep_forms(list_id, value)
+
+    def _keep_forms(self, list_id: str, value: str) -> None:
+        """The address in every form Klaviyo may hold it: as written, unwrapped, normalised."""
+        text = value.strip()
+        if not text:
+            return
+        forms = {text}
+        bare = text[7:] if text.lower().startswith("mailto:") else text
+        forms.add(bare.strip().strip("<>").strip().rstrip("."))
+        for form in list(forms):
+            if "@" in form:
+                # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
+                normalized = normalize_email(form)
+                if isinstance(normalized, str):
+                    forms.add(normalized)
+        for form in forms:
+            self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
 
     def kept(self, list_id: str, email: str) -> bool:
         return hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
@@ -131,23 +165,24 @@ class Mirror:
                 f"stream {stream!r}, which stream_lists sends to it, did not appear in this run, so its "
                 "people may still be in the segment"
             )
-        for stream in sorted(routed):
-            if not self._records_of[stream]:
+        sources = sorted({source for stream in routed for source in self._sources_of.get(stream, {stream})})
+        for source in sources:
+            if not self._records_from[source]:
                 return (
-                    f"stream {stream!r} sent no records in this run, and an empty extract is more often "
+                    f"stream {source!r} sent no records in this run, and an empty extract is more often "
                     "a failed one than an empty segment"
                 )
-        for stream in sorted(routed):
-            if stream in self._full_extracts:
+        for source in sources:
+            if source in self._full_extracts:
                 continue
-            if stream in self._late_versions:
+            if source in self._late_versions:
                 return (
-                    f"stream {stream!r} sent ACTIVATE_VERSION only after some of its records, as a tap "
+                    f"stream {source!r} sent ACTIVATE_VERSION only after some of its records, as a tap "
                     "resuming an interrupted full-table sync does, so this run may not have seen the "
                     "whole table; the next complete full-table sync mirrors it"
                 )
             return (
-                f"stream {stream!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
+                f"stream {source!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
                 "before its records), so people missing from it may not have left the segment; set "
                 "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert"
             )

@@ -6,11 +6,13 @@ A ``sync_mode: mirror`` run writes the members it chose to remove to a plan;
 people is checked here:
 
 - **One run of one loader.** The default path is distinct per loader config (its
-  ``api_url`` and lists, :func:`target_klaviyo.settings.default_plan_path`). Every mirror run, before it reads
-  any input, deletes the plan it would replace and records itself as the latest run
-  in the marker beside it (``<plan>.run``); a plan is applied only if it belongs to that
-  latest run, to the ``api_url`` and the lists of the config it is applied with.
-  A plan copied aside and put back after a newer run is refused.
+  ``api_url`` and the lists its streams go to, :func:`target_klaviyo.settings.default_plan_path`).
+  Every mirror run, before it reads any input, deletes the plan it would replace and
+  records itself as the latest run in the marker beside it (``<plan>.run``); a plan is
+  applied only if it belongs to that latest run, to the ``api_url`` and the lists of
+  the config it is applied with, and, when it was made under ``meltano run``, to that
+  same ``meltano run`` (``MELTANO_PARENT_CONTEXT_UUID``, which Meltano 4.4.1 gives every
+  block of one invocation). A plan copied aside and put back after a newer run is refused.
 - **Only ours, only private.** The plan and the marker begin with their format name,
   so a path that holds another file is refused rather than deleted; the folder is
   created owner-only (0700, whatever the umask), and an existing folder others may
@@ -27,7 +29,6 @@ people is checked here:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import math
@@ -36,7 +37,7 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +47,7 @@ from target_klaviyo.files import make_private_folders
 from target_klaviyo.report import write_whole
 
 PLAN_FORMAT = "target-klaviyo mirror plan"
+PROGRESS_START = '{"run_id": "'  # how each line of the progress file begins
 RUN_FORMAT = "target-klaviyo mirror run"
 FORMAT_VERSION = 1
 # The plan is applied by the pipeline's next step, seconds after the run; an older one is a stale
@@ -80,6 +82,7 @@ class Plan:
     created_at: float
     api_url: str
     lists: dict[str, ListPlan]
+    pipeline: str | None = None
 
 
 class PlanFiles:
@@ -112,7 +115,11 @@ class PlanFiles:
                 raise RunError(
                     f"{self.setting}: the folder {str(folder)!r} cannot be created ({error.strerror})."
                 ) from None
-        for path, format_name in ((self.path, PLAN_FORMAT), (self.marker, RUN_FORMAT)):
+        for path, format_name in (
+            (self.path, PLAN_FORMAT),
+            (self.marker, RUN_FORMAT),
+            (self.progress_path, PROGRESS_START),
+        ):
             if path.is_symlink() or (path.exists() and not path.is_file()):
                 raise RunError(
                     f"{self.setting} {str(path)!r} is a link or a special file; name a regular file."
@@ -127,6 +134,11 @@ class PlanFiles:
         """The user's own, and nobody else may write it (nor, for a file, read it)."""
         info = path.lstat()
         what = "folder" if folder else "file"
+        if not (stat.S_ISDIR(info.st_mode) if folder else stat.S_ISREG(info.st_mode)):
+            raise RunError(
+                f"{str(path)!r} of {self.setting} is not a regular {what} (a link or a special file); "
+                "nothing was removed."
+            )
         if info.st_uid != os.geteuid():
             raise RunError(
                 f"The {what} {str(path)!r} of {self.setting} belongs to another user; nothing was removed."
@@ -144,6 +156,8 @@ class PlanFiles:
 
     def lock(self, who: str) -> None:
         """Hold the plan's lock until :meth:`unlock` (or the process ends); refuse if another holds it."""
+        if not self.path.parent.is_dir():
+            raise self._no_plan()
         try:
             handle = os.fdopen(os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
         except OSError as error:
@@ -181,12 +195,13 @@ class PlanFiles:
         write_whole(self.marker, json.dumps(document), self.setting)
         return run_id
 
-    def write(self, run_id: str, api_url: str, plans: list[ListPlan]) -> None:
+    def write(self, run_id: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None) -> None:
         """Write the plan whole (a new private file renamed over the old); no API key, no emails."""
         document = {
             "format": PLAN_FORMAT,
             "version": FORMAT_VERSION,
             "run_id": run_id,
+            "pipeline": pipeline,
             "created_at": time.time(),
             "api_url": api_url,
             "lists": {
@@ -203,13 +218,16 @@ class PlanFiles:
 
     # The applying side
 
-    def read(self, api_url: str, lists: Sequence[str], now: float | None = None) -> Plan:
-        """The plan, if it is this config's latest run's, private, fresh and well formed."""
+    def read(
+        self, api_url: str, lists: Sequence[str], pipeline: str | None = None, now: float | None = None
+    ) -> Plan:
+        """The plan, if it is this config's latest run's, private, fresh and well formed.
+
+        ``pipeline`` is the id of the pipeline applying it (under Meltano, the ``meltano run``
+        both steps are blocks of); a plan made in a pipeline is applied only in that one.
+        """
         if not self.path.exists():
-            raise RunError(
-                f"There is no mirror plan at {str(self.path)!r}: run target-klaviyo with sync_mode mirror "
-                "and the same api_url, list_id and stream_lists first (a plan is used once)."
-            )
+            raise self._no_plan()
         self._check_private(self.path.parent, folder=True)
         self._check_private(self.path, folder=False)
         where = f"The mirror plan at {str(self.path)!r}"
@@ -226,6 +244,11 @@ class PlanFiles:
                 f"{where} is not from the latest mirror run of this config (a newer run has started since, "
                 "or the plan was copied here); nothing was removed: run the pipeline again."
             )
+        if plan.pipeline is not None and plan.pipeline != pipeline:
+            raise RunError(
+                f"{where} was made in another meltano run than this one; nothing was removed: "
+                "target-klaviyo-mirror applies a plan as the block after its target in the same meltano run."
+            )
         if plan.api_url != api_url:
             raise RunError(
                 f"{where} was made for another api_url than this config's ({api_url}); nothing was removed."
@@ -237,6 +260,12 @@ class PlanFiles:
                 "(list_id, stream_lists); nothing was removed."
             )
         return plan
+
+    def _no_plan(self) -> RunError:
+        return RunError(
+            f"There is no mirror plan at {str(self.path)!r}: run target-klaviyo with sync_mode mirror "
+            "and the same api_url, list_id and stream_lists first (a plan is used once)."
+        )
 
     def done(self, run_id: str) -> dict[str, dict[int, int]]:
         """Per list, the removal requests already confirmed for this run: request index -> members."""
@@ -270,13 +299,14 @@ class PlanFiles:
 
 
 def _begins_with(path: Path, format_name: str) -> bool:
-    """Whether the file begins as target-klaviyo writes its plans and markers (the format first)."""
+    """Whether the file begins as target-klaviyo writes its plans, markers and progress."""
     try:
         with path.open("rb") as file:
             head = file.read(64)
     except OSError:
         return False
-    return head.startswith(json.dumps({"format": format_name})[:-1].encode())
+    start = PROGRESS_START if format_name == PROGRESS_START else json.dumps({"format": format_name})[:-1]
+    return head.startswith(start.encode()) or (format_name == PROGRESS_START and not head)
 
 
 def _finite(text: str) -> float:
@@ -326,6 +356,9 @@ def _parse(document: dict[str, Any], where: str, now: float) -> Plan:
         run_id, created_at, api_url = document["run_id"], document["created_at"], document["api_url"]
         if not isinstance(run_id, str) or not run_id.isalnum() or not isinstance(api_url, str):
             raise ValueError("no run")
+        pipeline = document.get("pipeline")
+        if pipeline is not None and not isinstance(pipeline, str):
+            raise ValueError("no pipeline")
         if not isinstance(created_at, (int, float)) or isinstance(created_at, bool):
             raise ValueError("no time")
         lists: dict[str, ListPlan] = {}
@@ -358,13 +391,9 @@ def _parse(document: dict[str, Any], where: str, now: float) -> Plan:
             "nothing was removed; run the pipeline again rather than remove members by an old picture of "
             "the segment."
         )
-    return Plan(run_id, float(created_at), api_url, lists)
+    return Plan(run_id, float(created_at), api_url, lists, pipeline)
 
 
-@contextlib.contextmanager
-def locked(files: PlanFiles, who: str) -> Iterator[PlanFiles]:
-    files.lock(who)
-    try:
-        yield files
-    finally:
-        files.unlock()
+def meltano_run() -> str | None:
+    """The ``meltano run`` this process is a block of, if any: the id a plan is bound to."""
+    return os.environ.get("MELTANO_PARENT_CONTEXT_UUID") or None

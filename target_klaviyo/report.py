@@ -162,32 +162,45 @@ class RunReport:
             self.outcome = outcome
         self.close()
 
-    def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
-        """Count a reject and append it to the rejects file.
+    def start_rejects(self) -> None:
+        """Empty the rejects file (creating it private) before the run: it holds this run's rejects only."""
+        if self._rejects_path is None:
+            return
+        try:
+            descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        except OSError as error:
+            raise RunError(
+                f"rejects_path cannot be written: {error.strerror or type(error).__name__}."
+            ) from None
+        self._rejects_file = os.fdopen(descriptor, "a", encoding="utf-8")
 
-        ``counted=False`` is for a value dropped from a profile that was still
-        exported: it goes to the file, but the record is not counted as rejected.
+    def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
+        """Count a reject; a rejected record also goes to the rejects file, one line each.
+
+        ``counted=False`` is for a value dropped from a profile that was still exported,
+        and a record skipped over the profile limit is not rejected either: both are
+        counted by reason in the report, and the rejects file's lines stay equal to
+        ``rejected``.
         """
         with self._lock:
-            if counted:
-                if reject.reason == "over_limit":
-                    self.skipped_over_limit += 1
-                else:
-                    self.rejected[reject.reason] += 1
-            else:
+            if not counted:
                 self.attributes_dropped[reject.reason] += 1
-            if self._rejects_path is not None:
-                self._write_reject(stream, record, reject, exported=not counted)
+            elif reject.reason == "over_limit":
+                self.skipped_over_limit += 1
+            else:
+                self.rejected[reject.reason] += 1
+                if self._rejects_path is not None:
+                    self._write_reject(stream, record, reject)
 
-    def _write_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
+    def _write_reject(self, stream: str, record: Any, reject: Reject) -> None:
         try:
-            self._append_reject(stream, record, reject, exported=exported)
+            self._append_reject(stream, record, reject)
         except OSError as error:
             raise RunError(
                 f"rejects_path cannot be written: {error.strerror or type(error).__name__}."
             ) from None
 
-    def _append_reject(self, stream: str, record: Any, reject: Reject, *, exported: bool) -> None:
+    def _append_reject(self, stream: str, record: Any, reject: Reject) -> None:
         if self._rejects_file is None:
             assert self._rejects_path is not None  # only called when there is a rejects file
             descriptor = open_private(self._rejects_path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
@@ -196,7 +209,6 @@ class RunReport:
             "reason": reject.reason,
             "detail": reject.detail,
             "stream": stream,
-            "profile_exported": exported,
             "rejected_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "record": record,
         }
@@ -233,49 +245,56 @@ class RunReport:
         elapsed = max(time.time() - self.started, 1e-9)
         done = len(self.job_ids) - self.jobs_in_flight
         return (
-            f"Progress: {self.read} records read ({self.read / elapsed:.0f}/s), "
-            f"{self.exported} profiles exported ({self.exported / elapsed:.0f}/s), "
-            f"import jobs {done} done and {self.jobs_in_flight} in flight, "
-            f"{self.rejected_total} rejected, {self.skipped_over_limit} skipped over the limit, "
-            f"{self.throttled} throttled answers."
+            f"Progress: {self.read:,} records read ({self.read / elapsed:,.0f}/s), "
+            f"{self.exported:,} profiles exported ({self.exported / elapsed:,.0f}/s), "
+            f"import jobs {done:,} done and {self.jobs_in_flight:,} in flight, "
+            f"{self.rejected_total:,} rejected, {self.skipped_over_limit:,} skipped over the limit, "
+            f"{self.throttled:,} throttled answers."
         )
 
     def summary(self) -> str:
-        rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(self.rejected.items()))
-        dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.attributes_dropped.items()))
-        lists = f" to {len(self.exported_to)} lists" if len(self.exported_to) > 1 else ""
+        """One line that adds up: the records read are those exported, merged, rejected, skipped
+        and (after a stop) not confirmed; then the people, lists and Klaviyo's side of it."""
+        rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(self.rejected.items()))
+        dropped = ", ".join(
+            f"{reason} {count:,}" for reason, count in sorted(self.attributes_dropped.items())
+        )
+        lists = f" to {len(self.exported_to):,} lists" if len(self.exported_to) > 1 else ""
+        again = f" ({self.sent_again:,} of them sent again: a later record of someone already sent)"
         exported = (
-            f"{self.exported} profiles would be exported{lists} (dry run: nothing was sent)"
+            f"{self.exported:,} would be exported{lists}{again if self.sent_again else ''} (dry run: "
+            "nothing was sent)"
             if self.dry_run
-            else f"{self.exported} profiles exported{lists} in {len(self.job_ids)} import job(s)"
+            else f"{self.exported:,} exported{lists}{again if self.sent_again else ''}"
+        )
+        unconfirmed = (
+            f", {self.unaccounted:,} not confirmed (no STATE covers them; the next run sends them again)"
+            if self.unaccounted
+            else ""
         )
         would = "would be " if self.dry_run else ""
+        people = f"{self.distinct_profiles:,} distinct people sent"
+        if not self.dry_run:
+            people += f" in {len(self.job_ids):,} import job(s)"
         subscribed = sum(self.subscribed_to.values())
         if subscribed:
-            exported += f", {subscribed} {would}subscribed to email marketing"
+            people += f", {subscribed:,} {would}subscribed to email marketing"
         if self.mirrored:
             planned = [
                 entry["to_remove"] for entry in self.mirrored.values() if entry["to_remove"] is not None
             ]
-            exported += (
-                f", {sum(planned)} members of {len(planned)} list(s) would be removed by mirroring"
+            people += (
+                f", {sum(planned):,} members of {len(planned):,} list(s) would be removed by mirroring"
                 if self.dry_run
-                else f", {sum(planned)} members of {len(planned)} list(s) planned for removal (sync_mode mirror)"
+                else f", {sum(planned):,} members of {len(planned):,} list(s) planned for removal (sync_mode mirror)"
             )
         return (
-            f"Run {self.outcome}: {self.read} records read, {exported}, "
-            f"{self.distinct_profiles} distinct, {self.deduplicated} deduplicated, "
-            f"{self.rejected_total} rejected ({rejected or 'none'}), "
-            f"{self.skipped_over_limit} skipped over the profile limit, "
-            f"values dropped ({dropped or 'none'}), {self.throttled} throttled answers, "
-            f"{self.unconfirmed_text()}in {time.time() - self.started:.1f} s."
+            f"Run {self.outcome}: {self.read:,} records read = {exported}, "
+            f"{self.deduplicated:,} deduplicated, {self.rejected_total:,} rejected ({rejected or 'none'}), "
+            f"{self.skipped_over_limit:,} skipped over the profile limit{unconfirmed}; {people}; "
+            f"values dropped ({dropped or 'none'}), {self.throttled:,} throttled answers, "
+            f"in {time.time() - self.started:.1f} s."
         )
-
-    def unconfirmed_text(self) -> str:
-        unaccounted = self.unaccounted
-        if not unaccounted:
-            return ""
-        return f"{unaccounted} records not confirmed (no STATE covers them; the next run sends them again), "
 
     def as_dict(self) -> dict[str, Any]:
         finished = time.time()

@@ -15,6 +15,7 @@ limit``; the report and the summary line are written then.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import signal
 import time
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from enum import Enum
 from typing import Any
 
-from target_klaviyo.client import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.client import ConnectionFailed, KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.errors import RunError
 from target_klaviyo.jobs import (
     MAX_PROFILES_PER_JOB,
@@ -37,7 +38,7 @@ from target_klaviyo.jobs import (
 )
 from target_klaviyo.mapping import Profile, ProfileMapper, Reject
 from target_klaviyo.mirror import Mirror, MirrorRefused
-from target_klaviyo.mirror_plan import ListPlan, PlanFiles
+from target_klaviyo.mirror_plan import ListPlan, PlanFiles, meltano_run
 from target_klaviyo.pipeline import JobPipeline
 from target_klaviyo.report import RunReport
 from target_klaviyo.seen import HashTable, hash64
@@ -46,6 +47,9 @@ from target_klaviyo.state import StateLedger
 from target_klaviyo.stop import RunInterrupted, StopSignal
 
 logger = logging.getLogger("target_klaviyo.run")
+# The connection check retries for at most this long: a wrong api_url is said within 15 s, while
+# requests later in the run keep the client's long budget for Klaviyo's passing troubles.
+CHECK_BUDGET = 8.0
 
 
 class Admission(Enum):
@@ -56,6 +60,10 @@ class Admission(Enum):
 
 class ProfileLimitReached(KlaviyoError):
     """``on_limit_exceeded: fail`` and a profile beyond ``max_profiles_per_run`` arrived."""
+
+
+class TooManyRejects(RunError):
+    """More than ``max_reject_fraction`` of the run's records were rejected; the rest were exported."""
 
 
 class ExportRun:
@@ -109,6 +117,8 @@ class ExportRun:
         # With several lists, which lists each person was sent to (else the people are that).
         self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
         self._taken = 0
+        self._streams: set[str] = set()  # every stream whose SCHEMA arrived (after the stream maps)
+        self.report.start_rejects()  # the rejects file holds this run's rejects only
 
     def _client(self) -> KlaviyoClient:
         settings = self.settings
@@ -137,7 +147,13 @@ class ExportRun:
         setting = "list_id" if list_id == self.settings.list_id else "stream_lists"
         try:
             params = {"additional-fields[list]": "profile_count"} if self.mirror is not None else None
-            answer = self.client.get(f"/api/lists/{list_id}", params)
+            answer = self.client.get(f"/api/lists/{list_id}", params, budget=CHECK_BUDGET)
+        except ConnectionFailed as failed:
+            msg = (
+                f"Cannot reach Klaviyo at api_url {self.settings.api_url}: {failed.cause}; check the "
+                "api_url setting, and that this machine can reach it."
+            )
+            raise KlaviyoError(msg) from None
         except KlaviyoApiError as error:
             if error.status in {401, 403}:
                 msg = (
@@ -187,6 +203,7 @@ class ExportRun:
                 "for the streams stream_lists does not name."
             )
             raise RunError(msg)
+        self._streams.add(stream)
         if self.mirror is not None:
             self.mirror.routed(stream, list_id)
         return list_id
@@ -306,11 +323,12 @@ class ExportRun:
         self.report.reject(stream, record, reject)
         if self.mirror is None:
             return
+        self.mirror.record_from(stream)
         # The reader names the tap's stream; its records reach lists under the stream maps' names.
         for alias in self._aliases(stream):
             list_id = self.settings.list_for(alias)
             if list_id is not None:
-                self.mirror.saw(alias, list_id, record)  # its email, if it has one, still keeps its member
+                self.mirror.keep_any(list_id, record)  # any email in it still keeps its member
 
     def line_skipped(self, what: str) -> None:
         self.report.count_skipped_input(what)
@@ -420,9 +438,36 @@ class ExportRun:
         self.start()
         self.ledger.hold()  # the final STATE comes after the summary line
         self._send_all_and_wait()
+        self._warn_unmatched_stream_lists()
+        self._check_rejects()
         if self.mirror is not None:
             self._mirror(self.mirror)
         self._end("complete")
+
+    def _warn_unmatched_stream_lists(self) -> None:
+        """A stream_lists key that names no stream of this run is a typo more often than not: say so."""
+        for stream in sorted(set(self.settings.stream_lists) - self._streams):
+            near = difflib.get_close_matches(stream, sorted(self._streams), n=1, cutoff=0.6)
+            hint = f"; the closest is {near[0]!r}" if near else ""
+            logger.warning(
+                "stream_lists names stream %r, which did not appear in this run (streams: %s)%s.",
+                stream,
+                ", ".join(repr(name) for name in sorted(self._streams)) or "none",
+                hint,
+            )
+
+    def _check_rejects(self) -> None:
+        """Fail, once everything else is exported, a run that rejected more than max_reject_fraction."""
+        report, limit = self.report, self.settings.max_reject_fraction
+        rejected = report.rejected_total
+        if not report.read or rejected / report.read <= limit:
+            return
+        reason, count = report.rejected.most_common(1)[0]
+        raise TooManyRejects(
+            f"{rejected:,} of the {report.read:,} records read ({rejected / report.read:.0%}) were rejected, "
+            f"more than max_reject_fraction ({limit:.0%}); the most common reason is {reason} ({count:,}): "
+            "the rest were exported, and the report and the rejects file give each reason."
+        )
 
     def _mirror(self, mirror: Mirror) -> None:
         """Plan the removals that make each list equal to this run's profiles for it, where that is safe.
@@ -489,7 +534,7 @@ class ExportRun:
             return
         assert self.plan_files is not None
         assert self.report.run_id is not None
-        self.plan_files.write(self.report.run_id, self.settings.api_url, plans)
+        self.plan_files.write(self.report.run_id, self.settings.api_url, plans, meltano_run())
         planned = sum(len(plan.remove) for plan in plans)
         logger.info(
             "Wrote the mirror plan (%d members to remove from %d list(s)) to %s: target-klaviyo-mirror "

@@ -37,6 +37,9 @@ DEFAULT_MAX_JOBS_IN_FLIGHT = 10
 MAX_JOBS_IN_FLIGHT = 50
 DEFAULT_STOP_GRACE_SECONDS = 20
 DEFAULT_MAX_REMOVAL_FRACTION = 0.5
+# More than half the records rejected is never a healthy export (a wrong mapping, a broken source),
+# while sources where many rows legitimately lack an email (phone-only customers) stay green.
+DEFAULT_MAX_REJECT_FRACTION = 0.5
 MIRROR_PLAN_FOLDER = Path(".target-klaviyo") / "mirror"
 LOOPBACK_HOSTS = {"localhost"}
 MAX_BATCH_SIZE_ROWS = 10_000
@@ -161,6 +164,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         "run that would remove more removes nothing from that list and fails.",
     ),
     th.Property(
+        "max_reject_fraction",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_REJECT_FRACTION,
+        title="Max reject fraction",
+        description="The largest share of a run's records that may be rejected: a run that rejects "
+        "more still exports the rest, then fails (exit 1) naming the most common reason, so a "
+        "scheduled job that exports little or nothing never looks like a success. 1 turns it off.",
+    ),
+    th.Property(
         "max_profiles_per_run",
         th.IntegerType(minimum=0),
         default=DEFAULT_MAX_PROFILES,
@@ -283,6 +295,7 @@ class Settings:
     consented_at_path: tuple[str, ...] | None = None
     sync_mode: Literal["upsert", "mirror"] = "upsert"
     max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
+    max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION
     mirror_plan_path: Path = MIRROR_PLAN_FOLDER / "plan.json"
 
     @property
@@ -367,23 +380,29 @@ class Settings:
             max_removal_fraction=float(
                 config.get("mirror_max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
             ),
-            mirror_plan_path=_mirror_plan_path(
-                config, api_url, [*([list_id] if list_id else []), *stream_lists.values()]
-            ),
+            max_reject_fraction=float(config.get("max_reject_fraction", DEFAULT_MAX_REJECT_FRACTION)),
+            mirror_plan_path=_mirror_plan_path(config, api_url, list_id, stream_lists),
         )
 
 
-def default_plan_path(api_url: str, lists: list[str]) -> Path:
-    """``.target-klaviyo/mirror/<digest>.json``: one per Klaviyo account URL and set of lists, so two
-    loaders never share a plan by default, and target-klaviyo-mirror finds it from the same config."""
-    digest = hashlib.sha256("\n".join([api_url, *sorted(set(lists))]).encode()).hexdigest()[:16]
+def default_plan_path(api_url: str, list_id: str | None, stream_lists: Mapping[str, str]) -> Path:
+    """``.target-klaviyo/mirror/<digest>.json``: one per Klaviyo account URL and routing of streams
+    to lists, so two loaders never share a plan by default, and target-klaviyo-mirror finds it from
+    the same config."""
+    routing = json.dumps([api_url, list_id, sorted(stream_lists.items())])
+    digest = hashlib.sha256(routing.encode()).hexdigest()[:16]
     return MIRROR_PLAN_FOLDER / f"{digest}.json"
 
 
-def _mirror_plan_path(config: Mapping[str, Any], api_url: str, lists: list[str]) -> Path:
+def _mirror_plan_path(
+    config: Mapping[str, Any], api_url: str, list_id: str | None, stream_lists: Mapping[str, str]
+) -> Path:
     """The plan's path; its folder is created and checked by the run (mirror_plan.PlanFiles.prepare)."""
     value = config.get("mirror_plan_path")
-    path = Path(value).expanduser() if value else default_plan_path(api_url, lists)
+    if value and "\0" in value:
+        msg = "mirror_plan_path holds a NUL character, which no file name can."
+        raise SettingsError(msg)
+    path = Path(value).expanduser() if value else default_plan_path(api_url, list_id, stream_lists)
     if config.get("sync_mode") == "mirror" and path.is_dir():
         msg = f"mirror_plan_path {str(path)!r} is a folder; name a file in it."
         raise SettingsError(msg)
@@ -468,6 +487,9 @@ def _output_path(value: str | None, setting: str) -> Path | None:
     """A file the run will write: checked now, before any input is read, and its folder created."""
     if not value:
         return None
+    if "\0" in value:
+        msg = f"{setting} holds a NUL character, which no file name can."
+        raise SettingsError(msg)
     path = Path(value).expanduser()
     if path.is_dir():
         msg = f"{setting} {str(path)!r} is a folder; name a file in it."
@@ -497,7 +519,11 @@ def _path(dotted: str, setting: str) -> tuple[str, ...]:
 
 def check_api_url(url: str) -> str:
     """Refuse a URL that would send the API key in clear text to another machine."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        msg = f"api_url {url[:100]!r} is not an http(s) URL."
+        raise SettingsError(msg) from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         msg = f"api_url {url[:100]!r} is not an http(s) URL."
         raise SettingsError(msg)

@@ -19,6 +19,7 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from target_klaviyo.jobs import MAX_PROFILES_PER_JOB
 from target_klaviyo.mapping import Reject
 from target_klaviyo.run import ExportRun
+from target_klaviyo.schema_paths import check_stream
 
 SOURCE_LINE = "target_klaviyo.line"  # the record's Singer line, in the context the target passes
 NAMED_SUBSCHEMAS = {"properties", "patternProperties", "definitions", "$defs", "dependentSchemas"}
@@ -89,6 +90,8 @@ class KlaviyoSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self.run: ExportRun = target.run
         self.list_id = self.run.list_for(stream_name)  # before any record: a stream without a list fails here
+        for warning in check_stream(self.run.settings, stream_name, schema):
+            self.logger.warning("%s", warning)
         # The first sink is the moment to check the key and the list, before any record. Not in
         # setup(): singer-sdk 0.54.9's add_sink logs "Error initializing target sink" before
         # re-raising anything setup() raises, which would precede our one-sentence error.
@@ -111,7 +114,7 @@ class KlaviyoSink(BatchSink):
         run = self.run
         run.record_read()
         if run.mirror is not None:
-            run.mirror.saw(self.stream_name, self.list_id, record)
+            run.mirror.keep(self.list_id, record)
         problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
         if problem:
             run.reject(self.stream_name, record, Reject("schema_violation", problem))

@@ -55,6 +55,7 @@ CHECK_INTERVAL = 60 / 700  # GET list profiles, each page a request: steady 750 
 # keeps them; the subscribe endpoint names only UNSUBSCRIBE, SPAM_REPORT and USER_SUPPRESSED as
 # lifted). Every other reason, one the spec does not name included, counts as a withdrawal.
 KEPT_BY_SUBSCRIBING = {"HARD_BOUNCE", "INVALID_EMAIL"}
+KNOWN_CONSENT = {"SUBSCRIBED", "UNSUBSCRIBED", "NEVER_SUBSCRIBED"}  # the values the spec describes
 UNQUOTABLE = ('"', "\\")
 POINTER_PREFIX = "/data/attributes/profiles/data/"
 
@@ -67,6 +68,11 @@ class SubscriptionEvents(Protocol):
     def subscription_refused(self, position: int, reject: Reject) -> None: ...
 
 
+NOT_CHECKED_DETAIL = (
+    "Klaviyo did not list this person among the list's members when the target read their email "
+    "marketing consent, so an unsubscribe could not be ruled out; no subscription was sent, and the "
+    "profile was exported."
+)
 WITHDRAWN_DETAIL = (
     "Klaviyo records that this person unsubscribed from email marketing (or was suppressed) after the "
     "consent in the record, or the record's consent has no date that is surely later; it was not sent, "
@@ -129,6 +135,8 @@ def _withdrawal(marketing: dict[str, Any], path: str) -> tuple[bool, datetime.da
         if record.get("reason") not in KEPT_BY_SUBSCRIBING
     ]
     stamps += [record.get("timestamp") for record in _records(marketing, "list_suppressions", path)]
+    if consent not in KNOWN_CONSENT:
+        return True, None  # a consent this target does not know: doubt, so never outweighed
     if consent == "UNSUBSCRIBED":
         # Without a suppression record these are all there is; with one, a later value only adds doubt.
         stamps += [
@@ -212,21 +220,29 @@ class Subscriber:
     def _without_withdrawn(self, list_id: str, group: People, events: SubscriptionEvents) -> People:
         """``group`` less the people whose consent is not surely later than their withdrawal in Klaviyo."""
         withdrawn: Withdrawals = {}
+        found: set[str] = set()
         checkable = [email for _, email, _ in group if not any(mark in email for mark in UNQUOTABLE)]
         for start in range(0, len(checkable), CHECKED_PER_REQUEST):
-            withdrawn.update(self._withdrawn(list_id, checkable[start : start + CHECKED_PER_REQUEST]))
-        checked = set(checkable)  # an email that cannot be quoted in a filter is not subscribed unchecked
+            gone, listed = self._withdrawn(list_id, checkable[start : start + CHECKED_PER_REQUEST])
+            withdrawn.update(gone)
+            found |= listed
         kept = []
         for person in group:
             position, email, consent = person
-            if email not in checked or (email in withdrawn and not _after(consent, withdrawn[email])):
+            person_key = email.strip().lower()
+            if person_key not in found:
+                # Not read back (an email a filter cannot quote, or not among the list's members
+                # although its import completed): its consent in Klaviyo is unknown, so no subscription.
+                events.subscription_refused(position, Reject("consent_not_checked", NOT_CHECKED_DETAIL))
+            elif person_key in withdrawn and not _after(consent, withdrawn[person_key]):
                 events.subscription_refused(position, Reject("unsubscribed_in_klaviyo", WITHDRAWN_DETAIL))
             else:
                 kept.append(person)
         return kept
 
-    def _withdrawn(self, list_id: str, emails: list[str]) -> Withdrawals:
-        """Which of ``emails`` Klaviyo records as unsubscribed or suppressed, and since when.
+    def _withdrawn(self, list_id: str, emails: list[str]) -> tuple[Withdrawals, set[str]]:
+        """Which of ``emails`` Klaviyo records as unsubscribed or suppressed, and since when; and
+        which it listed at all (lower case).
 
         Every page is read: a page may hold fewer profiles than asked for. The filter
         matches at most one profile per email, so more pages than emails (and a last one)
@@ -241,6 +257,7 @@ class Subscriber:
         }
         path = f"/api/lists/{list_id}/profiles"
         withdrawn: Withdrawals = {}
+        listed: set[str] = set()
         cursors: set[str] = set()
         for _ in range(len(emails) + 1):
             page = self._read(list_id, path, params)
@@ -249,13 +266,14 @@ class Subscriber:
                 raise _unexpected(path, "no list of profiles")
             for member in members:
                 email, (gone, since) = self._member_withdrawal(member, path)
+                listed.add(email)
                 if gone:
                     # The same person twice: the later withdrawal, and an unknown moment above all.
                     earlier = withdrawn.get(email, since)
                     withdrawn[email] = None if since is None or earlier is None else max(since, earlier)
             cursor = _next_cursor(page, path)
             if cursor is None:
-                return withdrawn
+                return withdrawn, listed
             if cursor in cursors:
                 raise _unexpected(path, "a next page it had already given")
             cursors.add(cursor)

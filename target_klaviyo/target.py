@@ -15,15 +15,19 @@ the report. This module only connects the run to the SDK:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import typing as t
+from pathlib import Path
 from types import FrameType
 
+import click
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.plugin_base import _ConfigInput
 
 from target_klaviyo.errors import RunError
 from target_klaviyo.reader import SDC_KEYS, SingerInput
@@ -38,6 +42,29 @@ from target_klaviyo.settings import (
 )
 from target_klaviyo.sinks import SOURCE_LINE, KlaviyoSink
 from target_klaviyo.stop import RunInterrupted
+
+# click rewraps each paragraph to the terminal; a paragraph after a "\b" line keeps its lines.
+CLI_HELP = """Upsert the profiles of Singer streams into Klaviyo lists.
+
+Reads Singer messages from standard input (or --input FILE), sends each record as a Klaviyo
+profile matched on its email, in bulk import jobs, to list_id or to its stream's list in
+stream_lists, and writes each STATE to standard output once every record before it is in
+Klaviyo. Logs go to standard error.
+
+Settings come from --config, repeatable: JSON files, merged in order, and ENV for the
+TARGET_KLAVIYO_* environment variables (TARGET_KLAVIYO_API_KEY...), which win over the files.
+api_key is required, with list_id or stream_lists. --about lists every setting and its
+variable; --about --format=markdown describes each, with its default.
+
+\b
+Examples:
+  target-klaviyo --about --format=markdown
+  tap-postgres | target-klaviyo --config config.json >state.json
+  target-klaviyo --config config.json --config ENV <customers.singer.jsonl
+
+With sync_mode mirror, run target-klaviyo-mirror --config config.json once the tap and the
+target have both succeeded: it removes the members the run planned to remove.
+"""
 
 
 class TargetKlaviyo(Target):
@@ -127,8 +154,7 @@ class TargetKlaviyo(Target):
         if stream not in self.mapper.stream_maps:
             raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
         if self.run.mirror is not None and self.config.get("process_activate_version_messages", True):
-            for alias in self._aliases(stream):  # its records arrive under each alias
-                self.run.mirror.activated(alias)
+            self.run.mirror.activated(stream)  # the tap's stream, whatever the stream maps call it
 
     def _aliases(self, stream: str) -> list[str]:
         """The names a tap's stream has after the stream maps (``__alias__``), its records' stream names."""
@@ -137,6 +163,9 @@ class TargetKlaviyo(Target):
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         super()._process_schema_message(message_dict)
         self._plain_streams.clear()  # a SCHEMA may bring new maps and sinks
+        if self.run.mirror is not None:
+            for alias in self._aliases(message_dict["stream"]):
+                self.run.mirror.fed(message_dict["stream"], alias)
 
     def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         """A RECORD of a stream with no stream map: the SDK's steps, without their per-record costs.
@@ -152,6 +181,8 @@ class TargetKlaviyo(Target):
         stream goes through the SDK unchanged.
         """
         stream = message_dict["stream"]
+        if self.run.mirror is not None:
+            self.run.mirror.record_from(stream)
         sink = self._plain_streams.get(stream) or self._plain_sink(stream)
         if sink is None:
             super()._process_record_message(message_dict)
@@ -213,6 +244,40 @@ class TargetKlaviyo(Target):
         run.stop.request(signum)
 
     @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> _ConfigInput:
+        """``--config``: the SDK's merge of the files and ``ENV``, each file read by :func:`read_config_file`.
+
+        singer-sdk 0.54.9 reads them in this click callback with ``read_json_file``, which
+        ends a missing file or a JSON error in a 40-line traceback (no upstream issue found
+        for it). This overrides the SDK's own ``cb_config`` classmethod and builds its
+        private ``_ConfigInput``, the type ``invoke`` takes; the sentence and exit 1 happen
+        before the target exists.
+        """
+        config: dict[str, t.Any] = {}
+        parse_env = False
+        try:
+            for path in value:
+                if path == "ENV":
+                    parse_env = True
+                else:
+                    config |= read_config_file(path)
+        except RunError as error:
+            cls.logger.error("%s", error)
+            sys.exit(1)
+        return _ConfigInput(config=config, parse_env=parse_env)
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command and options, with help that describes this target instead of any target.
+
+        ``get_singer_command`` is the SDK's hook for the command line: singer-sdk 0.54.9's
+        ``Target`` overrides it the same way to set its generic "Execute the Singer target.".
+        """
+        command = super().get_singer_command()
+        command.help = CLI_HELP
+        return command
+
+    @classmethod
     def invoke(cls, **kwargs: t.Any) -> None:
         """Run the target; a known failure ends it with one logged sentence and a non-zero exit code."""
         try:
@@ -222,6 +287,31 @@ class TargetKlaviyo(Target):
             sys.exit(1)
         except RunInterrupted as interrupted:
             sys.exit(128 + interrupted.signum)
+
+
+def read_config_file(path: str) -> dict[str, t.Any]:
+    """A ``--config`` file as JSON settings, or one sentence on why it is not (never its content)."""
+    where = f"--config {path!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{where}: there is no such file.") from None
+    except IsADirectoryError:
+        raise RunError(f"{where} is a folder; name the JSON config file.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise RunError(f"{where} cannot be read ({reason}).") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunError(
+            f"{where} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from None
+    except RecursionError:
+        raise RunError(f"{where} is not a config: it is nested too deeply.") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{where} holds JSON that is not an object of settings.")
+    return config
 
 
 def _hide_secret_value(message: str) -> str:

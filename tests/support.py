@@ -112,7 +112,15 @@ def singer_text(messages: list[dict]) -> str:
 
 
 def base_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
-    return {"api_key": API_KEY, "list_id": LIST_ID, "api_url": server.url, **overrides}
+    """A config for the sandbox. Tests of rejects send mostly bad records, so ``max_reject_fraction``
+    is off here; the tests of that setting (test_first_use.py) give it themselves."""
+    return {
+        "api_key": API_KEY,
+        "list_id": LIST_ID,
+        "api_url": server.url,
+        "max_reject_fraction": 1,
+        **overrides,
+    }
 
 
 @dataclass

@@ -191,7 +191,7 @@ def test_any_configuration_is_accepted_or_refused_in_sentences_that_hide_the_key
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999999999", "1e5555555555555555555555"])
 def test_the_rejects_file_keeps_unrepresentable_numbers_as_text(tmp_path, value):
-    config = {**DRY_RUN, "rejects_path": str(tmp_path / "rejects.jsonl")}
+    config = {**DRY_RUN, "rejects_path": str(tmp_path / "rejects.jsonl"), "max_reject_fraction": 1}
     line = '{"type": "RECORD", "stream": "people", "record": {"email": "a@example.com", "x": ' + value + "}}"
     target = TargetKlaviyo(config=config, parse_env_config=False)
     target.listen(io.StringIO(json.dumps(SCHEMA) + "\n" + line + "\n"))

@@ -14,19 +14,32 @@ from target_klaviyo.mirror_plan import ListPlan
 
 def test_an_email_seen_in_any_form_keeps_its_member_of_that_list_only():
     mirror = Mirror(("contact", "email"), 0.5, {})
-    mirror.saw("vip", "V", {"contact": {"email": "  Ada@Example.com "}})
-    mirror.saw("vip", "V", {"contact": {}})
-    mirror.saw("vip", "V", {"contact": {"email": 42}})
+    mirror.keep("V", {"contact": {"email": "  Ada@Example.com "}})
+    mirror.keep("V", {"contact": {}})
+    mirror.keep("V", {"contact": {"email": 42}})
+    mirror.keep("V", {"contact": {"email": "mailto:<Dot@Example.com.>"}})
     assert mirror.kept("V", "ada@example.com")
     assert mirror.kept("V", "ADA@EXAMPLE.COM")
+    assert mirror.kept("V", "dot@example.com"), "an address rejected as written is kept as it may be held"
     assert not mirror.kept("C", "ada@example.com")
 
 
+def test_a_record_that_cannot_be_read_keeps_every_address_in_it():
+    mirror = Mirror(("email",), 0.5, {})
+    mirror.keep_any(
+        "V", {"id": 1, "EMAIL": "Keep@Example.com", "nested": [{"x": "also@example.com"}], "n": 5}
+    )
+    assert mirror.kept("V", "keep@example.com")
+    assert mirror.kept("V", "also@example.com")
+
+
 def full(mirror: Mirror, stream: str, list_id: str, *emails: str) -> None:
+    mirror.fed(stream, stream)
     mirror.routed(stream, list_id)
     mirror.activated(stream)
     for email in emails:
-        mirror.saw(stream, list_id, {"email": email})
+        mirror.record_from(stream)
+        mirror.keep(list_id, {"email": email})
 
 
 def test_a_list_is_mirrored_only_when_every_stream_for_it_arrived_whole():
@@ -37,9 +50,10 @@ def test_a_list_is_mirrored_only_when_every_stream_for_it_arrived_whole():
         "stream 'vip_b', which stream_lists sends to it, did not appear in this run, so its people may "
         "still be in the segment"
     )
+    mirror.fed("vip_b", "vip_b")
     mirror.routed("vip_b", "V")  # its SCHEMA came, and no record
     assert (mirror.why_not("V", 1) or "").startswith("stream 'vip_b' sent no records in this run")
-    mirror.saw("vip_b", "V", {"email": "b@b.co"})
+    mirror.record_from("vip_b")
     assert (mirror.why_not("V", 1) or "").startswith("stream 'vip_b' did not arrive as a full extract")
     mirror.activated("vip_b")  # after its records: a resumed full-table sync
     assert (mirror.why_not("V", 1) or "").startswith(
@@ -53,6 +67,17 @@ def test_a_list_is_mirrored_only_when_every_stream_for_it_arrived_whole():
         "Klaviyo accepted none of this run's profiles for it, and mirror never empties a list"
     )
     assert again.why_not("V", 1) is None
+
+
+def test_two_tap_streams_under_one_name_must_each_arrive_whole():
+    mirror = Mirror(("email",), 0.5, {"seg": "V"})
+    for source in ("a", "b"):
+        mirror.fed(source, "seg")
+    mirror.routed("seg", "V")
+    mirror.activated("a")
+    mirror.record_from("a")
+    mirror.record_from("b")  # incremental: no ACTIVATE_VERSION
+    assert (mirror.why_not("V", 1) or "").startswith("stream 'b' did not arrive as a full extract")
 
 
 def test_the_guard_allows_exactly_the_setting_of_the_list_before_the_run():
@@ -89,7 +114,7 @@ def member(profile_id: str, email: Any) -> dict[str, Any]:
 
 def test_members_without_an_email_are_kept_and_counted_and_pages_are_followed():
     mirror = Mirror(("email",), 0.5, {})
-    mirror.saw("vip", "V", {"email": "a@b.co"})
+    mirror.keep("V", {"email": "a@b.co"})
     client = Pages(
         page(member("P1", "a@b.co"), member("P2", None), cursor="c2"),
         page(

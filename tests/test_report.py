@@ -11,23 +11,25 @@ def test_rejects_file_holds_reason_detail_and_record(tmp_path):
     when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     report.reject("customers", {"email": None, "at": when}, Reject("missing_email", "no email"))
     report.reject("customers", {"email": "a@example.com"}, Reject("invalid_phone", "bad"), counted=False)
+    report.reject("customers", {"email": "b@example.com"}, Reject("over_limit", "skipped"))
     report.close()
-    first, second = (json.loads(line) for line in path.read_text().splitlines())
-    assert first["reason"] == "missing_email"
-    assert first["record"] == {"email": None, "at": "2026-01-01T00:00:00+00:00"}
-    assert first["profile_exported"] is False
-    assert second["profile_exported"] is True
+    [only] = (json.loads(line) for line in path.read_text().splitlines())
+    assert only["reason"] == "missing_email"
+    assert only["record"] == {"email": None, "at": "2026-01-01T00:00:00+00:00"}
     assert report.rejected == {"missing_email": 1}
-    assert report.attributes_dropped == {"invalid_phone": 1}
+    assert report.attributes_dropped == {"invalid_phone": 1}, "a dropped value is counted, not a line"
+    assert report.skipped_over_limit == 1, "a record skipped over the limit is counted, not a line"
 
 
-def test_rejects_file_is_appended_across_runs(tmp_path):
+def test_rejects_file_holds_this_runs_rejects_only(tmp_path):
     path = tmp_path / "rejects.jsonl"
-    for _ in range(2):
+    for count in (3, 1, 0):
         report = RunReport(path)
-        report.reject("s", {}, Reject("missing_email", "x"))
+        report.start_rejects()
+        for _ in range(count):
+            report.reject("s", {}, Reject("missing_email", "x"))
         report.close()
-    assert len(path.read_text().splitlines()) == 2
+        assert len(path.read_text().splitlines()) == count == report.rejected_total
 
 
 def test_no_rejects_file_without_rejects(tmp_path):
@@ -48,9 +50,22 @@ def test_accounting_and_summary():
     assert report.unaccounted == 0
     report.outcome = "complete"
     summary = report.summary()
-    assert "10 records read, 5 profiles exported" in summary
-    assert "2 rejected (invalid_email 1, missing_email 1)" in summary
-    assert "1 skipped over the profile limit" in summary
+    assert summary.startswith(
+        "Run complete: 10 records read = 5 exported, 2 deduplicated, 2 rejected (invalid_email 1, "
+        "missing_email 1), 1 skipped over the profile limit; 0 distinct people sent"
+    ), "the records read are the sum of what became of them"
+
+
+def test_the_summary_adds_up_with_one_number_format():
+    report = RunReport()
+    report.read, report.exported, report.sent_again, report.distinct_profiles = 49_365, 49_360, 1_152, 48_208
+    for _ in range(5):
+        report.reject("s", {}, Reject("invalid_email", "x"))
+    report.job_ids += ["J"] * 5
+    summary = report.summary()
+    assert "49,365 records read = 49,360 exported (1,152 of them sent again" in summary
+    assert "48,208 distinct people sent in 5 import job(s)" in summary
+    assert report.read == report.exported + report.rejected_total
 
 
 def test_report_file(tmp_path):

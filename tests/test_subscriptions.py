@@ -62,14 +62,18 @@ def test_a_profile_klaviyo_refuses_to_subscribe_is_reported_and_the_rest_subscri
             dated("2999-01-01T00:00:00+00:00"),
         ),  # the sandbox refuses this one, as Klaviyo does
         (12, "undated@b.co", UNDATED),
+        (13, "not-a-member@b.co", UNDATED),  # its import did not make it a member: not checked
     ]
+    ids = [sandbox.store.upsert_profile({"email": email})[0] for _, email, _ in people[:3]]
+    sandbox.store.add_members(LIST_ID, ids)
     assert Subscriber(client).subscribe(LIST_ID, people, refusals) == 2
-    [(position, reject)] = refusals.refused
+    [(position, reject), (unchecked, not_checked)] = refusals.refused
+    assert (unchecked, not_checked.reason) == (13, "consent_not_checked")
     assert position == 11
     assert reject.reason == "subscription_refused"
     assert "must be in the past" in reject.detail
     consent = {row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members(LIST_ID)}
-    assert set(consent) == {"past@b.co", "undated@b.co"}
+    assert {email for email, marketing in consent.items() if marketing} == {"past@b.co", "undated@b.co"}
     client.close()
 
 

@@ -72,7 +72,7 @@ def test_progress_lines_during_a_run(sandbox_factory, monkeypatch, caplog):
 def test_connection_check_names_the_problem(sandbox, monkeypatch, status, words):
     target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
 
-    def refuse(path, params=None):
+    def refuse(path, params=None, budget=None):
         raise KlaviyoApiError("GET", path, status, [ErrorDetail("x", "refused", None)])
 
     monkeypatch.setattr(target.run.client, "get", refuse)
@@ -85,7 +85,7 @@ def test_connection_check_names_the_problem(sandbox, monkeypatch, status, words)
 def test_connection_check_passes_other_errors_through(sandbox, monkeypatch):
     target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
 
-    def fail(path, params=None):
+    def fail(path, params=None, budget=None):
         raise KlaviyoApiError("GET", path, 400, [])
 
     monkeypatch.setattr(target.run.client, "get", fail)

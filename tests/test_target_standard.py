@@ -1,8 +1,9 @@
 """The Meltano SDK's standard target tests, run against the sandbox.
 
-Most standard streams carry no email, so their records must end as rejects
-(``missing_email``), never as crashes; only ``pk_updates`` has emails, and exactly
-its two people must reach the list.
+Most standard streams carry no email: as they are, each fails in one sentence before
+its records (a stream without ``email_property`` would export nothing); only
+``pk_updates`` has emails, and exactly its two people must reach the list. The SDK's
+test class runs them with a stream map that gives every record an email.
 """
 
 from __future__ import annotations
@@ -17,15 +18,30 @@ import pytest
 from singer_sdk.testing import get_target_test_class, target_test_streams
 from support import API_KEY, LIST_ID, base_config, make_sandbox, members
 
+from target_klaviyo.errors import RunError
 from target_klaviyo.target import TargetKlaviyo
 
 SANDBOX = make_sandbox(job_delay=0)
 REPORT = Path(tempfile.mkdtemp(prefix="target-klaviyo-standard-")) / "report.json"
 RAISING_STREAMS = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
 
+# The standard streams are not customer data: most have no email, and target-klaviyo refuses a
+# stream whose schema lacks email_property (one sentence, before its records; issue 17). A stream
+# map gives each record an email of its own, so the SDK's tests exercise everything after that
+# check; test_standard_streams_fail_or_load_as_they_are below runs each stream as it is.
+EMAIL_FOR_EVERY_STREAM = {
+    "*": {"email": "record.get('email') or ('row-' + str(record.get('id', 0)) + '@example.com')"}
+}
 _StandardTests = get_target_test_class(
     TargetKlaviyo,
-    config={"api_key": API_KEY, "list_id": LIST_ID, "api_url": SANDBOX.url, "report_path": str(REPORT)},
+    config={
+        "api_key": API_KEY,
+        "list_id": LIST_ID,
+        "api_url": SANDBOX.url,
+        "report_path": str(REPORT),
+        "stream_maps": EMAIL_FOR_EVERY_STREAM,
+        "max_reject_fraction": 1,
+    },
     parse_env_config=False,
 )
 
@@ -56,18 +72,29 @@ def standard_streams() -> list[str]:
     return sorted(f.name.removesuffix(".singer") for f in files if f.name.endswith(".singer"))
 
 
-def test_standard_streams_end_as_members_or_rejects(sandbox):
-    exported = 0
+def test_standard_streams_fail_or_load_as_they_are(sandbox):
+    """Without the stream map: a stream whose schema has no email fails in one sentence before its
+    records; the others load, and only pk_updates' two people reach the list."""
+    exported, refused = 0, []
     for name in standard_streams():
         if name in RAISING_STREAMS:
             continue
         text = (importlib.resources.files(target_test_streams) / f"{name}.singer").read_text()
         target = TargetKlaviyo(config=base_config(sandbox), parse_env_config=False)
+        schemas = [json.loads(line) for line in text.splitlines() if '"SCHEMA"' in line]
+        if not any("email" in message["schema"].get("properties", {}) for message in schemas):
+            with pytest.raises(RunError, match="email_property 'email' is not a property of stream"):
+                target.listen(io.StringIO(text))
+            assert target.run.report.read == 0, "refused before any record"
+            refused.append(name)
+            continue
         target.listen(io.StringIO(text))
         report = target.run.report
         assert report.unaccounted == 0, name
         assert set(report.rejected) <= {"missing_email", "schema_violation"}, (name, report.rejected)
         exported += report.exported
+    assert "array_data" in refused
+    assert "pk_updates" not in refused
     assert set(members(sandbox)) == {"alice@example.com", "bob@example.com"}
     assert exported == 2
 

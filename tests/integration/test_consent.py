@@ -73,12 +73,8 @@ def test_consent_subscribes_with_its_date_and_never_without_consent(sandbox, tmp
     assert report["counts"]["exported"] == 8
     assert report["counts"]["values_dropped_by_reason"] == {"invalid_consent": 2}
     assert "4 subscribed to email marketing" in result.stderr
-    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
-    assert {(r["reason"], r["profile_exported"], r["record"]["id"]) for r in rejects} == {
-        ("invalid_consent", True, 6),
-        ("invalid_consent", True, 7),
-    }
-    assert "is a date in the future" in next(r["detail"] for r in rejects if r["record"]["id"] == 7)
+    # A dropped consent is a value dropped from an exported profile, not a rejected record.
+    assert (tmp_path / "rejects.jsonl").read_text() == ""
     # One historical request (the three dated consents) and one plain one; all valid against the spec.
     requests = [
         r.body for r in sandbox.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"
@@ -227,8 +223,7 @@ def test_epoch_zero_is_a_placeholder_not_a_consent_date(sandbox, tmp_path):
     assert report["counts"]["exported"] == 3
     assert report["counts"]["subscribed"] == 0
     assert report["counts"]["values_dropped_by_reason"] == {"invalid_consent": 3}
-    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
-    assert all(r["profile_exported"] and "a placeholder" in r["detail"] for r in rejects)
+    assert (tmp_path / "rejects.jsonl").read_text() == "", "values dropped are counted, not rejects"
     assert [r for r in sandbox.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
 
 
@@ -286,3 +281,71 @@ def test_suppressions_count_from_their_own_timestamps_and_list_suppressions_coun
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["counts"]["values_dropped_by_reason"] == {"unsubscribed_in_klaviyo": 2}
     assert_requests_match_spec(sandbox)
+
+
+REVIEW_SCHEMA = {
+    "id": {"type": "integer"},
+    "email": {"type": "string"},
+    "ok": {},
+    "at": {"type": ["string", "null"]},
+}
+
+
+def test_a_job_whose_failures_name_nobody_subscribes_nobody(sandbox_factory, tmp_path, monkeypatch):
+    """Klaviyo may report failed profiles without saying which: a consenting one may be among them
+    (not imported, not a member, so its unsubscribe cannot be read), and doubt means no subscription."""
+    from klaviyo_sandbox.api import SandboxApi
+
+    original = SandboxApi._processing_failure
+
+    def unnamed(self, position, profile):
+        error = original(self, position, profile)
+        error["source"], error["original_payload"] = {}, {}
+        return error
+
+    monkeypatch.setattr(SandboxApi, "_processing_failure", unnamed)
+    server = sandbox_factory(fail_domains=("bounce.example",))
+    yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    server.store.unsubscribe("alice@bounce.example", at=yesterday)  # not a member of the list
+    messages = [
+        schema(properties=REVIEW_SCHEMA),
+        record(id=1, email="alice@bounce.example", ok=True, at="2020-01-01T00:00:00Z"),
+        record(id=2, email="bob@example.com", ok=True, at="2020-01-01T00:00:00Z"),
+    ]
+    cfg = base_config(
+        server, consent_property="ok", consented_at_property="at", report_path=str(tmp_path / "r.json")
+    )
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r for r in server.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["values_dropped_by_reason"] == {"consent_not_checked": 2}
+    profiles = {p["attributes"]["email"]: p for p in server.store.profiles()}
+    assert "alice@bounce.example" in profiles
+    unsubscribed = [
+        row
+        for row in server.store.members("TeStLs", 0, 100)
+        if row["attributes"]["email"] == "alice@bounce.example"
+    ]
+    assert all(
+        row["email_marketing"]["consent"] != "SUBSCRIBED" for row in unsubscribed if row["email_marketing"]
+    )
+
+
+def test_the_subscription_names_the_address_as_imported_and_non_ascii_case_is_one_person(sandbox, tmp_path):
+    yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    sandbox.store.unsubscribe("JOSÉ@example.com", at=yesterday)
+    sandbox.store.add_members("TeStLs", [sandbox.store.upsert_profile({"email": "JOSÉ@example.com"})[0]])
+    cfg = base_config(
+        sandbox, consent_property="ok", consented_at_property="at", report_path=str(tmp_path / "r.json")
+    )
+    messages = [
+        schema(properties=REVIEW_SCHEMA),
+        record(id=1, email="José@example.com", ok=True, at="2020-01-01T00:00:00Z"),
+    ]
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = sandbox.store.members("TeStLs", 0, 100)
+    assert len(rows) == 1, "one person, whatever the case of its letters"
+    assert rows[0]["email_marketing"]["consent"] == "UNSUBSCRIBED", "the later unsubscribe stands"
+    assert len(sandbox.store.profiles()) == 1

@@ -173,7 +173,7 @@ def test_a_signal_mid_job_stops_within_the_grace_time(sandbox_factory, live, tmp
     assert report["outcome"] == "interrupted"
     assert report["counts"]["read"] == 3000
     assert report["counts"]["unaccounted"] == 3000
-    assert "Run interrupted: 3000 records read" in target.stderr
+    assert "Run interrupted: 3,000 records read" in target.stderr
 
 
 def test_jobs_that_finish_within_the_grace_time_are_confirmed(sandbox_factory, live, tmp_path):

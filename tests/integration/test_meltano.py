@@ -103,7 +103,7 @@ def test_meltano_run_end_to_end_and_a_second_run_sends_nothing_new(sandbox_facto
     project = throwaway_project(tmp_path, sandbox.url)
     run(str(MELTANO), "install", cwd=project)
     result = run(str(MELTANO), "run", "tap-sample", "target-klaviyo", cwd=project)
-    assert "Run complete: 30 records read, 24 profiles exported" in result.stderr
+    assert "Run complete: 30 records read = 24 exported" in result.stderr
     assert API_KEY not in result.stdout + result.stderr
     listed = members(sandbox)
     assert len(listed) == 24
@@ -119,7 +119,7 @@ def test_meltano_run_end_to_end_and_a_second_run_sends_nothing_new(sandbox_facto
     report = json.loads((project / "output" / "report.json").read_text())
     assert report["counts"]["exported"] == 24
     again = run(str(MELTANO), "run", "tap-sample", "target-klaviyo", cwd=project)
-    assert "Run complete: 0 records read, 0 profiles exported" in again.stderr
+    assert "Run complete: 0 records read = 0 exported" in again.stderr
 
 
 def segment(name: str) -> list[dict]:
@@ -146,7 +146,7 @@ def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factor
         "klaviyo-mirror-segments:apply",
         cwd=project,
     )
-    assert "10 profiles exported to 2 lists" in result.stderr
+    assert "10 records read = 10 exported to 2 lists" in result.stderr
     assert "Removed 1 of the 6 members list VIPS01 had before the run" in result.stderr
     assert set(members(sandbox, "VIPS01")) == vips
     assert set(members(sandbox, "CHURN1")) == churn
@@ -260,7 +260,7 @@ def test_two_loaders_at_once_and_a_failing_tap_each_list_mirrored_only_by_its_ow
     assert set(members(sandbox, "CHURN1")) == churn, "the failed job's plan was never applied"
     plans = list((project / ".target-klaviyo" / "mirror").glob("*.json"))
     assert len(plans) == 1, "B's plan stays behind, unapplied; A's was used"
-    # B's plan, applied by hand with A's config, is not A's: refused.
+    # B's plan, applied by hand (outside B's meltano run) with A's config: refused.
     a_env = {**env, "TARGET_KLAVIYO_API_KEY": API_KEY, "TARGET_KLAVIYO_API_URL": sandbox.url,
              "TARGET_KLAVIYO_STREAM_LISTS": json.dumps({"vip_customers": "VIPS01"}),
              "TARGET_KLAVIYO_SYNC_MODE": "mirror", "TARGET_KLAVIYO_MIRROR_PLAN_PATH": str(plans[0])}  # fmt: skip
@@ -269,7 +269,7 @@ def test_two_loaders_at_once_and_a_failing_tap_each_list_mirrored_only_by_its_ow
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert by_hand.returncode == 1
-    assert "which is not among this config's lists" in by_hand.stderr
+    assert "was made in another meltano run than this one" in by_hand.stderr
     assert set(members(sandbox, "CHURN1")) == churn
 
 
@@ -298,6 +298,8 @@ def test_the_readmes_own_project_commands_work_as_written(tmp_path):
     assert loader["config"]["list_id"] == "XyZ123"
     installed = project / ".meltano" / "loaders" / "target-klaviyo" / "venv" / "bin" / "target-klaviyo"
     assert installed.exists()
+    utility = project / ".meltano" / "utilities" / "klaviyo-mirror" / "venv" / "bin" / "target-klaviyo-mirror"
+    assert utility.exists(), "the mirror utility installs as written too"
     assert (project / ".env").read_text().strip().endswith("TARGET_KLAVIYO_API_KEY=pk_...")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import time
@@ -358,7 +359,8 @@ def test_a_list_whose_records_were_all_rejected_is_never_emptied(sandbox_factory
         record("vip", id=2),
         state(1),
     ]
-    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    # max_reject_fraction 1: with it, the rejects alone would fail the run before mirror is asked.
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 1
     assert (
@@ -449,7 +451,7 @@ def test_a_run_klaviyo_refused_whole_never_empties_the_list(sandbox_factory, tmp
     seed(server, VIP, "old1@example.com", "old2@example.com")
     messages = [schema("vip"), activate("vip"),
                 *[record("vip", id=i, email=f"n{i}@bounce.example") for i in range(3)], state(1)]  # fmt: skip
-    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
     result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
     assert result.returncode == 1
     assert "Klaviyo accepted none of this run's profiles for it" in result.stderr
@@ -644,3 +646,129 @@ def test_applying_is_exclusive_and_exact_when_interrupted_and_run_again(sandbox_
     assert final["lists"][VIP]["mirror"]["outcome"] == "mirrored"
     assert set(members(server, VIP)) == {"a@example.com"}
     assert sum(len(r.body["data"]) for r in server.recorded if r.method == "DELETE") == 2500
+
+
+# Found by the hostile review of the mirror change: each must hold.
+
+
+def test_a_record_the_reader_rejects_keeps_its_member_whatever_the_stream_map_renames(
+    sandbox_factory, tmp_path
+):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com", "keep@example.com")
+    overrides = {
+        "mirror_max_removal_fraction": 1,
+        "stream_lists": {"vip": VIP},
+        "stream_maps": {"vip": {"email": "EMAIL", "EMAIL": "__NULL__"}},
+    }
+    lines = [
+        schema("vip", properties={"id": {"type": "integer"}, "EMAIL": {"type": "string"}, "n": {}}),
+        activate("vip"),
+        record("vip", id=1, EMAIL="a@example.com"),
+    ]
+    text = singer_text(lines)
+    text += '{"type":"RECORD","stream":"vip","record":{"id":4,"EMAIL":"keep@example.com","n":NaN}}\n'
+    result = run_cli_text(config(server, tmp_path, **overrides), text, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == {"a@example.com", "keep@example.com"}
+
+
+def test_two_tap_streams_under_one_name_are_each_required_whole(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a1@example.com", "old1@example.com")
+    overrides = {
+        "stream_lists": {"seg": VIP},
+        "stream_maps": {"a": {"__alias__": "seg"}, "b": {"__alias__": "seg"}},
+    }
+    messages = [schema("a"), schema("b"), activate("a"), record("a", id=1, email="a1@example.com"),
+                record("b", id=3, email="changed@example.com"), state(1)]  # fmt: skip
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 1
+    assert "stream 'b' did not arrive as a full extract" in result.stderr
+    assert "old1@example.com" in members(server, VIP)
+
+
+def test_loaders_that_route_differently_to_the_same_list_never_share_a_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+    base = {
+        "api_key": API_KEY,
+        "api_url": server.url,
+        "sync_mode": "mirror",
+        "mirror_max_removal_fraction": 1,
+    }
+    a = {**base, "stream_lists": {"vip": VIP}}
+    b = {**base, "list_id": VIP}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "config.json").write_text(json.dumps(a))
+    partial = [schema("other"), activate("other"), record("other", id=1, email="a@example.com"), state(1)]
+    assert (
+        run_cli(b, partial, tmp_path / "b", cwd=tmp_path).returncode == 0
+    )  # B's tap died; B's apply never runs
+    applied = mirror_with_config(tmp_path / "a" / "config.json", cwd=tmp_path)
+    assert applied.returncode == 1
+    assert "There is no mirror plan at" in applied.stderr
+    assert len(members(server, VIP)) == 4
+
+
+def test_under_meltano_a_plan_is_applied_only_by_the_meltano_run_that_made_it(sandbox_factory, tmp_path):
+    """The same loader in two overlapping meltano runs: run 2's plan is not run 1's to apply."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "left@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP})
+    second = {"MELTANO_PARENT_CONTEXT_UUID": "01a23494-2113-700e-a440-000000000002"}
+    assert run_cli(cfg, messages, tmp_path, extra_env=second).returncode == 0
+    first = mirror_with_config(
+        tmp_path / "config.json", env={"MELTANO_PARENT_CONTEXT_UUID": "01a23494-1d16-73a9-853b-000000000001"}
+    )
+    assert first.returncode == 1
+    assert "was made in another meltano run than this one" in first.stderr
+    by_hand = mirror_with_config(tmp_path / "config.json")
+    assert by_hand.returncode == 1
+    assert "left@example.com" in members(server, VIP)
+    own = mirror_with_config(tmp_path / "config.json", env=second)
+    assert own.returncode == 0, own.stderr
+    assert set(members(server, VIP)) == {"a@example.com"}
+
+
+def test_the_files_beside_a_plan_are_never_taken_for_ours(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    folder = tmp_path / "pp"
+    folder.mkdir(mode=0o700)
+    (folder / "notes.progress").write_text("my important notes\n")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_plan_path=str(folder / "notes"))
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 1
+    assert "holds a file target-klaviyo did not write" in result.stderr
+    assert (folder / "notes.progress").read_text() == "my important notes\n"
+
+
+def test_a_special_file_at_the_plan_path_is_refused_not_read(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "left@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path).returncode == 0
+    plan_file(tmp_path).unlink()
+    os.mkfifo(plan_file(tmp_path), 0o600)
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 1
+    assert "is not a regular file" in applied.stderr
+    assert "left@example.com" in members(server, VIP)
+
+
+def test_a_dry_run_config_never_applies_a_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "left@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path).returncode == 0
+    (tmp_path / "dry.json").write_text(
+        json.dumps(config(server, tmp_path, stream_lists={"vip": VIP}, dry_run=True))
+    )
+    applied = mirror_with_config(tmp_path / "dry.json")
+    assert applied.returncode == 1
+    assert "dry_run, so target-klaviyo-mirror removes nobody" in applied.stderr
+    assert "left@example.com" in members(server, VIP)

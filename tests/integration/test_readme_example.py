@@ -1,5 +1,5 @@
-"""The README's example of testing a pipeline with the klaviyo_sandbox fixture (tests/test_docs.py
-checks that the README shows this file as it is)."""
+"""The example in docs/sandbox.md of testing a pipeline with the klaviyo_sandbox fixture
+(tests/test_docs.py checks that docs/sandbox.md shows this file as it is)."""
 
 import json
 import subprocess

@@ -122,3 +122,30 @@ def test_members_of_an_unknown_list_or_database_is_a_clear_error(tmp_path):
     assert missing.returncode == 1
     assert "no sandbox database at" in missing.stderr
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_members_piped_into_head_exits_quietly(tmp_path):
+    """``members ... | head -1``: head leaves after one line; the rest of the output meets a closed pipe."""
+    db = tmp_path / "state.db"
+    store = SandboxStore(str(db))
+    store.ensure_list("BIG")
+    # Far more than a pipe holds (64 KiB), so writing certainly goes on after head has left.
+    ids = [
+        store.upsert_profile({"email": f"person{i}@example.com", "first_name": "P"})[0] for i in range(3000)
+    ]
+    store.add_members("BIG", ids)
+    store.close()
+    for extra in ([], ["--json"]):
+        members = subprocess.Popen(
+            [str(SANDBOX_BIN), "members", "--db", str(db), "BIG", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        head = subprocess.Popen(["head", "-1"], stdin=members.stdout, stdout=subprocess.PIPE)
+        members.stdout.close()  # head alone reads the pipe, as in a shell pipeline
+        first_line = head.communicate(timeout=30)[0].decode()
+        stderr = members.stderr.read().decode()
+        members.stderr.close()
+        assert members.wait(timeout=30) == 141, stderr  # 128 + SIGPIPE, as for `seq 100000 | head -1`
+        assert stderr == ""
+        assert first_line.startswith("{" if extra else "email ")
