@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_config(args.config, os.environ)
         files = PlanFiles(settings.mirror_plan_path)
         files.lock("target-klaviyo-mirror")
-        plan = files.read(settings.api_url, settings.lists, meltano_run())
+        plan = files.read(settings.routing, settings.api_url, settings.lists, meltano_run())
         removed = apply(settings, files, plan)
     except RunError as error:
         logger.error("%s", error)

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+import re
+import unicodedata
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -55,7 +57,10 @@ from target_klaviyo.seen import HashTable, hash64
 logger = logging.getLogger("target_klaviyo.mirror")
 
 MEMBERS_PAGE_SIZE = 100
-MAX_VALUES_SEARCHED = 10_000  # values of one unreadable record searched for emails
+MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
+# An address inside other text: no spaces, brackets, quotes or separators around its "@".
+ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
+INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
 MAX_IDS_PER_REMOVAL = 1000
 READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
 REMOVE_INTERVAL = 60 / 140  # DELETE list relationships: steady 150 a minute
@@ -84,6 +89,7 @@ class Mirror:
         self._records_from: Counter[str] = Counter()
         self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the tap stream's first record
         self._late_versions: set[str] = set()  # ACTIVATE_VERSION only after some of its records
+        self._incremental: set[str] = set()  # tap streams whose STATE bookmark is incremental
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
 
     # While reading
@@ -112,36 +118,53 @@ class Mirror:
         else:
             self._full_extracts.add(source)
 
+    def state(self, value: Any) -> None:
+        """A STATE from the tap: a stream whose bookmark is incremental holds changed rows only.
+
+        Some taps send ACTIVATE_VERSION before an incremental sync too (singer-io tap-mysql
+        does, every sync), so a bookmark with a replication key, or a replication method
+        that is not a full table, outweighs it.
+        """
+        bookmarks = value.get("bookmarks") if isinstance(value, Mapping) else None
+        if isinstance(bookmarks, Mapping):
+            for stream, bookmark in bookmarks.items():
+                if _incremental(bookmark):
+                    self._incremental.add(str(stream))
+
     def keep(self, list_id: str, record: Any) -> None:
         """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
         value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
-        if isinstance(value, str):
-            self._keep_forms(list_id, value)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                self._keep_forms(list_id, text)
 
     def keep_any(self, list_id: str, record: Any) -> None:
-        """A record that could not be read as a record: no stream map or mapping ran on it, so every
-        text in it that may be an email keeps its member (keeping too many only removes fewer)."""
-        pending, budget = [record], MAX_VALUES_SEARCHED
+        """A record that could not be read as a record: no stream map or mapping ran on it, so its
+        email path and then every text in it that may hold an address keep their members (keeping
+        too many only removes fewer). Searched breadth first, so a long array deep in the record
+        cannot use up the search before the record's own fields."""
+        self.keep(list_id, record)
+        pending, budget = deque([record]), MAX_VALUES_SEARCHED
         while pending and budget:
-            value = pending.pop()
+            value = pending.popleft()
             budget -= 1
             if isinstance(value, Mapping):
-                pending += list(value.values())
+                pending.extend(value.values())
             elif isinstance(value, list):
-                pending += value
+                pending.extend(value)
             elif isinstance(value, str) and "@" in value:
                 self._keep_forms(list_id, value)
 
     def _keep_forms(self, list_id: str, value: str) -> None:
-        """The address in every form Klaviyo may hold it: as written, unwrapped, normalised."""
+        """The address in every form Klaviyo may hold it: as written, each address inside it
+        (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters), normalised."""
         text = value.strip()
         if not text:
             return
-        forms = {text}
-        bare = text[7:] if text.lower().startswith("mailto:") else text
-        forms.add(bare.strip().strip("<>").strip().rstrip("."))
+        forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
         for form in list(forms):
             if "@" in form:
+                forms.add(unicodedata.normalize("NFC", form))
                 # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
                 normalized = normalize_email(form)
                 if isinstance(normalized, str):
@@ -150,7 +173,12 @@ class Mirror:
             self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
 
     def kept(self, list_id: str, email: str) -> bool:
-        return hash64(f"{list_id}\n{email.strip().lower()}") in self._seen
+        """Whether the member with this email (as Klaviyo holds it) was in this run's input, in any form."""
+        forms = {email.strip(), unicodedata.normalize("NFC", email.strip())}
+        normalized = normalize_email(email.strip()) if "@" in email else None
+        if isinstance(normalized, str):
+            forms.add(normalized)
+        return any(hash64(f"{list_id}\n{form.lower()}") in self._seen for form in forms)
 
     # At the end
 
@@ -173,6 +201,12 @@ class Mirror:
                     "a failed one than an empty segment"
                 )
         for source in sources:
+            if source in self._incremental:
+                return (
+                    f"stream {source!r} has an incremental bookmark in the tap's STATE (a replication key "
+                    "or method), so its records are the rows that changed, not the whole segment, even "
+                    "with ACTIVATE_VERSION; use a full-table stream, or sync_mode upsert"
+                )
             if source in self._full_extracts:
                 continue
             if source in self._late_versions:
@@ -256,6 +290,25 @@ class Mirror:
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
+
+
+INCREMENTAL_KEYS = {"replication_key", "replication_key_value", "lsn", "log_file", "log_pos", "gtid"}
+
+
+def _incremental(bookmark: Any, depth: int = 0) -> bool:
+    """Whether a stream's bookmark (or one of its partitions') is an incremental or log-based one."""
+    if depth > 4:
+        return False
+    if isinstance(bookmark, list):
+        return any(_incremental(item, depth + 1) for item in bookmark)
+    if not isinstance(bookmark, Mapping):
+        return False
+    method = bookmark.get("last_replication_method")
+    if INCREMENTAL_KEYS & bookmark.keys() or (isinstance(method, str) and method.upper() != "FULL_TABLE"):
+        return True
+    return any(
+        _incremental(item, depth + 1) for item in bookmark.values() if isinstance(item, (list, Mapping))
+    )
 
 
 def next_cursor(page: Any) -> str | None:

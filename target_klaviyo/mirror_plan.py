@@ -79,6 +79,7 @@ class ListPlan:
 @dataclass
 class Plan:
     run_id: str
+    routing: str
     created_at: float
     api_url: str
     lists: dict[str, ListPlan]
@@ -195,12 +196,18 @@ class PlanFiles:
         write_whole(self.marker, json.dumps(document), self.setting)
         return run_id
 
-    def write(self, run_id: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None) -> None:
-        """Write the plan whole (a new private file renamed over the old); no API key, no emails."""
+    def write(
+        self, run_id: str, routing: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None
+    ) -> None:
+        """Write the plan whole (a new private file renamed over the old); no API key, no emails.
+
+        ``routing`` is the loader config's digest (:attr:`target_klaviyo.settings.Settings.routing`).
+        """
         document = {
             "format": PLAN_FORMAT,
             "version": FORMAT_VERSION,
             "run_id": run_id,
+            "routing": routing,
             "pipeline": pipeline,
             "created_at": time.time(),
             "api_url": api_url,
@@ -219,7 +226,12 @@ class PlanFiles:
     # The applying side
 
     def read(
-        self, api_url: str, lists: Sequence[str], pipeline: str | None = None, now: float | None = None
+        self,
+        routing: str,
+        api_url: str,
+        lists: Sequence[str],
+        pipeline: str | None = None,
+        now: float | None = None,
     ) -> Plan:
         """The plan, if it is this config's latest run's, private, fresh and well formed.
 
@@ -248,6 +260,12 @@ class PlanFiles:
             raise RunError(
                 f"{where} was made in another meltano run than this one; nothing was removed: "
                 "target-klaviyo-mirror applies a plan as the block after its target in the same meltano run."
+            )
+        if plan.routing != routing:
+            raise RunError(
+                f"{where} was made by a loader whose api_url, list_id or stream_lists differ from this "
+                "config's; nothing was removed: give target-klaviyo-mirror the config of the loader that "
+                "made it."
             )
         if plan.api_url != api_url:
             raise RunError(
@@ -354,7 +372,8 @@ def _parse(document: dict[str, Any], where: str, now: float) -> Plan:
         if document.get("format") != PLAN_FORMAT or document.get("version") != FORMAT_VERSION:
             raise ValueError("not a plan of this version")
         run_id, created_at, api_url = document["run_id"], document["created_at"], document["api_url"]
-        if not isinstance(run_id, str) or not run_id.isalnum() or not isinstance(api_url, str):
+        routing = document["routing"]
+        if not all(isinstance(value, str) for value in (run_id, routing, api_url)) or not run_id.isalnum():
             raise ValueError("no run")
         pipeline = document.get("pipeline")
         if pipeline is not None and not isinstance(pipeline, str):
@@ -391,7 +410,7 @@ def _parse(document: dict[str, Any], where: str, now: float) -> Plan:
             "nothing was removed; run the pipeline again rather than remove members by an old picture of "
             "the segment."
         )
-    return Plan(run_id, float(created_at), api_url, lists, pipeline)
+    return Plan(run_id, routing, float(created_at), api_url, lists, pipeline)
 
 
 def meltano_run() -> str | None:

@@ -313,6 +313,8 @@ class ExportRun:
         self._pending[item.list_id, item.key] = item
 
     def add_state(self, value: Any) -> None:
+        if self.mirror is not None:
+            self.mirror.state(value)
         self.ledger.add_state(value)
 
     # What the reader reports (InputEvents)
@@ -534,7 +536,8 @@ class ExportRun:
             return
         assert self.plan_files is not None
         assert self.report.run_id is not None
-        self.plan_files.write(self.report.run_id, self.settings.api_url, plans, meltano_run())
+        settings = self.settings
+        self.plan_files.write(self.report.run_id, settings.routing, settings.api_url, plans, meltano_run())
         planned = sum(len(plan.remove) for plan in plans)
         logger.info(
             "Wrote the mirror plan (%d members to remove from %d list(s)) to %s: target-klaviyo-mirror "

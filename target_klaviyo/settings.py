@@ -302,6 +302,11 @@ class Settings:
     def mirror(self) -> bool:
         return self.sync_mode == "mirror"
 
+    @property
+    def routing(self) -> str:
+        """The digest a mirror plan is bound to: this loader's api_url, list_id and stream_lists."""
+        return routing_digest(self.api_url, self.list_id, self.stream_lists)
+
     def list_for(self, stream: str) -> str | None:
         """The list a stream's profiles go to: its own in stream_lists, else list_id."""
         return self.stream_lists.get(stream, self.list_id)
@@ -385,13 +390,17 @@ class Settings:
         )
 
 
+def routing_digest(api_url: str, list_id: str | None, stream_lists: Mapping[str, str]) -> str:
+    """What makes two loader configs one loader for mirroring: the account URL and where each stream goes."""
+    routing = json.dumps([api_url, list_id, sorted(stream_lists.items())])
+    return hashlib.sha256(routing.encode()).hexdigest()[:16]
+
+
 def default_plan_path(api_url: str, list_id: str | None, stream_lists: Mapping[str, str]) -> Path:
     """``.target-klaviyo/mirror/<digest>.json``: one per Klaviyo account URL and routing of streams
     to lists, so two loaders never share a plan by default, and target-klaviyo-mirror finds it from
     the same config."""
-    routing = json.dumps([api_url, list_id, sorted(stream_lists.items())])
-    digest = hashlib.sha256(routing.encode()).hexdigest()[:16]
-    return MIRROR_PLAN_FOLDER / f"{digest}.json"
+    return MIRROR_PLAN_FOLDER / f"{routing_digest(api_url, list_id, stream_lists)}.json"
 
 
 def _mirror_plan_path(
@@ -399,14 +408,30 @@ def _mirror_plan_path(
 ) -> Path:
     """The plan's path; its folder is created and checked by the run (mirror_plan.PlanFiles.prepare)."""
     value = config.get("mirror_plan_path")
-    if value and "\0" in value:
-        msg = "mirror_plan_path holds a NUL character, which no file name can."
-        raise SettingsError(msg)
-    path = Path(value).expanduser() if value else default_plan_path(api_url, list_id, stream_lists)
-    if config.get("sync_mode") == "mirror" and path.is_dir():
+    if not value:
+        return default_plan_path(api_url, list_id, stream_lists)
+    path = _expanded(value, "mirror_plan_path")
+    try:
+        is_folder = path.is_dir()
+    except OSError as error:
+        msg = f"mirror_plan_path {str(path)[:100]!r} cannot be used ({error.strerror})."
+        raise SettingsError(msg) from None
+    if config.get("sync_mode") == "mirror" and is_folder:
         msg = f"mirror_plan_path {str(path)!r} is a folder; name a file in it."
         raise SettingsError(msg)
     return path
+
+
+def _expanded(value: str, setting: str) -> Path:
+    """``value`` as a path, ``~`` expanded; a name no file can have is one sentence."""
+    if "\0" in value:
+        msg = f"{setting} holds a NUL character, which no file name can."
+        raise SettingsError(msg)
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not have
+        msg = f"{setting} {value[:100]!r} names the home folder of a user this machine does not have."
+        raise SettingsError(msg) from None
 
 
 def _optional_path(config: Mapping[str, Any], setting: str) -> tuple[str, ...] | None:
@@ -487,10 +512,16 @@ def _output_path(value: str | None, setting: str) -> Path | None:
     """A file the run will write: checked now, before any input is read, and its folder created."""
     if not value:
         return None
-    if "\0" in value:
-        msg = f"{setting} holds a NUL character, which no file name can."
-        raise SettingsError(msg)
-    path = Path(value).expanduser()
+    path = _expanded(value, setting)
+    try:
+        return _checked_output(path, setting)
+    except OSError as error:  # a name too long, say
+        msg = f"{setting} {str(path)[:100]!r} cannot be used ({error.strerror or type(error).__name__})."
+        raise SettingsError(msg) from None
+
+
+def _checked_output(path: Path, setting: str) -> Path:
+    """A regular file this user may write, its folder created private; else one sentence."""
     if path.is_dir():
         msg = f"{setting} {str(path)!r} is a folder; name a file in it."
         raise SettingsError(msg)

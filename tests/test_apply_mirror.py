@@ -86,6 +86,9 @@ def test_a_config_that_cannot_apply_a_plan_is_one_sentence(environ, text):
         {"max_profiles_per_run": "x"},
         {"api_url": "http://[::1"},
         {"mirror_plan_path": "a\u0000b"},
+        {"mirror_plan_path": "~nosuchuser/x.json"},
+        {"report_path": "/tmp/" + "a" * 300 + ".json"},
+        {"mirror_plan_path": "/tmp/" + "a" * 5000},
     ],
 )
 def test_a_config_file_of_any_shape_is_one_sentence(tmp_path, bad):

@@ -14,13 +14,14 @@ from target_klaviyo.errors import RunError
 from target_klaviyo.mirror_plan import ListPlan, PlanFiles
 
 URL = "http://127.0.0.1:9"
+ROUTING = "0123456789abcdef"
 
 
 def written(tmp_path: Path, *plans: ListPlan) -> tuple[PlanFiles, str]:
     files = PlanFiles(tmp_path / "mirror" / "plan.json")
     files.prepare()
     run_id = files.start_run()
-    files.write(run_id, URL, list(plans) or [ListPlan("L1", 3, 3, 0, ["P1"])])
+    files.write(run_id, ROUTING, URL, list(plans) or [ListPlan("L1", 3, 3, 0, ["P1"])])
     return files, run_id
 
 
@@ -32,7 +33,7 @@ def edit(files: PlanFiles, **changes) -> None:
 
 def refused(files: PlanFiles, match: str, lists=("L1",)) -> str:
     with pytest.raises(RunError, match=match) as raised:
-        files.read(URL, list(lists))
+        files.read(ROUTING, URL, list(lists))
     sentence = str(raised.value)
     assert "\n" not in sentence
     return sentence
@@ -40,7 +41,7 @@ def refused(files: PlanFiles, match: str, lists=("L1",)) -> str:
 
 def test_a_plan_reads_back_as_written(tmp_path):
     files, run_id = written(tmp_path, ListPlan("L1", 5, 6, 1, ["P1", "P2"]))
-    plan = files.read(URL, ["L1", "L2"])
+    plan = files.read(ROUTING, URL, ["L1", "L2"])
     assert plan.run_id == run_id
     assert plan.lists["L1"] == ListPlan("L1", 5, 6, 1, ["P1", "P2"])
     assert files.path.stat().st_mode & 0o777 == 0o600
@@ -51,7 +52,9 @@ def test_only_the_latest_run_of_this_config_for_its_url_and_lists(tmp_path):
     files, _ = written(tmp_path)
     refused(files, "removes members from list L1, which is not among this config's lists", lists=("L2",))
     with pytest.raises(RunError, match="was made for another api_url"):
-        files.read("http://127.0.0.1:10", ["L1"])
+        files.read(ROUTING, "http://127.0.0.1:10", ["L1"])
+    with pytest.raises(RunError, match="made by a loader whose api_url, list_id or stream_lists differ"):
+        files.read("fedcba9876543210", URL, ["L1"])
     copy = files.path.read_bytes()
     files.start_run()  # a newer run: the plan is deleted; a copy put back is not its plan
     assert not files.path.exists()
@@ -127,7 +130,7 @@ def test_folders_are_private_whatever_the_umask(tmp_path):
     try:
         files = PlanFiles(tmp_path / "a" / "b" / "plan.json")
         files.prepare()
-        files.write(files.start_run(), URL, [])
+        files.write(files.start_run(), ROUTING, URL, [])
     finally:
         os.umask(old)
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o700

@@ -535,7 +535,7 @@ def test_two_loaders_never_share_a_plan_and_each_applies_only_its_own(sandbox_fa
     (tmp_path / "other.json").write_text(json.dumps(other))
     refused = mirror_with_config(tmp_path / "other.json", cwd=tmp_path)
     assert refused.returncode == 1
-    assert "which is not among this config's lists" in refused.stderr
+    assert "was made by a loader whose api_url, list_id or stream_lists differ" in refused.stderr
     assert "left-b@example.com" in members(server, CHURN)
 
 
@@ -772,3 +772,83 @@ def test_a_dry_run_config_never_applies_a_plan(sandbox_factory, tmp_path):
     assert applied.returncode == 1
     assert "dry_run, so target-klaviyo-mirror removes nobody" in applied.stderr
     assert "left@example.com" in members(server, VIP)
+
+
+# Found by the second hostile review.
+
+
+def test_a_long_unreadable_record_still_keeps_its_member(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "ok@example.com", "big@example.com")
+    lines = [schema("vip", properties={"id": {}, "email": {}, "tags": {}, "n": {}}), activate("vip"),
+             record("vip", id=0, email="ok@example.com")]  # fmt: skip
+    text = singer_text(lines)
+    tags = ",".join(["1"] * 150_000)
+    text += (
+        '{"type":"RECORD","stream":"vip","record":{"email":"big@example.com","tags":['
+        + tags
+        + '],"n":NaN}}\n'
+    )
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1}
+    assert run_cli_text(config(server, tmp_path, **overrides), text, tmp_path).returncode == 0
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == {"ok@example.com", "big@example.com"}
+
+
+def test_an_address_written_in_any_common_form_keeps_its_member(sandbox_factory, tmp_path):
+    forms = ["Big Person <big0@example.com>", "<mailto:big1@example.com>", '"big2@example.com"',
+             "big3@example.com;", "big4@example.com\u200b", "\ufeffbig5@example.com",
+             "mailto:big6@example.com?subject=hi", ["big7@example.com"]]  # fmt: skip
+    server = sandbox_factory(lists=(VIP,))
+    emails = [f"big{i}@example.com" for i in range(len(forms))]
+    seed(server, VIP, "ok@example.com", *emails)
+    messages = [schema("vip", properties={"id": {}, "email": {}}), activate("vip"),
+                record("vip", id=0, email="ok@example.com"),
+                *[record("vip", id=i + 1, email=form) for i, form in enumerate(forms)], state(1)]  # fmt: skip
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) >= {"ok@example.com", *emails}
+
+
+def test_an_incremental_bookmark_outweighs_an_activate_version(sandbox_factory, tmp_path):
+    """singer-io tap-mysql sends ACTIVATE_VERSION before every incremental sync's rows."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "still1@example.com", "still2@example.com")
+    bookmark = {"type": "STATE", "value": {"bookmarks": {"vip": {
+        "replication_key": "updated_at", "replication_key_value": "2026-12-01", "version": 1700000000}}}}  # fmt: skip
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), bookmark]
+    result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
+    assert result.returncode == 1
+    assert "stream 'vip' has an incremental bookmark in the tap's STATE" in result.stderr
+    assert apply_plan(tmp_path).returncode == 1
+    assert len(members(server, VIP)) == 3
+
+
+def test_a_plan_path_two_loaders_share_never_lets_one_apply_the_others_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+    shared = str(tmp_path / "plan" / "shared.json")
+    base = {"api_key": API_KEY, "api_url": server.url, "sync_mode": "mirror", "mirror_max_removal_fraction": 1,
+            "mirror_plan_path": shared}  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps({**base, "stream_lists": {"vip": VIP}}))
+    partial = [schema("other"), activate("other"), record("other", id=1, email="a@example.com"), state(1)]
+    (tmp_path / "b").mkdir()
+    assert run_cli({**base, "list_id": VIP}, partial, tmp_path / "b").returncode == 0  # B's tap died
+    applied = mirror_with_config(tmp_path / "a.json")
+    assert applied.returncode == 1
+    assert "was made by a loader whose api_url, list_id or stream_lists differ" in applied.stderr
+    assert len(members(server, VIP)) == 4
+
+
+def test_a_member_held_in_another_unicode_form_is_kept(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    decomposed = "jose\u0301@example.com"
+    seed(server, VIP, decomposed, "left@example.com", "a@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="jos\u00e9@example.com"),
+                record("vip", id=2, email="a@example.com"), state(1)]  # fmt: skip
+    assert run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path).returncode == 0
+    assert apply_plan(tmp_path).returncode == 0
+    assert decomposed in members(server, VIP)
+    assert "left@example.com" not in members(server, VIP)
