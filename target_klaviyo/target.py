@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import stat
 import sys
+import time
 import typing as t
 from pathlib import Path
 from types import FrameType
@@ -284,9 +287,41 @@ class TargetKlaviyo(Target):
             super().invoke(**kwargs)
         except RunError as error:
             cls.logger.error("%s", error)
+            if kwargs.get("file_input") is None:
+                drain_pipe(sys.stdin, DRAIN_SECONDS)
             sys.exit(1)
         except RunInterrupted as interrupted:
             sys.exit(128 + interrupted.signum)
+
+
+DRAIN_SECONDS = 5.0
+
+
+def drain_pipe(stream: t.IO[str], seconds: float) -> None:
+    """Read and discard what the tap still writes, for at most ``seconds``, before a failed run exits.
+
+    A target that exits while the tap is writing leaves the tap a broken pipe: under
+    ``meltano run`` a wrong key's one-sentence error was followed by some 150 lines of the
+    tap's ``BrokenPipeError`` tracebacks. A tap that finishes within the time ends
+    cleanly, and the sentence stays the last word; nothing read here is used. Only a
+    pipe is drained: a file or a terminal has no writer to spare.
+    """
+    try:
+        descriptor = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([descriptor], [], [], left)
+        if not ready:
+            return
+        try:
+            if not os.read(descriptor, 1 << 16):
+                return  # the tap closed its end
+        except OSError:
+            return
 
 
 def read_config_file(path: str) -> dict[str, t.Any]:

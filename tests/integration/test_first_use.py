@@ -137,3 +137,35 @@ def test_addresses_that_differ_only_in_the_case_of_any_letter_are_one_person(san
     assert result.returncode == 0, result.stderr
     assert "1 deduplicated" in result.stderr
     assert len(members(sandbox)) == 1
+
+
+TAP = """
+import json
+print(json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"properties": {"email": {"type": "string"}}},
+                  "key_properties": []}), flush=True)
+for i in range(20000):
+    print(json.dumps({"type": "RECORD", "stream": "s", "record": {"email": f"p{i}@example.com"}}))
+"""
+
+
+def test_a_failed_run_lets_the_tap_finish_so_its_sentence_is_not_buried_in_broken_pipes(sandbox, tmp_path):
+    """Under meltano run a wrong key's sentence was followed by some 150 lines of the tap's
+    BrokenPipeError tracebacks: the target now reads what the tap still writes (for a few seconds)."""
+    (tmp_path / "c.json").write_text(json.dumps({**base_config(sandbox), "api_key": "pk_wrong_key_000000"}))
+    tap = subprocess.Popen(
+        ["python3", "-c", TAP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment_without_settings(),
+    )
+    target = subprocess.run(
+        [str(TARGET_BIN), "--config", str(tmp_path / "c.json")], stdin=tap.stdout, capture_output=True,
+        text=True, env=environment_without_settings(), timeout=60, check=False,
+    )  # fmt: skip
+    assert tap.stdout is not None
+    tap.stdout.close()
+    _, tap_errors = tap.communicate(timeout=30)
+    assert target.returncode == 1
+    assert "Klaviyo rejected the API key (401)" in target.stderr.strip().splitlines()[-1]
+    assert tap.returncode == 0, tap_errors
+    assert b"BrokenPipeError" not in tap_errors
