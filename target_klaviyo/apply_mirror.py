@@ -104,14 +104,23 @@ def apply(settings: Settings, files: PlanFiles, plan: Plan) -> dict[str, int]:
     run again, sends only what is left, and the counts are the plan's confirmed requests.
     """
     done = files.done(plan.run_id)
-    removed = {list_id: sum(done.get(list_id, {}).values()) for list_id in plan.lists}
+    requests = {list_id: removal_requests(list_plan) for list_id, list_plan in plan.lists.items()}
+    # A request counts as done only as the plan has it: a progress line of another size is sent again.
+    confirmed = {
+        list_id: {index for index, ids in enumerate(batches) if done.get(list_id, {}).get(index) == len(ids)}
+        for list_id, batches in requests.items()
+    }
+    removed = {
+        list_id: sum(len(batches[index]) for index in confirmed[list_id])
+        for list_id, batches in requests.items()
+    }
     client = KlaviyoClient(settings.api_url, settings.api_key, settings.api_revision)
     remover = Remover(client)
     complete = False
     try:
         for list_id, list_plan in plan.lists.items():
-            for index, ids in enumerate(removal_requests(list_plan)):
-                if index in done.get(list_id, {}):
+            for index, ids in enumerate(requests[list_id]):
+                if index in confirmed[list_id]:
                     continue
                 remover.remove(list_id, ids)
                 files.confirm(plan.run_id, list_id, index, len(ids))

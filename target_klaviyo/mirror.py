@@ -90,6 +90,9 @@ class Mirror:
         self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the tap stream's first record
         self._late_versions: set[str] = set()  # ACTIVATE_VERSION only after some of its records
         self._incremental: set[str] = set()  # tap streams whose STATE bookmark is incremental
+        self._resumed: set[str] = set()  # tap streams whose full-table sync this run resumes
+        # Bookmarks that cast doubt, kept to match against streams whose SCHEMA comes after them.
+        self._doubtful_bookmarks: set[tuple[str, bool, bool]] = set()
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
 
     # While reading
@@ -97,6 +100,12 @@ class Mirror:
     def fed(self, source: str, stream: str) -> None:
         """The tap's stream ``source`` arrives as ``stream`` (its name after the stream maps)."""
         self._sources_of.setdefault(stream, set()).add(source)
+        for key, incremental, resuming in self._doubtful_bookmarks:  # a STATE before its SCHEMA
+            if _names(key, source):
+                if incremental:
+                    self._incremental.add(source)
+                if resuming and not self._records_from[source]:
+                    self._resumed.add(source)
 
     def routed(self, stream: str, list_id: str) -> None:
         """A stream of this run goes to ``list_id`` (its SCHEMA arrived): the list is this run's to mirror."""
@@ -119,41 +128,60 @@ class Mirror:
             self._full_extracts.add(source)
 
     def state(self, value: Any) -> None:
-        """A STATE from the tap: a stream whose bookmark is incremental holds changed rows only.
+        """A STATE from the tap: what its bookmarks say of each stream's extract.
 
         Some taps send ACTIVATE_VERSION before an incremental sync too (singer-io tap-mysql
-        does, every sync), so a bookmark with a replication key, or a replication method
-        that is not a full table, outweighs it.
+        does, every sync), so a bookmark with a replication key or log position, or a
+        replication method that is not a full table, outweighs it. A bookmark that marks
+        where an interrupted full-table sync stopped (``last_pk_fetched``, ``xmin``), seen
+        before the stream's first record, means this run resumes it: only the rest follows.
+        Bookmarks are keyed by the tap's stream id, which may be the stream's name with a
+        prefix (``<database>-<table>``): a key that ends with a stream's name counts for it.
         """
         bookmarks = value.get("bookmarks") if isinstance(value, Mapping) else None
-        if isinstance(bookmarks, Mapping):
-            for stream, bookmark in bookmarks.items():
-                if _incremental(bookmark):
-                    self._incremental.add(str(stream))
+        if not isinstance(bookmarks, Mapping):
+            return
+        for key, bookmark in bookmarks.items():
+            incremental, resuming = _incremental(bookmark), _resuming(bookmark)
+            if not (incremental or resuming):
+                continue
+            self._doubtful_bookmarks.add((str(key), incremental, resuming))
+            for source in self._sources_named(str(key)):
+                if incremental:
+                    self._incremental.add(source)
+                if resuming and not self._records_from[source]:
+                    self._resumed.add(source)
+
+    def _sources_named(self, key: str) -> list[str]:
+        sources = {source for sources in self._sources_of.values() for source in sources}
+        return [source for source in sources if _names(key, source)]
 
     def keep(self, list_id: str, record: Any) -> None:
-        """A record for ``list_id``: its email, whatever becomes of the record, keeps its member."""
-        value = get_path(record, self.email_path) if isinstance(record, Mapping) else None
-        for text in value if isinstance(value, list) else [value]:
-            if isinstance(text, str):
-                self._keep_forms(list_id, text)
+        """A record for ``list_id``: the email at its email path, in whatever shape it came (text, a
+        list, an object), keeps its member whatever becomes of the record."""
+        if isinstance(record, Mapping):
+            self._keep_within(list_id, get_path(record, self.email_path))
 
     def keep_any(self, list_id: str, record: Any) -> None:
         """A record that could not be read as a record: no stream map or mapping ran on it, so its
         email path and then every text in it that may hold an address keep their members (keeping
-        too many only removes fewer). Searched breadth first, so a long array deep in the record
-        cannot use up the search before the record's own fields."""
+        too many only removes fewer)."""
         self.keep(list_id, record)
-        pending, budget = deque([record]), MAX_VALUES_SEARCHED
+        self._keep_within(list_id, record)
+
+    def _keep_within(self, list_id: str, value: Any) -> None:
+        """Every text in ``value`` that may hold an address, searched breadth first (so a long array
+        deep inside cannot use up the search before the fields above it)."""
+        pending, budget = deque([value]), MAX_VALUES_SEARCHED
         while pending and budget:
-            value = pending.popleft()
+            item = pending.popleft()
             budget -= 1
-            if isinstance(value, Mapping):
-                pending.extend(value.values())
-            elif isinstance(value, list):
-                pending.extend(value)
-            elif isinstance(value, str) and "@" in value:
-                self._keep_forms(list_id, value)
+            if isinstance(item, Mapping):
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str) and "@" in item:
+                self._keep_forms(list_id, item)
 
     def _keep_forms(self, list_id: str, value: str) -> None:
         """The address in every form Klaviyo may hold it: as written, each address inside it
@@ -206,6 +234,12 @@ class Mirror:
                     f"stream {source!r} has an incremental bookmark in the tap's STATE (a replication key "
                     "or method), so its records are the rows that changed, not the whole segment, even "
                     "with ACTIVATE_VERSION; use a full-table stream, or sync_mode upsert"
+                )
+            if source in self._resumed:
+                return (
+                    f"stream {source!r} resumes an interrupted full-table sync (the tap's STATE says where "
+                    "it stopped), so this run holds only the rest of the table; the next complete sync "
+                    "mirrors it"
                 )
             if source in self._full_extracts:
                 continue
@@ -293,6 +327,18 @@ class Mirror:
 
 
 INCREMENTAL_KEYS = {"replication_key", "replication_key_value", "lsn", "log_file", "log_pos", "gtid"}
+
+
+RESUMING_KEYS = {"last_pk_fetched", "xmin"}  # where singer-io / pipelinewise full-table syncs stopped
+
+
+def _names(key: str, source: str) -> bool:
+    """Whether a bookmark key is the stream's (its name, or its tap stream id ``<prefix>-<name>``)."""
+    return key == source or key.endswith((f"-{source}", f".{source}", f"_{source}"))
+
+
+def _resuming(bookmark: Any) -> bool:
+    return isinstance(bookmark, Mapping) and bool(RESUMING_KEYS & bookmark.keys())
 
 
 def _incremental(bookmark: Any, depth: int = 0) -> bool:

@@ -29,6 +29,7 @@ people is checked here:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -196,6 +197,17 @@ class PlanFiles:
         write_whole(self.marker, json.dumps(document), self.setting)
         return run_id
 
+    def void(self) -> None:
+        """A run of this loader that does not mirror: any plan of an earlier run no longer holds.
+
+        Only a plan target-klaviyo wrote is deleted; anything else there is left as it is, and
+        a run that does not mirror never fails over these files.
+        """
+        if self.path.is_file() and not self.path.is_symlink() and _begins_with(self.path, PLAN_FORMAT):
+            for path in (self.path, self.progress_path):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+
     def write(
         self, run_id: str, routing: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None
     ) -> None:
@@ -256,10 +268,11 @@ class PlanFiles:
                 f"{where} is not from the latest mirror run of this config (a newer run has started since, "
                 "or the plan was copied here); nothing was removed: run the pipeline again."
             )
-        if plan.pipeline is not None and plan.pipeline != pipeline:
+        if plan.pipeline != pipeline:
             raise RunError(
-                f"{where} was made in another meltano run than this one; nothing was removed: "
-                "target-klaviyo-mirror applies a plan as the block after its target in the same meltano run."
+                f"{where} was made in another meltano run than this one (or outside meltano); nothing was "
+                "removed: target-klaviyo-mirror applies a plan as the block after its target in the same "
+                "meltano run, or outside meltano after a run outside it."
             )
         if plan.routing != routing:
             raise RunError(
@@ -293,11 +306,12 @@ class PlanFiles:
         with self.progress_path.open(encoding="utf-8") as lines:
             for line in lines:
                 try:
-                    entry = json.loads(line)
+                    entry = json.loads(line, parse_constant=_no_constant)
+                    request, removed = _count(entry["request"]), _count(entry["removed"])
                     if entry["run_id"] == run_id:
-                        done.setdefault(str(entry["list"]), {})[int(entry["request"])] = int(entry["removed"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by an interruption: its request is sent again
+                        done.setdefault(str(entry["list"]), {})[request] = removed
+                except (ValueError, KeyError, TypeError, RecursionError):
+                    continue  # a line cut short by an interruption, or not ours: its request is sent again
         return done
 
     def confirm(self, run_id: str, list_id: str, request: int, removed: int) -> None:

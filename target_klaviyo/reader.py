@@ -252,8 +252,8 @@ class SingerInput(SingerReader):
         if kind == SingerMessageType.RECORD:
             problem = self._record_problem(message["record"], line, number, valid_utf8)
             if problem is not None:
-                record = message["record"] if isinstance(message["record"], dict) else None
-                self.events.bad_record(message["stream"], record, problem)
+                # Not an object: the rejects file keeps no record, but mirror still searches the value.
+                self.events.bad_record(message["stream"], message["record"], problem)
                 return None
         return message
 

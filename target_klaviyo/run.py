@@ -92,6 +92,9 @@ class ExportRun:
             self.plan_files.prepare()
             self.plan_files.lock("target-klaviyo")
             self.report.run_id = self.plan_files.start_run()
+        else:
+            # A newer run of the same loader, in upsert mode, voids a plan an earlier mirror run left.
+            PlanFiles(settings.mirror_plan_path).void()
         if not settings.dry_run or self.mirror is not None:
             self.client = self._client()
             self._clients.append(self.client)
@@ -322,7 +325,7 @@ class ExportRun:
     def bad_record(self, stream: str, record: Any, reject: Reject) -> None:
         """A RECORD line whose record cannot be read or represented: counted and rejected."""
         self.report.count_read()
-        self.report.reject(stream, record, reject)
+        self.report.reject(stream, record if isinstance(record, dict) else None, reject)
         if self.mirror is None:
             return
         self.mirror.record_from(stream)

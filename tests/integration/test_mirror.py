@@ -852,3 +852,118 @@ def test_a_member_held_in_another_unicode_form_is_kept(sandbox_factory, tmp_path
     assert apply_plan(tmp_path).returncode == 0
     assert decomposed in members(server, VIP)
     assert "left@example.com" not in members(server, VIP)
+
+
+# Found by the third hostile review.
+
+
+def bookmark_state(bookmarks: dict, syncing: str | None = None) -> dict:
+    return {"type": "STATE", "value": {"currently_syncing": syncing, "bookmarks": bookmarks}}
+
+
+def mirror_and_apply(server, tmp_path, messages):
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    return run_cli(cfg, messages, tmp_path), apply_plan(tmp_path)
+
+
+def test_an_incremental_bookmark_under_the_taps_stream_id_outweighs_activate_version(
+    sandbox_factory, tmp_path
+):
+    """singer-io tap-mysql names the stream 'vip' and keys its bookmark by tap_stream_id 'shop-vip'."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "still1@example.com", "still2@example.com")
+    incremental = {"shop-vip": {"replication_key": "updated_at", "replication_key_value": "2026-12-01"}}
+    messages = [bookmark_state(incremental, "shop-vip"), schema("vip"), activate("vip"),
+                record("vip", id=1, email="a@example.com"), bookmark_state(incremental, "shop-vip")]  # fmt: skip
+    run, applied = mirror_and_apply(server, tmp_path, messages)
+    assert run.returncode == 1
+    assert "stream 'vip' has an incremental bookmark" in run.stderr
+    assert applied.returncode == 1
+    assert len(members(server, VIP)) == 3
+
+
+def test_a_resumed_initial_full_table_sync_removes_nobody(sandbox_factory, tmp_path):
+    """tap-mysql resuming an interrupted initial sync sends ACTIVATE_VERSION first, then the rows
+    after last_pk_fetched; its first STATE, before any record, says so."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "row1@example.com", "row2@example.com", "row3@example.com", "row4@example.com")
+    resuming = {"vip": {"version": 1700000000, "last_pk_fetched": {"id": 2}, "max_pk_values": {"id": 4}}}
+    messages = [bookmark_state(resuming, "vip"), schema("vip"), activate("vip"),
+                record("vip", id=3, email="row3@example.com"), record("vip", id=4, email="row4@example.com"),
+                bookmark_state({"vip": {"version": 1700000000, "initial_full_table_complete": True}})]  # fmt: skip
+    run, applied = mirror_and_apply(server, tmp_path, messages)
+    assert run.returncode == 1
+    assert "stream 'vip' resumes an interrupted full-table sync" in run.stderr
+    assert applied.returncode == 1
+    assert len(members(server, VIP)) == 4
+
+
+def test_a_structured_email_or_a_record_that_is_not_an_object_keeps_its_member(sandbox_factory, tmp_path):
+    forms = ['{"address": "big0@example.com"}', '[["big1@example.com"]]', '[{"email": "big2@example.com"}]']
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "ok@example.com", "big0@example.com", "big1@example.com", "big2@example.com",
+         "big3@example.com", "big4@example.com")  # fmt: skip
+    text = singer_text([schema("vip", properties={"id": {}, "email": {}}), activate("vip"),
+                        record("vip", id=0, email="ok@example.com")])  # fmt: skip
+    text += "".join(
+        '{"type":"RECORD","stream":"vip","record":{"id":%d,"email":%s}}\n' % (i + 1, form)  # noqa: UP031
+        for i, form in enumerate(forms)
+    )
+    text += '{"type":"RECORD","stream":"vip","record":["big3@example.com"]}\n'
+    text += '{"type":"RECORD","stream":"vip","record":"big4@example.com"}\n'
+    text += singer_text([state(1)])
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
+    result = run_cli_text(config(server, tmp_path, **overrides), text, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert len(members(server, VIP)) == 6
+
+
+def test_a_later_upsert_run_of_the_same_loader_voids_the_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    head = [schema("vip"), activate("vip")]
+    assert (
+        run_cli(cfg, [*head, record("vip", id=1, email="a@example.com"), state(1)], tmp_path).returncode == 0
+    )
+    (tmp_path / "u").mkdir()
+    upsert = {**cfg, "sync_mode": "upsert"}
+    assert (
+        run_cli(
+            upsert, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "u"
+        ).returncode
+        == 0
+    )
+    assert not plan_file(tmp_path).exists()
+    assert apply_plan(tmp_path).returncode == 1
+    assert "b@example.com" in members(server, VIP)
+
+
+def test_a_plan_made_outside_meltano_is_not_applied_inside_a_meltano_run(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(cfg, messages, tmp_path).returncode == 0
+    inside = mirror_with_config(tmp_path / "config.json", env={"MELTANO_PARENT_CONTEXT_UUID": "0" * 8})
+    assert inside.returncode == 1
+    assert "b@example.com" in members(server, VIP)
+
+
+def test_a_progress_line_of_any_shape_is_sent_again_never_a_traceback(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(cfg, messages, tmp_path).returncode == 0
+    run_id = json.loads(plan_file(tmp_path).read_text())["run_id"]
+    progress = plan_file(tmp_path).with_name("mirror-plan.json.progress")
+    lines = [{"request": 1e999, "removed": 1}, {"request": 0, "removed": 999}, {"request": -1, "removed": 1}]
+    progress.write_text("".join(json.dumps({"run_id": run_id, "list": VIP, **line}) + "\n" for line in lines))
+    progress.chmod(0o600)
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "Traceback" not in applied.stderr
+    assert report(tmp_path)["lists"][VIP]["removed"] == 1, "a progress line of another size does not count"
+    assert set(members(server, VIP)) == {"a@example.com"}
