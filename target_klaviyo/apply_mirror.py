@@ -60,7 +60,7 @@ def load_config(config_path: str | None, environ: Mapping[str, str]) -> Settings
     if config_path not in (None, "ENV"):
         try:
             loaded = json.loads(Path(config_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             raise RunError(
                 f"--config {config_path!r} cannot be read as a JSON file ({type(error).__name__})."
             ) from None
@@ -122,6 +122,7 @@ def apply(settings: Settings, files: PlanFiles, plan: Plan) -> dict[str, int]:
             for index, ids in enumerate(requests[list_id]):
                 if index in confirmed[list_id]:
                     continue
+                files.still_latest(plan.run_id)
                 remover.remove(list_id, ids)
                 files.confirm(plan.run_id, list_id, index, len(ids))
                 removed[list_id] += len(ids)
@@ -175,7 +176,7 @@ def _update_report(path: Path | None, plan: Plan, removed: dict[str, int], *, co
         }
         report["lists_touched"] = sorted(touched)
         write_whole(path, json.dumps(report, indent=2) + "\n", "report_path")
-    except (RunError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (RunError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         logger.warning("The run's report could not be updated with the removals (%s).", type(error).__name__)
 
 

@@ -326,10 +326,27 @@ class Mirror:
         )
 
 
-INCREMENTAL_KEYS = {"replication_key", "replication_key_value", "lsn", "log_file", "log_pos", "gtid"}
+# Bookmark keys of incremental and log-based syncs across Singer taps: the SDK's, singer-io's and
+# pipelinewise's (PostgreSQL lsn, MySQL binlog, Oracle scn, MongoDB change streams and oplog, SQL
+# Server change tracking). Any of them means the stream's records are changes, not the segment.
+INCREMENTAL_KEYS = {
+    "replication_key",
+    "replication_key_value",
+    "replication_key_signpost",
+    "bookmark",
+    "lsn",
+    "log_file",
+    "log_pos",
+    "gtid",
+    "scn",
+    "token",
+    "current_log_version",
+}
+INCREMENTAL_PREFIXES = ("oplog_ts",)
 
 
-RESUMING_KEYS = {"last_pk_fetched", "xmin"}  # where singer-io / pipelinewise full-table syncs stopped
+# Where an interrupted full-table sync stopped (MySQL, PostgreSQL, Oracle, MongoDB, DynamoDB taps).
+RESUMING_KEYS = {"last_pk_fetched", "xmin", "ORA_ROWSCN", "last_id_fetched", "last_evaluated_key"}
 
 
 def _names(key: str, source: str) -> bool:
@@ -348,9 +365,11 @@ def _incremental(bookmark: Any, depth: int = 0) -> bool:
     if isinstance(bookmark, list):
         return any(_incremental(item, depth + 1) for item in bookmark)
     if not isinstance(bookmark, Mapping):
-        return False
+        return depth == 0 and bookmark is not None  # a stream's bookmark of no known shape: doubt
     method = bookmark.get("last_replication_method")
     if INCREMENTAL_KEYS & bookmark.keys() or (isinstance(method, str) and method.upper() != "FULL_TABLE"):
+        return True
+    if any(isinstance(key, str) and key.startswith(INCREMENTAL_PREFIXES) for key in bookmark):
         return True
     return any(
         _incremental(item, depth + 1) for item in bookmark.values() if isinstance(item, (list, Mapping))

@@ -198,15 +198,35 @@ class PlanFiles:
         return run_id
 
     def void(self) -> None:
-        """A run of this loader that does not mirror: any plan of an earlier run no longer holds.
+        """A run of this loader that does not mirror (or cannot start): an earlier plan no longer holds.
 
-        Only a plan target-klaviyo wrote is deleted; anything else there is left as it is, and
-        a run that does not mirror never fails over these files.
+        The run becomes the latest in the marker, so a mirror run still going on, or an apply
+        in progress, can no longer use its plan, and the plan is deleted. Only files
+        target-klaviyo wrote are touched; a run that does not mirror never fails over them.
         """
-        if self.path.is_file() and not self.path.is_symlink() and _begins_with(self.path, PLAN_FORMAT):
+        ours = [
+            path.is_file() and not path.is_symlink() and _begins_with(path, format_name)
+            for path, format_name in ((self.path, PLAN_FORMAT), (self.marker, RUN_FORMAT))
+        ]
+        if not any(ours) or (self.marker.exists() and not ours[1]):
+            return
+        with contextlib.suppress(OSError, RunError):
+            document = {"format": RUN_FORMAT, "version": FORMAT_VERSION, "run_id": uuid.uuid4().hex}
+            write_whole(self.marker, json.dumps({**document, "started_at": time.time()}), self.setting)
             for path in (self.path, self.progress_path):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+
+    def still_latest(self, run_id: str) -> None:
+        """Before each removal: stop if a newer run of this loader has started since the plan was read."""
+        try:
+            marker = json.loads(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            marker = None
+        if not isinstance(marker, dict) or marker.get("run_id") != run_id:
+            raise RunError(
+                f"A newer run of this loader started while {str(self.path)!r} was being applied; the rest "
+                "of the plan was not removed, since that run may have seen those people again."
+            )
 
     def write(
         self, run_id: str, routing: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None

@@ -74,6 +74,17 @@ SDC_KEYS = frozenset(
 )
 
 
+def _raised_in_stream_map(error: BaseException) -> bool:
+    """Whether ``error`` came out of the SDK's stream map evaluation (its mapper or simpleeval)."""
+    frame = error.__traceback__
+    while frame is not None:
+        name = frame.tb_frame.f_code.co_filename.replace("\\", "/")
+        if name.endswith(("singer_sdk/mapper.py", "/simpleeval.py")):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def record_from_line(line: str) -> dict[str, t.Any]:
     """The record of a RECORD line the reader already accepted, as the sink received it: decoded
     by the reader's own decoding (so huge integers are Decimals again), less the SDK's metadata."""
@@ -177,6 +188,11 @@ class SingerInput(SingerReader):
             msg = f"Line {number}: a stream map failed on this record ({type(error).__name__})."
             raise InputError(msg) from None
         except Exception as error:
+            if kind == SingerMessageType.RECORD and _raised_in_stream_map(error):
+                # singer-sdk 0.54.9 lets an expression's own error out as it is (int(email) on an
+                # address puts the address in the message): name only the kind of failure.
+                msg = f"Line {number}: a stream map failed on this record ({type(error).__name__})."
+                raise InputError(msg) from None
             if kind == SingerMessageType.RECORD:
                 raise
             # A SCHEMA or ACTIVATE_VERSION the SDK cannot use: a bad schema (a pattern that is

@@ -643,14 +643,14 @@ def parse_variable(variable: str, value: str, kinds: set[str]) -> Any:
     if kinds <= {"integer", "number"} and kinds:
         try:
             return int(text) if kinds == {"integer"} else float(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             kind = "a whole number" if kinds == {"integer"} else "a number"
             raise SettingsError(f"{variable} must be {kind}.") from None
     wants_json = kinds <= {"object", "array"} and kinds
     if wants_json or ("array" in kinds and text.startswith("[")):
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         allowed = tuple(python for kind, python in (("object", dict), ("array", list)) if kind in kinds)
         if not isinstance(parsed, allowed):

@@ -33,12 +33,16 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 
 from target_klaviyo.errors import RunError
+from target_klaviyo.mirror_plan import PlanFiles
 from target_klaviyo.reader import SDC_KEYS, SingerInput
 from target_klaviyo.run import ExportRun
 from target_klaviyo.settings import (
     CONFIG_SCHEMA,
+    DEFAULT_API_URL,
     Settings,
     SettingsError,
+    check_api_url,
+    default_plan_path,
     null_as_schema,
     parse_environment,
     unknown_setting_error,
@@ -87,6 +91,7 @@ class TargetKlaviyo(Target):
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as error:
+            _void_plan_of(kwargs.get("config"))
             errors = [_hide_secret_value(message) for message in error.errors]
             raise ConfigValidationError(str(error), errors=errors, schema=error.schema) from None
         known = list(self.config_jsonschema["properties"])
@@ -96,6 +101,7 @@ class TargetKlaviyo(Target):
                 raise SettingsError(unknown_setting_error(unknown[0], known))
             self.settings = Settings.from_config(self.config)
         except SettingsError as error:
+            _void_plan_of(self.config)
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
         self.run = ExportRun(self.settings, self._aliases)
         self._input = self.message_reader if isinstance(self.message_reader, SingerInput) else None
@@ -322,6 +328,24 @@ def drain_pipe(stream: t.IO[str], seconds: float) -> None:
                 return  # the tap closed its end
         except OSError:
             return
+
+
+def _void_plan_of(config: object) -> None:
+    """A run whose config fails its checks still supersedes its loader's plan, where that can be
+    told: an apply by hand after it must not carry out the plan of the run before it."""
+    if not isinstance(config, t.Mapping):
+        return
+    try:
+        api_url = check_api_url(config.get("api_url") or DEFAULT_API_URL)
+        list_id = config.get("list_id")
+        stream_lists = config.get("stream_lists") or {}
+        if not (list_id is None or isinstance(list_id, str)) or not isinstance(stream_lists, t.Mapping):
+            return
+        path = config.get("mirror_plan_path")
+        plan = Path(path).expanduser() if isinstance(path, str) and path else None
+        PlanFiles(plan or default_plan_path(api_url, list_id, dict(stream_lists))).void()
+    except (SettingsError, OSError, ValueError, TypeError, RuntimeError):
+        return  # nothing can be told: the run fails anyway, and with it the pipeline
 
 
 def read_config_file(path: str) -> dict[str, t.Any]:

@@ -100,6 +100,15 @@ def test_a_config_file_of_any_shape_is_one_sentence(tmp_path, bad):
     assert KEY not in str(raised.value)
 
 
+def test_deep_nesting_in_a_config_file_or_a_variable_is_one_sentence(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(RunError, match="cannot be read as a JSON file"):
+        load_config(str(tmp_path / "deep.json"), {})
+    deep = {"TARGET_KLAVIYO_API_KEY": KEY, "TARGET_KLAVIYO_STREAM_LISTS": "[" * 5000 + "]" * 5000}
+    with pytest.raises(RunError, match="TARGET_KLAVIYO_STREAM_LISTS"):
+        load_config(None, deep)
+
+
 def test_a_config_file_that_is_not_an_object_of_settings(tmp_path):
     (tmp_path / "c.json").write_text("[1]")
     with pytest.raises(RunError, match="does not hold a JSON object of settings"):

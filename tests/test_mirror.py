@@ -154,3 +154,38 @@ def test_a_repeated_cursor_is_refused_and_odd_links_end_the_paging():
     assert next_cursor({"links": "a string"}) is None
     assert next_cursor({"links": {"next": 5}}) is None
     assert next_cursor({"links": {"next": "http://k/x?page%5Bcursor%5D=abc"}}) == "abc"
+
+
+@pytest.mark.parametrize(
+    "bookmark",
+    [
+        {"scn": 123},
+        {"token": {"_data": "x"}},
+        {"current_log_version": 7},
+        {"replication_key_signpost": "2026"},
+        {"oplog_ts_time": 1, "oplog_ts_inc": 2},
+        {"bookmark": "2026-12-01"},
+        {"last_replication_method": "LOG_BASED"},
+        "2026-12-01",
+        {"partitions": [{"context": {}, "replication_key": "x"}]},
+    ],
+)
+def test_an_incremental_bookmark_of_any_tap_outweighs_activate_version(bookmark):
+    mirror = Mirror(("email",), 0.5, {})
+    full(mirror, "vip", "V", "a@b.co")
+    mirror.state({"bookmarks": {"db-vip": bookmark}})
+    assert (mirror.why_not("V", 1) or "").startswith("stream 'vip' has an incremental bookmark")
+
+
+@pytest.mark.parametrize(
+    "key", ["ORA_ROWSCN", "last_id_fetched", "last_evaluated_key", "last_pk_fetched", "xmin"]
+)
+def test_a_bookmark_of_an_interrupted_full_table_sync_before_the_records_is_a_resume(key):
+    mirror = Mirror(("email",), 0.5, {})
+    mirror.state({"bookmarks": {"vip": {key: 5, "version": 1}}})  # before the SCHEMA, too
+    full(mirror, "vip", "V", "a@b.co")
+    assert (mirror.why_not("V", 1) or "").startswith("stream 'vip' resumes an interrupted full-table sync")
+    again = Mirror(("email",), 0.5, {})
+    full(again, "vip", "V", "a@b.co")
+    again.state({"bookmarks": {"vip": {key: 5, "version": 1}}})  # progress after records: a normal sync
+    assert again.why_not("V", 1) is None

@@ -169,3 +169,12 @@ def test_a_failed_run_lets_the_tap_finish_so_its_sentence_is_not_buried_in_broke
     assert "Klaviyo rejected the API key (401)" in target.stderr.strip().splitlines()[-1]
     assert tap.returncode == 0, tap_errors
     assert b"BrokenPipeError" not in tap_errors
+
+
+def test_a_stream_map_that_fails_on_a_record_is_one_sentence_without_its_values(sandbox, tmp_path):
+    messages = [schema(), record(id=1, email="hidden.person@leak.example")]
+    result = run_cli(base_config(sandbox, stream_maps={"customers": {"x": "int(email)"}}), messages, tmp_path)
+    assert result.returncode == 1
+    assert "Line 2: a stream map failed on this record (ValueError)." in result.stderr
+    assert "hidden.person" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -967,3 +967,59 @@ def test_a_progress_line_of_any_shape_is_sent_again_never_a_traceback(sandbox_fa
     assert "Traceback" not in applied.stderr
     assert report(tmp_path)["lists"][VIP]["removed"] == 1, "a progress line of another size does not count"
     assert set(members(server, VIP)) == {"a@example.com"}
+
+
+# Found by the fourth hostile review.
+
+
+def test_an_upsert_run_during_a_mirror_run_voids_the_plan_that_run_writes(sandbox_factory, live, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    head = [schema("vip"), activate("vip")]
+    mirroring = live(cfg)
+    mirroring.send([*head, record("vip", id=1, email="a@example.com")])
+    mirroring.wait_for(lambda: "Connected to Klaviyo" in mirroring.stderr)
+    (tmp_path / "u").mkdir()
+    upsert = {**cfg, "sync_mode": "upsert"}
+    assert (
+        run_cli(
+            upsert, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "u"
+        ).returncode
+        == 0
+    )
+    mirroring.send([state(1)])
+    mirroring.close_input()
+    assert mirroring.wait() == 0, mirroring.stderr
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 1
+    assert "is not from the latest mirror run of this config" in applied.stderr
+    assert "b@example.com" in members(server, VIP)
+
+
+def test_a_run_whose_config_fails_its_checks_still_supersedes_the_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(cfg, messages, tmp_path).returncode == 0
+    (tmp_path / "bad").mkdir()
+    for bad in ({"max_jobs_in_flight": 0}, {"default_phone_region": "XX"}):
+        assert run_cli({**cfg, **bad}, messages, tmp_path / "bad").returncode == 1
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 1
+    assert "b@example.com" in members(server, VIP)
+
+
+def test_a_deeply_nested_report_at_apply_is_a_warning_and_the_plan_is_used(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    assert run_cli(cfg, messages, tmp_path).returncode == 0
+    (tmp_path / "report.json").write_text("[" * 5000 + "]" * 5000)
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "Traceback" not in applied.stderr
+    assert "The run's report could not be updated with the removals (RecursionError)." in applied.stderr
+    assert not plan_file(tmp_path).exists()
