@@ -27,7 +27,9 @@ def has_path(schema: Any, path: tuple[str, ...]) -> bool:
     for name in path:
         children = []
         for node in nodes:
-            if isinstance(node, Mapping) and (UNKNOWABLE & node.keys() or not DESCRIBING & node.keys()):
+            if isinstance(node, Mapping) and any(
+                UNKNOWABLE & option.keys() or not DESCRIBING & option.keys() for option in _alternatives(node)
+            ):
                 return True  # a reference, a combination, or no description at all: anything may be here
             for option in _options(node):
                 properties = option.get("properties")
@@ -65,16 +67,21 @@ def _paths(schema: Any, prefix: tuple[str, ...], depth: int) -> Iterator[str]:
                 yield from _paths(child, (*prefix, name), depth + 1)
 
 
+def _alternatives(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The node and every schema it may be instead (``anyOf``/``oneOf``), whatever they are."""
+    alternatives = [node]
+    for key in ("anyOf", "oneOf"):
+        items = node.get(key)
+        if isinstance(items, list):
+            alternatives += [item for item in items if isinstance(item, Mapping)]
+    return alternatives
+
+
 def _options(node: Any) -> list[Mapping[str, Any]]:
-    """The node and the object schemas it may be (``anyOf``/``oneOf``, as the SDK writes nullable objects)."""
+    """The object schemas a node may be (itself, or its ``anyOf``/``oneOf`` alternatives)."""
     if not isinstance(node, Mapping):
         return []
-    options = [node]
-    for key in ("anyOf", "oneOf"):
-        alternatives = node.get(key)
-        if isinstance(alternatives, list):
-            options += [item for item in alternatives if isinstance(item, Mapping)]
-    return [option for option in options if "properties" in option or _is_object(option)]
+    return [option for option in _alternatives(node) if "properties" in option or _is_object(option)]
 
 
 def _is_object(node: Mapping[str, Any]) -> bool:

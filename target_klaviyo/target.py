@@ -91,7 +91,8 @@ class TargetKlaviyo(Target):
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as error:
-            _void_plan_of(kwargs.get("config"))
+            # The SDK keeps the merged config (files, then TARGET_KLAVIYO_* with ENV) before it validates.
+            _void_plan_of(getattr(self, "_config", None) or kwargs.get("config"))
             errors = [_hide_secret_value(message) for message in error.errors]
             raise ConfigValidationError(str(error), errors=errors, schema=error.schema) from None
         known = list(self.config_jsonschema["properties"])
@@ -341,9 +342,11 @@ def _void_plan_of(config: object) -> None:
         stream_lists = config.get("stream_lists") or {}
         if not (list_id is None or isinstance(list_id, str)) or not isinstance(stream_lists, t.Mapping):
             return
+        # As the settings read them (list ids stripped), so that the path is the one the runs use.
+        routing = {str(stream): str(value).strip() for stream, value in stream_lists.items()}
         path = config.get("mirror_plan_path")
         plan = Path(path).expanduser() if isinstance(path, str) and path else None
-        PlanFiles(plan or default_plan_path(api_url, list_id, dict(stream_lists))).void()
+        PlanFiles(plan or default_plan_path(api_url, list_id.strip() if list_id else None, routing)).void()
     except (SettingsError, OSError, ValueError, TypeError, RuntimeError):
         return  # nothing can be told: the run fails anyway, and with it the pipeline
 

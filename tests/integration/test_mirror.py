@@ -1023,3 +1023,42 @@ def test_a_deeply_nested_report_at_apply_is_a_warning_and_the_plan_is_used(sandb
     assert "Traceback" not in applied.stderr
     assert "The run's report could not be updated with the removals (RecursionError)." in applied.stderr
     assert not plan_file(tmp_path).exists()
+
+
+# Found by the fifth hostile review.
+
+
+def test_a_failed_run_supersedes_the_plan_whatever_the_spelling_or_source_of_its_config(
+    sandbox_factory, tmp_path
+):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    padded = {"api_key": API_KEY, "api_url": server.url, "list_id": f" {VIP} ", "sync_mode": "mirror",
+              "mirror_max_removal_fraction": 1}  # fmt: skip
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    assert run_cli(padded, messages, tmp_path / "a", cwd=tmp_path).returncode == 0
+    failing = {**padded, "property_mapping": {"nosuch": "x"}}
+    assert run_cli(failing, messages, tmp_path / "b", cwd=tmp_path).returncode == 1
+    assert mirror_with_config(tmp_path / "a" / "config.json", cwd=tmp_path).returncode == 1
+    environ = {"TARGET_KLAVIYO_API_KEY": API_KEY, "TARGET_KLAVIYO_API_URL": server.url,
+               "TARGET_KLAVIYO_LIST_ID": VIP, "TARGET_KLAVIYO_SYNC_MODE": "mirror",
+               "TARGET_KLAVIYO_MIRROR_MAX_REMOVAL_FRACTION": "1",
+               "TARGET_KLAVIYO_MIRROR_PLAN_PATH": str(tmp_path / "plan" / "env.json")}  # fmt: skip
+
+    def target(extra: dict) -> int:
+        return subprocess.run(
+            [str(TARGET_BIN), "--config", "ENV"], input=singer_text(messages), capture_output=True, text=True,
+            env={**environment_without_settings(), **environ, **extra}, timeout=120, check=False,
+        ).returncode  # fmt: skip
+
+    assert target({}) == 0
+    assert (tmp_path / "plan" / "env.json").exists()
+    assert target({"TARGET_KLAVIYO_MAX_JOBS_IN_FLIGHT": "0"}) == 1
+    applied = subprocess.run(
+        [str(MIRROR_BIN), "--config", "ENV"], capture_output=True, text=True,
+        env={**environment_without_settings(), **environ}, timeout=120, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 1
+    assert "b@example.com" in members(server, VIP)
