@@ -122,8 +122,7 @@ def apply(settings: Settings, files: PlanFiles, plan: Plan) -> dict[str, int]:
             for index, ids in enumerate(requests[list_id]):
                 if index in confirmed[list_id]:
                     continue
-                files.still_latest(plan.run_id)
-                remover.remove(list_id, ids)
+                remover.remove(list_id, ids, lambda: files.still_latest(plan.run_id))
                 files.confirm(plan.run_id, list_id, index, len(ids))
                 removed[list_id] += len(ids)
             kept = (

@@ -257,14 +257,18 @@ class KlaviyoClient:
         params: dict[str, Any] | None = None,
         body: bytes | None = None,
         budget: float = MAX_RETRY_SECONDS,
+        before_try: Callable[[], None] | None = None,
     ) -> dict[str, Any] | None:
         """Send one request, retrying transient failures within ``budget`` seconds in all.
 
         The connection check gives a short budget, so a wrong ``api_url`` is said at once;
         requests in the middle of a run keep the long one, for Klaviyo's passing troubles.
+        ``before_try`` runs before each try and may raise to stop the request.
         """
         started = self._clock()
         for tries in range(1, MAX_TRIES + 1):
+            if before_try is not None:
+                before_try()  # a removal checks, before every try, that its plan still holds
             try:
                 return self._send(method, path, params, body, min(MAX_EXCHANGE_SECONDS, budget))
             except _Transient as transient:

@@ -42,7 +42,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -262,7 +262,9 @@ class Mirror:
         """Read the list and choose the members to remove: every member with an email this run did not see."""
         plan = ListPlan(list_id, 0)
         path = f"/api/lists/{list_id}/profiles"
-        chosen: set[str] = set()
+        # A member read twice (paging over a list that changes) is kept if any reading keeps it.
+        chosen: dict[str, None] = {}
+        read = HashTable(with_values=False)
         for member in self._members(client, list_id):
             plan.members += 1
             profile_id = member.get("id")
@@ -277,11 +279,16 @@ class Mirror:
                     "nothing will be removed."
                 )
             email = attributes.get("email")
+            again = hash64(profile_id) in read
+            read.setdefault(hash64(profile_id))
             if not isinstance(email, str) or not email.strip():
                 plan.without_email += 1  # no record of this pipeline can ever keep it: never removed
-            elif not self.kept(list_id, email) and profile_id not in chosen:
-                chosen.add(profile_id)
-                plan.remove.append(profile_id)
+                chosen.pop(profile_id, None)
+            elif self.kept(list_id, email):
+                chosen.pop(profile_id, None)
+            elif not again:
+                chosen[profile_id] = None
+        plan.remove = list(chosen)
         # Every member to remove was there before the run (this run's profiles are all kept).
         plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
         return plan
@@ -416,10 +423,16 @@ class Remover:
         self.client = client
         self._pace = Pace(REMOVE_INTERVAL)
 
-    def remove(self, list_id: str, ids: list[str]) -> None:
+    def remove(self, list_id: str, ids: list[str], before_try: Callable[[], None] | None = None) -> None:
+        """One request; ``before_try`` runs before each try (the first and every retry) and may stop it."""
         body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
         self._pace.wait()
         try:
-            self.client.request("DELETE", f"/api/lists/{list_id}/relationships/profiles", body=_encode(body))
+            self.client.request(
+                "DELETE",
+                f"/api/lists/{list_id}/relationships/profiles",
+                body=_encode(body),
+                before_try=before_try,
+            )
         except KlaviyoApiError as error:
             raise _read_error(error, list_id, removing=True) from None

@@ -121,6 +121,7 @@ class ExportRun:
         self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
         self._taken = 0
         self._streams: set[str] = set()  # every stream whose SCHEMA arrived (after the stream maps)
+        self._plans: list[ListPlan] | None = None  # mirror mode: what the run will write to its plan
         self.report.start_rejects()  # the rejects file holds this run's rejects only
 
     def _client(self) -> KlaviyoClient:
@@ -490,7 +491,7 @@ class ExportRun:
             )
             for list_id in mirror.lists:
                 self.report.mirror_outcome(list_id, "not mirrored: the run reached the profile limit")
-            self._write_plan([])
+            self._plans = []
             return
         left: list[str] = []
         refusals: list[str] = []
@@ -531,10 +532,14 @@ class ExportRun:
             logger.error("%s", sentence)
         if failures:
             raise MirrorRefused(failures[-1])  # no plan: the pipeline failed, so nothing is removed
-        self._write_plan(plans)
+        self._plans = plans  # written once the report and the final STATE are (see _end)
 
     def _write_plan(self, plans: list[ListPlan]) -> None:
-        """The removals for target-klaviyo-mirror; even an empty plan says this run was complete."""
+        """The removals for target-klaviyo-mirror; even an empty plan says this run was complete.
+
+        The last thing a run does: a run whose report or final STATE cannot be written fails,
+        and leaves no plan to apply.
+        """
         if self.settings.dry_run:
             return
         assert self.plan_files is not None
@@ -571,6 +576,7 @@ class ExportRun:
         self._ended = True
         self.stop.ending = True
         self.ledger.hold()
+        reported = False
         try:
             if outcome == "interrupted" and self.stop.signum is not None:
                 logger.warning(
@@ -595,9 +601,12 @@ class ExportRun:
                     self.settings.max_profiles,
                 )
             logger.info("%s", self.report.summary())
+            reported = True
         finally:
             try:
                 self.ledger.stop()  # writes the final STATE, after the summary
+                if reported and outcome == "complete" and self._plans is not None:
+                    self._write_plan(self._plans)
             finally:
                 for client in self._clients:
                     client.close()

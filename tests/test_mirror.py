@@ -189,3 +189,15 @@ def test_a_bookmark_of_an_interrupted_full_table_sync_before_the_records_is_a_re
     full(again, "vip", "V", "a@b.co")
     again.state({"bookmarks": {"vip": {key: 5, "version": 1}}})  # progress after records: a normal sync
     assert again.why_not("V", 1) is None
+
+
+def test_a_member_read_twice_is_kept_if_any_reading_keeps_it():
+    """Paging over a list that changes can give a profile twice, with an old and a new email."""
+    mirror = Mirror(("email",), 0.5, {})
+    mirror.keep("V", {"email": "b@b.co"})
+    client = Pages(
+        page(member("P2", "b.old@b.co"), member("P3", "gone@b.co"), cursor="c2"),
+        page(member("P2", "b@b.co"), member("P4", "a@b.co"), member("P4", None), member("P3", "gone@b.co")),
+    )
+    plan = mirror.plan(client, "V")  # type: ignore[arg-type]
+    assert plan.remove == ["P3"], "P2 and P4 are kept: one of their readings keeps them"
