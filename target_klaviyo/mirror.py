@@ -37,6 +37,7 @@ within its endpoint's steady rate limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -60,6 +61,7 @@ MEMBERS_PAGE_SIZE = 100
 MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
 # An address inside other text: no spaces, brackets, quotes or separators around its "@".
 ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
+UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
 INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
 MAX_IDS_PER_REMOVAL = 1000
 READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
@@ -188,6 +190,14 @@ class Mirror:
         (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters), normalised."""
         text = value.strip()
         if not text:
+            return
+        if UNDECODED.search(text):
+            # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
+            # Windows-1252 from an old source, so the address may be held in either reading.
+            raw = text.encode("utf-8", "surrogateescape")
+            for encoding in ("cp1252", "latin-1"):
+                with contextlib.suppress(UnicodeDecodeError):
+                    self._keep_forms(list_id, raw.decode(encoding))
             return
         forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
         for form in list(forms):

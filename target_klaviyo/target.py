@@ -15,6 +15,7 @@ the report. This module only connects the run to the SDK:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -88,6 +89,7 @@ class TargetKlaviyo(Target):
     message_reader_class = SingerInput
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._raw_config = kwargs.get("config")  # the files' settings, for _void_plan_of
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as error:
@@ -126,6 +128,16 @@ class TargetKlaviyo(Target):
         try:
             return parse_environment(schema, self._env_var_prefix, os.environ)
         except SettingsError as error:
+            # The run cannot start, but it is still this loader's latest: read the settings that
+            # locate its plan as leniently as they can be read, and void it.
+            routing = {}
+            for name in ("api_url", "list_id", "mirror_plan_path", "stream_lists"):
+                value = os.environ.get(self._env_var_prefix + name.upper())
+                if value is not None:
+                    with contextlib.suppress(ValueError, RecursionError):
+                        routing[name] = json.loads(value) if name == "stream_lists" else value
+            raw = self._raw_config if isinstance(self._raw_config, t.Mapping) else {}
+            _void_plan_of({**raw, **routing})
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
 
     @classmethod

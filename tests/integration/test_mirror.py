@@ -1122,3 +1122,41 @@ def test_a_newer_run_stops_an_apply_that_is_still_retrying(sandbox_factory, tmp_
     assert applying.returncode == 1
     assert "A newer run of this loader started while" in stderr
     assert "b@example.com" in members(server, VIP)
+
+
+# Found by the seventh hostile review.
+
+
+def test_an_address_in_bytes_that_are_not_utf8_keeps_its_member(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b\u00e9@example.com", "left@example.com")
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
+    text = singer_text([schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"),
+                        record("vip", id=2, email="bXXX@example.com"), state(1)])  # fmt: skip
+    latin1 = text.encode().replace(b"bXXX", b"b\xe9")  # Latin-1, as an old source writes it
+    result = run_cli_text(config(server, tmp_path, **overrides), latin1, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == {"a@example.com", "b\u00e9@example.com"}
+
+
+def test_a_failed_run_whose_variables_cannot_be_parsed_still_supersedes_the_plan(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
+    environ = {**environment_without_settings(), "TARGET_KLAVIYO_API_KEY": API_KEY,
+               "TARGET_KLAVIYO_API_URL": server.url, "TARGET_KLAVIYO_LIST_ID": VIP,
+               "TARGET_KLAVIYO_SYNC_MODE": "mirror", "TARGET_KLAVIYO_MIRROR_MAX_REMOVAL_FRACTION": "1",
+               "TARGET_KLAVIYO_MIRROR_PLAN_PATH": str(tmp_path / "plan" / "env.json")}  # fmt: skip
+
+    def target(extra: dict) -> int:
+        return subprocess.run(
+            [str(TARGET_BIN), "--config", "ENV"], input=singer_text(messages), capture_output=True, text=True,
+            env={**environ, **extra}, timeout=120, check=False,
+        ).returncode  # fmt: skip
+
+    for unparsable in ({"TARGET_KLAVIYO_MAX_JOBS_IN_FLIGHT": "abc"}, {"TARGET_KLAVIYO_DRY_RUN": "ture"}):
+        assert target({}) == 0
+        assert target(unparsable) == 1
+        assert not (tmp_path / "plan" / "env.json").exists(), unparsable
+    assert "b@example.com" in members(server, VIP)
