@@ -141,6 +141,10 @@ class JobEvents(Protocol):
 
     def value_dropped(self, item: SentProfile, reject: Reject) -> None: ...
 
+    def superseded(self, list_id: str, key: str, order: int) -> bool:
+        """Whether a later record of this person for this list was read after the one taken at ``order``."""
+        ...
+
 
 class JobCancelled(KlaviyoError):
     """Klaviyo cancelled a job: its profiles are in an unknown state, so the run must fail."""
@@ -216,7 +220,7 @@ class SubmittedJob:
         self._streams = [item.stream for item in chunk]
         self._sources = Sources([item.source for item in chunk])
         self.consents = {
-            position: (item.email, item.consent)
+            position: (item.email, item.consent, item.order)
             for position, item in enumerate(chunk)
             if item.consent is not None
         }
@@ -326,11 +330,23 @@ class BulkImporter:
         rejected = self._reject_import_errors(job) if failed else set()
         unmatched = max(0, failed - len(rejected))
         imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
-        consenting = [
-            (position, email, consent)
-            for position, (email, consent) in job.consents.items()
-            if position not in rejected
-        ]
+        consenting = []
+        for position, (email, consent, order) in job.consents.items():
+            if position in rejected:
+                continue
+            if self.events.superseded(job.list_id, job.keys[position], order):
+                # The person's later record in this run decides: its own job subscribes them if it
+                # consents too, and a later "no consent" is never overridden by an earlier "yes".
+                _Refusals(job, self.events).subscription_refused(
+                    position,
+                    Reject(
+                        "consent_superseded",
+                        "A later record of this person in this run decides their consent; this "
+                        "record's consent was not sent.",
+                    ),
+                )
+                continue
+            consenting.append((position, email, consent))
         if unmatched and consenting:
             # Klaviyo says some profiles failed without naming them: any consenting one may be among
             # them (not imported, so not a member), and doubt means no subscription.

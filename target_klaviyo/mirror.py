@@ -193,20 +193,25 @@ class Mirror:
             return
         if UNDECODED.search(text):
             # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
-            # Windows-1252 from an old source, so the address may be held in either reading.
-            raw = text.encode("utf-8", "surrogateescape")
-            for encoding in ("cp1252", "latin-1"):
-                with contextlib.suppress(UnicodeDecodeError):
-                    self._keep_forms(list_id, raw.decode(encoding))
+            # Windows-1252 from an old source. The address may be held with those bytes read so,
+            # with the text around them as decoded, or without them.
+            self._keep_forms(list_id, UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
+            self._keep_forms(list_id, UNDECODED.sub("", text))
+            with contextlib.suppress(UnicodeError):
+                raw = text.encode("utf-8", "surrogateescape")
+                for encoding in ("cp1252", "latin-1"):
+                    with contextlib.suppress(UnicodeError):
+                        self._keep_forms(list_id, raw.decode(encoding))
             return
         forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
         for form in list(forms):
             if "@" in form:
                 forms.add(unicodedata.normalize("NFC", form))
                 # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
-                normalized = normalize_email(form)
-                if isinstance(normalized, str):
-                    forms.add(normalized)
+                with contextlib.suppress(UnicodeError, ValueError):
+                    normalized = normalize_email(form)
+                    if isinstance(normalized, str):
+                        forms.add(normalized)
         for form in forms:
             self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
 

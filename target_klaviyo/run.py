@@ -90,7 +90,13 @@ class ExportRun:
             # this run, and this run is the one a plan must come from (mirror_plan.py).
             self.plan_files = PlanFiles(settings.mirror_plan_path)
             self.plan_files.prepare()
-            self.plan_files.lock("target-klaviyo")
+            try:
+                self.plan_files.lock("target-klaviyo")
+            except RunError:
+                # An apply (or another run) holds the plan: this run fails, but it is the loader's
+                # latest, so an apply in progress stops before its next request.
+                self.plan_files.void()
+                raise
             self.report.run_id = self.plan_files.start_run()
         else:
             # A newer run of the same loader, in upsert mode, voids a plan an earlier mirror run left.
@@ -122,6 +128,9 @@ class ExportRun:
         self._taken = 0
         self._streams: set[str] = set()  # every stream whose SCHEMA arrived (after the stream maps)
         self._plans: list[ListPlan] | None = None  # mirror mode: what the run will write to its plan
+        # Per person and list, the order of their latest record, for people with more than one
+        # (read by the settling thread: single dict operations are atomic).
+        self._later_records: dict[int, int] = {}
         self.report.start_rejects()  # the rejects file holds this run's rejects only
 
     def _client(self) -> KlaviyoClient:
@@ -238,6 +247,9 @@ class ExportRun:
             self.report.reject(stream, record, dropped, counted=False)
         epoch = self.ledger.open_record()
         self._taken += 1
+        if admission is Admission.REPEAT:
+            # A later record of someone already taken: an earlier job's consent must not outvote it.
+            self._later_records[hash64(f"{list_id}\n{profile.key}")] = self._taken
         item = PendingProfile.of(
             profile, stream, source, epoch, list_id=list_id, order=self._taken, describe=self.pipeline is None
         )
@@ -407,6 +419,9 @@ class ExportRun:
             self.pipeline.raise_failure()
 
     # What jobs report (JobEvents), from the submitting and the settling thread
+
+    def superseded(self, list_id: str, key: str, order: int) -> bool:
+        return self._later_records.get(hash64(f"{list_id}\n{key}"), order) > order
 
     def job_submitted(self, job_id: str) -> None:
         if not self._books_closed:

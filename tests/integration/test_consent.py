@@ -349,3 +349,17 @@ def test_the_subscription_names_the_address_as_imported_and_non_ascii_case_is_on
     assert len(rows) == 1, "one person, whatever the case of its letters"
     assert rows[0]["email_marketing"]["consent"] == "UNSUBSCRIBED", "the later unsubscribe stands"
     assert len(sandbox.store.profiles()) == 1
+
+
+def test_a_later_record_in_a_later_batch_decides_the_consent(sandbox, tmp_path):
+    messages = [schema(properties=REVIEW_SCHEMA), record(id=1, email="z@example.com", ok=True),
+                record(id=1, email="z@example.com", ok=False), record(id=2, email="y@example.com", ok=False),
+                record(id=2, email="y@example.com", ok=True)]  # fmt: skip
+    cfg = base_config(sandbox, consent_property="ok", batch_size_rows=1, report_path=str(tmp_path / "r.json"))
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    consent = {
+        row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("TeStLs", 0, 100)
+    }
+    assert not consent["z@example.com"], "an earlier yes never outvotes a later no"
+    assert consent["y@example.com"]["consent"] == "SUBSCRIBED", "the later yes is sent"

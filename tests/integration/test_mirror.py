@@ -1160,3 +1160,53 @@ def test_a_failed_run_whose_variables_cannot_be_parsed_still_supersedes_the_plan
         assert target(unparsable) == 1
         assert not (tmp_path / "plan" / "env.json").exists(), unparsable
     assert "b@example.com" in members(server, VIP)
+
+
+# Found by the eighth hostile review.
+
+
+def test_an_address_beside_bytes_that_are_not_utf8_keeps_its_member(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "m\u00fcller@example.com")
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
+    text = singer_text([schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"),
+                        record("vip", id=2, email="NAME <m\u00fcller@example.com>"), state(1)])  # fmt: skip
+    mixed = text.encode().replace(b"NAME", b"M\xfcller")  # a Latin-1 name beside a UTF-8 address
+    result = run_cli_text(config(server, tmp_path, **overrides), mixed, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert "m\u00fcller@example.com" in members(server, VIP)
+    odd = singer_text([schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")])
+    odd += '{"type":"RECORD","stream":"vip","record":{"id":2,"email":"\\udce9\\ud800 c@example.com"}}\n'
+    odd_result = run_cli_text(config(server, tmp_path, **overrides), odd + singer_text([state(1)]), tmp_path)
+    assert "Traceback" not in odd_result.stderr
+
+
+def test_a_mirror_run_that_finds_an_apply_going_on_stops_it(sandbox_factory, tmp_path):
+    from klaviyo_sandbox.faults import FaultPlan
+
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "b@example.com")
+    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    head = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")]
+    assert run_cli(cfg, [*head, state(1)], tmp_path).returncode == 0
+    server.settings.faults = FaultPlan(
+        throttle=1.0, operations=frozenset({"DELETE /api/lists/{id}/relationships/profiles"})
+    )
+    applying = subprocess.Popen(
+        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=environment_without_settings(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not any(r.method == "DELETE" for r in server.recorded):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (tmp_path / "next").mkdir()
+    later = run_cli(cfg, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "next")
+    assert later.returncode == 1
+    assert "Another target-klaviyo mirror run or target-klaviyo-mirror is using" in later.stderr
+    server.settings.faults = FaultPlan()
+    _, stderr = applying.communicate(timeout=120)
+    assert applying.returncode == 1
+    assert "A newer run of this loader started while" in stderr
+    assert "b@example.com" in members(server, VIP)
