@@ -303,6 +303,14 @@ class ProfileMapper:
                 self._trimmed.setdefault(path[0], []).append(path[1:])
         self._compiled_attributes = compile_attributes(self._attributes)
 
+    def key_of(self, record: Mapping[str, Any]) -> str | None:
+        """The person a record is for (its normalised email, lower case), or None if it names nobody."""
+        try:
+            email = self._email(record)
+        except (ValueError, TypeError, UnicodeError):
+            return None
+        return None if isinstance(email, Reject) else email[0]
+
     def map(self, record: Mapping[str, Any]) -> Profile | Reject:
         email = self._email(record)
         if isinstance(email, Reject):

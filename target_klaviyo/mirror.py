@@ -99,6 +99,11 @@ class Mirror:
 
     # While reading
 
+    def incremental_schema(self, source: str) -> None:
+        """The tap's SCHEMA for ``source`` names ``bookmark_properties``: Singer's own sign of an
+        incremental stream, whatever ACTIVATE_VERSION says."""
+        self._incremental.add(source)
+
     def fed(self, source: str, stream: str) -> None:
         """The tap's stream ``source`` arrives as ``stream`` (its name after the stream maps)."""
         self._sources_of.setdefault(stream, set()).add(source)
@@ -246,9 +251,9 @@ class Mirror:
         for source in sources:
             if source in self._incremental:
                 return (
-                    f"stream {source!r} has an incremental bookmark in the tap's STATE (a replication key "
-                    "or method), so its records are the rows that changed, not the whole segment, even "
-                    "with ACTIVATE_VERSION; use a full-table stream, or sync_mode upsert"
+                    f"stream {source!r} has an incremental bookmark (in the tap's STATE, or bookmark_properties "
+                    "in its SCHEMA), so its records may be only the rows that changed, not the whole segment, "
+                    "even with ACTIVATE_VERSION; use a full-table stream, or sync_mode upsert"
                 )
             if source in self._resumed:
                 return (
@@ -380,21 +385,41 @@ def _resuming(bookmark: Any) -> bool:
     return isinstance(bookmark, Mapping) and bool(RESUMING_KEYS & bookmark.keys())
 
 
+# The keys a full-table bookmark holds (singer-io, pipelinewise, the SDK). Any other key may be an
+# incremental bookmark under its field's name (tap-salesforce keeps {"SystemModstamp": ...}): doubt.
+FULL_TABLE_KEYS = {
+    "version",
+    "last_replication_method",
+    "initial_full_table_complete",
+    "max_pk_values",
+    "partitions",
+    "context",
+    "starting_replication_value",
+    "progress_markers",
+    *RESUMING_KEYS,
+}
+OPAQUE_KEYS = {"context", "max_pk_values", "last_pk_fetched", "last_id_fetched", "last_evaluated_key"}  # data
+
+
 def _incremental(bookmark: Any, depth: int = 0) -> bool:
-    """Whether a stream's bookmark (or one of its partitions') is an incremental or log-based one."""
+    """Whether a stream's bookmark (or one of its partitions') may be an incremental or log-based one."""
     if depth > 4:
-        return False
+        return True  # deeper than any tap writes: doubt
     if isinstance(bookmark, list):
-        return any(_incremental(item, depth + 1) for item in bookmark)
+        return any(_incremental(item, depth + 1) for item in bookmark if isinstance(item, (list, Mapping)))
     if not isinstance(bookmark, Mapping):
         return depth == 0 and bookmark is not None  # a stream's bookmark of no known shape: doubt
     method = bookmark.get("last_replication_method")
     if INCREMENTAL_KEYS & bookmark.keys() or (isinstance(method, str) and method.upper() != "FULL_TABLE"):
         return True
-    if any(isinstance(key, str) and key.startswith(INCREMENTAL_PREFIXES) for key in bookmark):
+    if any(not isinstance(key, str) or key.startswith(INCREMENTAL_PREFIXES) for key in bookmark):
+        return True
+    if bookmark.keys() - FULL_TABLE_KEYS:
         return True
     return any(
-        _incremental(item, depth + 1) for item in bookmark.values() if isinstance(item, (list, Mapping))
+        _incremental(value, depth + 1)
+        for key, value in bookmark.items()
+        if key not in OPAQUE_KEYS and isinstance(value, (list, Mapping))
     )
 
 

@@ -123,6 +123,7 @@ class ExportRun:
         self._profiles = HashTable(with_values=False)
         self._pending: dict[tuple[str, str], PendingProfile] = {}
         self._phone_owner = HashTable(with_values=True)
+        self._external_owner = HashTable(with_values=True)
         # With several lists, which lists each person was sent to (else the people are that).
         self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
         self._taken = 0
@@ -206,6 +207,7 @@ class ExportRun:
     def reject(self, stream: str, record: Any, reject: Reject) -> None:
         """A record that will not be exported; it is final at once."""
         self.report.reject(stream, record, reject)
+        self._later_rejected(record)
 
     def list_for(self, stream: str) -> str:
         """The list a stream goes to; a stream with none is a configuration error, before its records."""
@@ -234,6 +236,7 @@ class ExportRun:
         ``source`` is what held and sent profiles keep to write a reject later: the
         record, or the line it came in on (see :class:`PendingProfile`).
         """
+        seen_before = hash64(profile.key) in self._profiles
         admission = self._admit(profile.key, list_id)
         if admission is Admission.OVER_LIMIT:
             limit = self.settings.max_profiles
@@ -247,30 +250,36 @@ class ExportRun:
             self.report.reject(stream, record, dropped, counted=False)
         epoch = self.ledger.open_record()
         self._taken += 1
-        if admission is Admission.REPEAT:
-            # A later record of someone already taken: an earlier job's consent must not outvote it.
-            self._later_records[hash64(f"{list_id}\n{profile.key}")] = self._taken
+        if seen_before:
+            # A later record of someone already taken (for any list: consent is the profile's):
+            # an earlier job's consent must not outvote it.
+            self._later_records[hash64(profile.key)] = self._taken
         item = PendingProfile.of(
             profile, stream, source, epoch, list_id=list_id, order=self._taken, describe=self.pipeline is None
         )
         self._hold(item, admission)
 
     def _one_person_per_phone(self, profile: Profile) -> Profile:
-        """Klaviyo identifies people by phone too: a phone already given to another email is dropped.
+        """Klaviyo identifies people by phone and external id too: one already given to another
+        email in this run is dropped.
 
-        Otherwise Klaviyo would merge the two emails into one profile.
+        Otherwise Klaviyo would merge the two emails into one profile (and one's consent would
+        become the other's).
         """
-        phone = profile.resource["attributes"].get("phone_number")
-        if phone is None:
-            return profile
         person = hash64(profile.key)
-        if self._phone_owner.setdefault(hash64(phone), person) == person:
-            return profile
-        detail = (
-            "phone_number is already the phone of another email in this run; it was left out so "
-            "that Klaviyo does not merge the two people, and the profile was exported without it."
-        )
-        return profile.without("phone_number", Reject("duplicate_phone", detail))
+        for attribute, owners, reason in (
+            ("phone_number", self._phone_owner, "duplicate_phone"),
+            ("external_id", self._external_owner, "duplicate_external_id"),
+        ):
+            value = profile.resource["attributes"].get(attribute)
+            if value is None or owners.setdefault(hash64(f"{value}"), person) == person:
+                continue
+            detail = (
+                f"{attribute} is already the {attribute} of another email in this run; it was left out so "
+                "that Klaviyo does not merge the two people, and the profile was exported without it."
+            )
+            profile = profile.without(attribute, Reject(reason, detail))
+        return profile
 
     def _admit(self, key: str, list_id: str) -> Admission:
         """Count a profile towards the limit the first time its email is seen in this run.
@@ -339,6 +348,7 @@ class ExportRun:
         """A RECORD line whose record cannot be read or represented: counted and rejected."""
         self.report.count_read()
         self.report.reject(stream, record if isinstance(record, dict) else None, reject)
+        self._later_rejected(record)
         if self.mirror is None:
             return
         self.mirror.record_from(stream)
@@ -421,7 +431,17 @@ class ExportRun:
     # What jobs report (JobEvents), from the submitting and the settling thread
 
     def superseded(self, list_id: str, key: str, order: int) -> bool:
-        return self._later_records.get(hash64(f"{list_id}\n{key}"), order) > order
+        return self._later_records.get(hash64(key), order) > order
+
+    def _later_rejected(self, record: Any) -> None:
+        """A rejected record still says who it is for: any earlier consent of that person is superseded,
+        since what this later record would have said is unknown."""
+        if self.settings.consent_path is None or not isinstance(record, dict):
+            return
+        key = self.mapper.key_of(record)
+        if key is not None and hash64(key) in self._profiles:
+            self._taken += 1
+            self._later_records[hash64(key)] = self._taken
 
     def job_submitted(self, job_id: str) -> None:
         if not self._books_closed:

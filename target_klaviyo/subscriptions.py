@@ -82,8 +82,8 @@ WITHDRAWN_DETAIL = (
 
 def _moment(text: object) -> datetime.datetime | None:
     """A timestamp of Klaviyo's, or None if it is not one; without an offset it is UTC, as Klaviyo keeps time."""
-    if not isinstance(text, str):
-        return None
+    if not isinstance(text, str) or "T" not in text.upper():
+        return None  # a date without its time could be any moment of that day: unreadable, so doubt
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -188,6 +188,8 @@ class TargetKlaviyo(Target):
         if self.run.mirror is not None:
             for alias in self._aliases(message_dict["stream"]):
                 self.run.mirror.fed(message_dict["stream"], alias)
+            if message_dict.get("bookmark_properties"):
+                self.run.mirror.incremental_schema(message_dict["stream"])
 
     def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         """A RECORD of a stream with no stream map: the SDK's steps, without their per-record costs.
@@ -349,7 +351,10 @@ def _void_plan_of(config: object) -> None:
     if not isinstance(config, t.Mapping):
         return
     try:
-        api_url = check_api_url(config.get("api_url") or DEFAULT_API_URL)
+        raw_url = config.get("api_url") or DEFAULT_API_URL
+        if not isinstance(raw_url, str):
+            return
+        api_url = check_api_url(raw_url)
         list_id = config.get("list_id")
         stream_lists = config.get("stream_lists") or {}
         if not (list_id is None or isinstance(list_id, str)) or not isinstance(stream_lists, t.Mapping):
@@ -359,7 +364,7 @@ def _void_plan_of(config: object) -> None:
         path = config.get("mirror_plan_path")
         plan = Path(path).expanduser() if isinstance(path, str) and path else None
         PlanFiles(plan or default_plan_path(api_url, list_id.strip() if list_id else None, routing)).void()
-    except (SettingsError, OSError, ValueError, TypeError, RuntimeError):
+    except (SettingsError, OSError, ValueError, TypeError, AttributeError, RuntimeError):
         return  # nothing can be told: the run fails anyway, and with it the pipeline
 
 

@@ -363,3 +363,33 @@ def test_a_later_record_in_a_later_batch_decides_the_consent(sandbox, tmp_path):
     }
     assert not consent["z@example.com"], "an earlier yes never outvotes a later no"
     assert consent["y@example.com"]["consent"] == "SUBSCRIBED", "the later yes is sent"
+
+
+def test_a_later_no_on_another_list_or_in_a_rejected_record_decides_too(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=("ViP001", "ChuRN2"))
+    cfg = {"api_key": "pk_test_5ecret_never_printed_0123456789", "api_url": server.url,
+           "stream_lists": {"vip": "ViP001", "churn": "ChuRN2"}, "consent_property": "ok",
+           "max_reject_fraction": 1}  # fmt: skip
+    messages = [schema("vip", properties=REVIEW_SCHEMA), schema("churn", properties=REVIEW_SCHEMA),
+                record("vip", id=1, email="z@example.com", ok=True),
+                record("churn", id=1, email="z@example.com", ok=False),
+                record("vip", id=2, email="r@example.com", ok=True),
+                record("vip", id="two", email="r@example.com", ok=False)]  # fmt: skip
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r for r in server.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
+
+
+def test_an_external_id_of_another_email_is_left_out_so_consent_never_crosses_people(sandbox, tmp_path):
+    cfg = base_config(sandbox, consent_property="ok", property_mapping={"external_id": "cid"})
+    messages = [schema(properties={**REVIEW_SCHEMA, "cid": {"type": "string"}}),
+                record(id=1, email="old@example.com", ok=True, cid="C-1"),
+                record(id=2, email="new@example.com", ok=False, cid="C-1")]  # fmt: skip
+    result = run_cli({**cfg, "report_path": str(tmp_path / "r.json")}, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["values_dropped_by_reason"] == {"duplicate_external_id": 1}
+    consent = {
+        row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("TeStLs", 0, 100)
+    }
+    assert not consent["new@example.com"]

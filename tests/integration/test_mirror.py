@@ -830,7 +830,7 @@ def test_an_incremental_bookmark_outweighs_an_activate_version(sandbox_factory, 
     messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), bookmark]
     result = run_cli(config(server, tmp_path, stream_lists={"vip": VIP}), messages, tmp_path)
     assert result.returncode == 1
-    assert "stream 'vip' has an incremental bookmark in the tap's STATE" in result.stderr
+    assert "stream 'vip' has an incremental bookmark (in the tap's STATE" in result.stderr
     assert apply_plan(tmp_path).returncode == 1
     assert len(members(server, VIP)) == 3
 
@@ -1210,3 +1210,29 @@ def test_a_mirror_run_that_finds_an_apply_going_on_stops_it(sandbox_factory, tmp
     assert applying.returncode == 1
     assert "A newer run of this loader started while" in stderr
     assert "b@example.com" in members(server, VIP)
+
+
+# Found by the ninth hostile review.
+
+
+def test_an_incremental_bookmark_under_a_field_name_or_bookmark_properties_outweighs_activate_version(
+    sandbox_factory, tmp_path
+):
+    """tap-salesforce sends ACTIVATE_VERSION at every incremental sync, bookmarked by field name."""
+    for incremental_schema in (False, True):
+        server = sandbox_factory(lists=(VIP,))
+        seed(server, VIP, "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+        contact = schema("Contact")
+        if incremental_schema:
+            contact["bookmark_properties"] = ["SystemModstamp"]
+            bookmark: dict = {"version": 1}
+        else:
+            bookmark = {"version": 1, "SystemModstamp": "2026-11-01T00:00:00.000000Z"}
+        messages = [bookmark_state({"Contact": bookmark}), contact, activate("Contact"),
+                    record("Contact", id=1, email="a@example.com"), record("Contact", id=2, email="b@example.com"),
+                    bookmark_state({"Contact": bookmark})]  # fmt: skip
+        result = run_cli(config(server, tmp_path, stream_lists={"Contact": VIP}), messages, tmp_path)
+        assert result.returncode == 1, incremental_schema
+        assert "stream 'Contact' has an incremental bookmark" in result.stderr
+        assert apply_plan(tmp_path).returncode == 1
+        assert len(members(server, VIP)) == 4
