@@ -145,7 +145,10 @@ class Mirror:
         Bookmarks are keyed by the tap's stream id, which may be the stream's name with a
         prefix (``<database>-<table>``): a key that ends with a stream's name counts for it.
         """
-        bookmarks = value.get("bookmarks") if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping):
+            return
+        # Singer keeps bookmarks under "bookmarks"; a tap that keeps them at the top level is read too.
+        bookmarks = value.get("bookmarks", {k: v for k, v in value.items() if k not in STATE_HEADERS})
         if not isinstance(bookmarks, Mapping):
             return
         for key, bookmark in bookmarks.items():
@@ -385,6 +388,8 @@ def _resuming(bookmark: Any) -> bool:
     return isinstance(bookmark, Mapping) and bool(RESUMING_KEYS & bookmark.keys())
 
 
+STATE_HEADERS = {"currently_syncing", "current_stream"}  # STATE keys that are not bookmarks
+
 # The keys a full-table bookmark holds (singer-io, pipelinewise, the SDK). Any other key may be an
 # incremental bookmark under its field's name (tap-salesforce keeps {"SystemModstamp": ...}): doubt.
 FULL_TABLE_KEYS = {
@@ -406,7 +411,10 @@ def _incremental(bookmark: Any, depth: int = 0) -> bool:
     if depth > 4:
         return True  # deeper than any tap writes: doubt
     if isinstance(bookmark, list):
-        return any(_incremental(item, depth + 1) for item in bookmark if isinstance(item, (list, Mapping)))
+        # A list of values where bookmarks are objects is of no known shape: doubt.
+        return any(
+            not isinstance(item, (list, Mapping)) or _incremental(item, depth + 1) for item in bookmark
+        )
     if not isinstance(bookmark, Mapping):
         return depth == 0 and bookmark is not None  # a stream's bookmark of no known shape: doubt
     method = bookmark.get("last_replication_method")

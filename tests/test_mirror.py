@@ -168,6 +168,9 @@ def test_a_repeated_cursor_is_refused_and_odd_links_end_the_paging():
         {"last_replication_method": "LOG_BASED"},
         "2026-12-01",
         {"partitions": [{"context": {}, "replication_key": "x"}]},
+        ["2024-01-01T00:00:00Z"],
+        {"version": 1, "partitions": ["2024-01-01T00:00:00Z"]},
+        {"version": 1, "SystemModstamp": "2026-11-01T00:00:00Z"},
     ],
 )
 def test_an_incremental_bookmark_of_any_tap_outweighs_activate_version(bookmark):
@@ -201,3 +204,14 @@ def test_a_member_read_twice_is_kept_if_any_reading_keeps_it():
     )
     plan = mirror.plan(client, "V")  # type: ignore[arg-type]
     assert plan.remove == ["P3"], "P2 and P4 are kept: one of their readings keeps them"
+
+
+def test_a_state_that_keeps_its_bookmarks_at_the_top_level_is_read_too():
+    mirror = Mirror(("email",), 0.5, {})
+    full(mirror, "vip", "V", "a@b.co")
+    mirror.state({"currently_syncing": "vip", "vip": {"updated_at": "2024-01-01T00:00:00Z"}})
+    assert (mirror.why_not("V", 1) or "").startswith("stream 'vip' has an incremental bookmark")
+    whole = Mirror(("email",), 0.5, {})
+    full(whole, "vip", "V", "a@b.co")
+    whole.state({"bookmarks": {"vip": {}, "other": {"replication_key": "x"}}})  # the SDK's full table
+    assert whole.why_not("V", 1) is None
