@@ -490,8 +490,12 @@ def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str 
             raise ValueError(f"is not {what}") from None
     else:
         raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not {what}")
-    zoned = moment.tzinfo is not None and moment.utcoffset() is not None
-    if not zoned:
+    offset = moment.utcoffset() if moment.tzinfo is not None else None
+    # A zero offset is what taps add to a time kept without a zone (singer-io tap-postgres and
+    # tap-mysql write local times and dates as "...+00:00"): it cannot be told from real UTC, so
+    # for the comparison with an unsubscribe it counts as a time without a zone.
+    zoned = offset is not None and offset != datetime.timedelta(0)
+    if offset is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     try:

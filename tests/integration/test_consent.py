@@ -150,9 +150,11 @@ def test_an_unsubscribe_in_klaviyo_stands_unless_consent_was_given_again_later(s
 
 
 def _soon() -> str:
-    """A consent given just now: after the unsubscribe the test recorded a moment ago."""
+    """A consent given just now, after the unsubscribe the test recorded a moment ago; with a
+    zone that is not UTC (a zero offset may be one a tap added to a local time: see mapping.py)."""
     time.sleep(1.1)
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stockholm = datetime.timezone(datetime.timedelta(hours=1))
+    return datetime.datetime.now(stockholm).isoformat(timespec="seconds")
 
 
 def _consent_in(sandbox) -> dict[str, str | None]:
@@ -189,7 +191,14 @@ def test_a_consent_date_without_a_zone_or_ahead_of_the_clock_never_outweighs_an_
         record(id=1, email="naive@example.com", marketing_ok=_text(_ago(hours=1), zone=False)),
         record(id=2, email="date@example.com", marketing_ok=today.date().isoformat()),
         record(id=3, email="fast-clock@example.com", marketing_ok=_text(_ago(minutes=-3))),
-        record(id=4, email="zoned@example.com", marketing_ok=_text(_ago(hours=1))),
+        # In a zone that is not UTC: a zero offset may be one a tap added to a local time.
+        record(
+            id=4,
+            email="zoned@example.com",
+            marketing_ok=_ago(hours=1)
+            .astimezone(datetime.timezone(datetime.timedelta(hours=-5)))
+            .isoformat(timespec="seconds"),
+        ),
         record(id=5, email="naive-much-later@example.com", marketing_ok=_text(_ago(days=1), zone=False)),
     ]
     result = run_cli(consent_config(sandbox, tmp_path), messages, tmp_path)
@@ -393,3 +402,22 @@ def test_an_external_id_of_another_email_is_left_out_so_consent_never_crosses_pe
         row["attributes"]["email"]: row["email_marketing"] for row in sandbox.store.members("TeStLs", 0, 100)
     }
     assert not consent["new@example.com"]
+
+
+def test_a_utc_offset_a_tap_added_to_a_local_time_never_outweighs_an_unsubscribe(sandbox, tmp_path):
+    """singer-io tap-postgres writes a timestamp without time zone as isoformat() + '+00:00', and a
+    DATE as 'T00:00:00+00:00': such a time may be local (Tokyo's noon is 03:00 UTC)."""
+    for email, unsubscribed, consented in (
+        ("tokyo@example.com", "2024-03-01T08:00:00+00:00", "2024-03-01T12:00:00+00:00"),
+        ("date@example.com", "2024-02-29T20:00:00+00:00", "2024-03-01T00:00:00+00:00"),
+    ):
+        sandbox.store.unsubscribe(email, datetime.datetime.fromisoformat(unsubscribed))
+        sandbox.store.add_members("TeStLs", [sandbox.store.upsert_profile({"email": email})[0]])
+        cfg = base_config(sandbox, consent_property="ok", consented_at_property="at")
+        messages = [schema(properties=REVIEW_SCHEMA), record(id=1, email=email, ok=True, at=consented)]
+        assert run_cli(cfg, messages, tmp_path).returncode == 0
+        rows = {
+            row["attributes"]["email"]: row["email_marketing"]
+            for row in sandbox.store.members("TeStLs", 0, 100)
+        }
+        assert rows[email]["consent"] == "UNSUBSCRIBED", email
