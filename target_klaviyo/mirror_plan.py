@@ -184,10 +184,13 @@ class PlanFiles:
     # The run's side
 
     def start_run(self) -> str:
-        """A new mirror run: delete the plan it replaces, and make it the latest run; its id."""
+        """A new mirror run: make it the latest run, and delete the plan it replaces; its id."""
+        return self._supersede()
+
+    def _supersede(self) -> str:
+        """Mark a new latest run first (so an apply in progress stops at its next try), then delete
+        the plan and its progress; the new run's id."""
         run_id = uuid.uuid4().hex
-        for path in (self.path, self.progress_path):
-            path.unlink(missing_ok=True)
         document = {
             "format": RUN_FORMAT,
             "version": FORMAT_VERSION,
@@ -195,6 +198,8 @@ class PlanFiles:
             "started_at": time.time(),
         }
         write_whole(self.marker, json.dumps(document), self.setting)
+        for path in (self.path, self.progress_path):
+            path.unlink(missing_ok=True)
         return run_id
 
     def void(self) -> None:
@@ -211,10 +216,7 @@ class PlanFiles:
         if not any(ours) or (self.marker.exists() and not ours[1]):
             return
         with contextlib.suppress(OSError, RunError):
-            document = {"format": RUN_FORMAT, "version": FORMAT_VERSION, "run_id": uuid.uuid4().hex}
-            write_whole(self.marker, json.dumps({**document, "started_at": time.time()}), self.setting)
-            for path in (self.path, self.progress_path):
-                path.unlink(missing_ok=True)
+            self._supersede()
 
     def still_latest(self, run_id: str) -> None:
         """Before each removal: stop if a newer run of this loader has started since the plan was read."""

@@ -1095,7 +1095,9 @@ def test_a_run_whose_final_state_cannot_be_written_leaves_no_plan(sandbox_factor
     assert "b@example.com" in members(server, VIP)
 
 
-def test_a_newer_run_stops_an_apply_that_is_still_retrying(sandbox_factory, tmp_path):
+def plan_and_apply_while_throttled(sandbox_factory, tmp_path):
+    """A mirror run plans to remove b; target-klaviyo-mirror starts and keeps retrying its removal
+    (every DELETE throttled) until finish_apply: the window in which a newer run may start."""
     from klaviyo_sandbox.faults import FaultPlan
 
     server = sandbox_factory(lists=(VIP,))
@@ -1114,11 +1116,23 @@ def test_a_newer_run_stops_an_apply_that_is_still_retrying(sandbox_factory, tmp_
     while not any(r.method == "DELETE" for r in server.recorded):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return server, cfg, applying
+
+
+def finish_apply(server, applying):
+    """Lift the throttling and let the apply end; its stdout and stderr."""
+    from klaviyo_sandbox.faults import FaultPlan
+
+    server.settings.faults = FaultPlan()
+    return applying.communicate(timeout=120)
+
+
+def test_a_newer_run_stops_an_apply_that_is_still_retrying(sandbox_factory, tmp_path):
+    server, cfg, applying = plan_and_apply_while_throttled(sandbox_factory, tmp_path)
     (tmp_path / "u").mkdir()
     upsert = [schema("vip"), record("vip", id=2, email="b@example.com"), state(2)]
     assert run_cli({**cfg, "sync_mode": "upsert"}, upsert, tmp_path / "u").returncode == 0
-    server.settings.faults = FaultPlan()
-    _, stderr = applying.communicate(timeout=120)
+    _, stderr = finish_apply(server, applying)
     assert applying.returncode == 1
     assert "A newer run of this loader started while" in stderr
     assert "b@example.com" in members(server, VIP)
@@ -1183,30 +1197,13 @@ def test_an_address_beside_bytes_that_are_not_utf8_keeps_its_member(sandbox_fact
 
 
 def test_a_mirror_run_that_finds_an_apply_going_on_stops_it(sandbox_factory, tmp_path):
-    from klaviyo_sandbox.faults import FaultPlan
-
-    server = sandbox_factory(lists=(VIP,))
-    seed(server, VIP, "a@example.com", "b@example.com")
-    cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
+    server, cfg, applying = plan_and_apply_while_throttled(sandbox_factory, tmp_path)
     head = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com")]
-    assert run_cli(cfg, [*head, state(1)], tmp_path).returncode == 0
-    server.settings.faults = FaultPlan(
-        throttle=1.0, operations=frozenset({"DELETE /api/lists/{id}/relationships/profiles"})
-    )
-    applying = subprocess.Popen(
-        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=environment_without_settings(),
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not any(r.method == "DELETE" for r in server.recorded):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
     (tmp_path / "next").mkdir()
     later = run_cli(cfg, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "next")
     assert later.returncode == 1
     assert "Another target-klaviyo mirror run or target-klaviyo-mirror is using" in later.stderr
-    server.settings.faults = FaultPlan()
-    _, stderr = applying.communicate(timeout=120)
+    _, stderr = finish_apply(server, applying)
     assert applying.returncode == 1
     assert "A newer run of this loader started while" in stderr
     assert "b@example.com" in members(server, VIP)
