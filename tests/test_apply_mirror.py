@@ -101,10 +101,10 @@ def test_a_config_file_of_any_shape_is_one_sentence(tmp_path, bad):
 
 
 def test_deep_nesting_in_a_config_file_or_a_variable_is_one_sentence(tmp_path):
-    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(RunError, match="cannot be read as a JSON file"):
         load_config(str(tmp_path / "deep.json"), {})
-    deep = {"TARGET_KLAVIYO_API_KEY": KEY, "TARGET_KLAVIYO_STREAM_LISTS": "[" * 5000 + "]" * 5000}
+    deep = {"TARGET_KLAVIYO_API_KEY": KEY, "TARGET_KLAVIYO_STREAM_LISTS": "[" * 100_000 + "]" * 100_000}
     with pytest.raises(RunError, match="TARGET_KLAVIYO_STREAM_LISTS"):
         load_config(None, deep)
 

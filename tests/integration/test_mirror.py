@@ -1026,7 +1026,7 @@ def test_a_deeply_nested_report_at_apply_is_a_warning_and_the_plan_is_used(sandb
     cfg = config(server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1)
     messages = [schema("vip"), activate("vip"), record("vip", id=1, email="a@example.com"), state(1)]
     assert run_cli(cfg, messages, tmp_path).returncode == 0
-    (tmp_path / "report.json").write_text("[" * 5000 + "]" * 5000)
+    (tmp_path / "report.json").write_text("[" * 100_000 + "]" * 100_000)
     applied = apply_plan(tmp_path)
     assert applied.returncode == 0, applied.stderr
     assert "Traceback" not in applied.stderr
