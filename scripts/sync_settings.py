@@ -80,7 +80,7 @@ UTILITY_METADATA = {
         }
     },
 }
-# The loader's settings that target-klaviyo-mirror reads (target_klaviyo.apply_mirror): the client's
+# The loader's settings that target-klaviyo-mirror reads (target_klaviyo.mirror.apply): the client's
 # api_key, api_url and api_revision; list_id and stream_lists, the lists a plan may touch (with
 # api_url they also name the default mirror_plan_path); sync_mode, which must be mirror; dry_run,
 # under which it removes nobody; the plan's mirror_plan_path; and report_path, the run's report

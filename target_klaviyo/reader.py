@@ -41,8 +41,8 @@ from singer_sdk.exceptions import MappingError, MissingKeyPropertiesError, Recor
 from singer_sdk.io_base import SingerMessageType, SingerReader
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.mapping import Reject
-from target_klaviyo.stop import StopSignal
+from target_klaviyo.records.mapping import Reject
+from target_klaviyo.run.stop import StopSignal
 
 MAX_NESTING = 64
 # msgspec reads a line about three times faster than the json module. It refuses everything

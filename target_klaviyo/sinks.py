@@ -16,10 +16,10 @@ from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_klaviyo.jobs import MAX_PROFILES_PER_JOB
-from target_klaviyo.mapping import Reject
-from target_klaviyo.run import ExportRun
-from target_klaviyo.schema_paths import check_stream
+from target_klaviyo.delivery.jobs import MAX_PROFILES_PER_JOB
+from target_klaviyo.records.mapping import Reject
+from target_klaviyo.records.schema_paths import check_stream
+from target_klaviyo.run.run import ExportRun
 
 SOURCE_LINE = "target_klaviyo.line"  # the record's Singer line, in the context the target passes
 NAMED_SUBSCHEMAS = {"properties", "patternProperties", "definitions", "$defs", "dependentSchemas"}

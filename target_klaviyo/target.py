@@ -3,7 +3,7 @@
 Before any record is sent the target checks its settings and that the API key can
 see the configured list; a problem with either ends the run with one sentence.
 Records flow through :mod:`target_klaviyo.sinks` into bulk import jobs; the run
-(:mod:`target_klaviyo.run`) owns everything after that: jobs in flight, STATE,
+(:mod:`target_klaviyo.run.run`) owns everything after that: jobs in flight, STATE,
 the report. This module only connects the run to the SDK:
 
 - creating the first sink checks the connection;
@@ -34,10 +34,11 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.mirror_plan import PlanFiles
+from target_klaviyo.mirror.plan_file import PlanFiles
 from target_klaviyo.reader import SDC_KEYS, SingerInput
-from target_klaviyo.run import ExportRun
-from target_klaviyo.settings import (
+from target_klaviyo.run.run import ExportRun
+from target_klaviyo.run.stop import RunInterrupted
+from target_klaviyo.settings.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
     Settings,
@@ -49,7 +50,6 @@ from target_klaviyo.settings import (
     unknown_setting_error,
 )
 from target_klaviyo.sinks import SOURCE_LINE, KlaviyoSink
-from target_klaviyo.stop import RunInterrupted
 
 # click rewraps each paragraph to the terminal; a paragraph after a "\b" line keeps its lines.
 CLI_HELP = """Upsert the profiles of Singer streams into Klaviyo lists.
@@ -255,7 +255,7 @@ class TargetKlaviyo(Target):
         hang) and then exits with code 0 as if the run had completed (meltano/sdk#3775,
         fix proposed in meltano/sdk#3778). Here the handler records the signal and, if
         the main thread is waiting, raises :class:`RunInterrupted` there
-        (:mod:`target_klaviyo.stop`); the run's guard lets the jobs in flight settle for
+        (:mod:`target_klaviyo.run.stop`); the run's guard lets the jobs in flight settle for
         ``stop_grace_seconds`` and writes the report.
         """
         run: ExportRun | None = getattr(self, "run", None)

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from streams import SEGMENT_MAPPING, segment_messages
 
-from target_klaviyo.mapping import Profile, ProfileMapper
 from target_klaviyo.reader import SingerInput
-from target_klaviyo.settings import Settings
+from target_klaviyo.records.mapping import Profile, ProfileMapper
+from target_klaviyo.settings.settings import Settings
 from target_klaviyo.sinks import RecordCheck
 
 ROOT = Path(__file__).resolve().parents[1]

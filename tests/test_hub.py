@@ -14,8 +14,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from target_klaviyo.apply_mirror import load_config
 from target_klaviyo.errors import RunError
+from target_klaviyo.mirror.apply import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB = ROOT / "tests" / "fixtures" / "meltano_hub"

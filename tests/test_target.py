@@ -10,7 +10,7 @@ from streams import SEGMENT_MAPPING, segment_messages
 from support import base_config, customers, members, run_in_process, schema, state
 
 from klaviyo_sandbox import FaultPlan
-from target_klaviyo.client import ErrorDetail, KlaviyoApiError, KlaviyoError
+from target_klaviyo.klaviyo.http import ErrorDetail, KlaviyoApiError, KlaviyoError
 from target_klaviyo.target import TargetKlaviyo
 
 JOBS = "POST /api/profile-bulk-import-jobs"
@@ -46,7 +46,7 @@ def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, cap
 
 def progress_lines(sandbox_factory, monkeypatch, caplog, job_delay: float) -> list[str]:
     """The progress lines of a three-record run, with a progress line allowed at every chance."""
-    from target_klaviyo import report
+    from target_klaviyo.run.run import report
 
     monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
     server = sandbox_factory(job_delay=job_delay)

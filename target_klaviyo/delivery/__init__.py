@@ -1,0 +1,1 @@
+"""Getting profiles to Klaviyo: import jobs in flight, their errors, and subscriptions."""

@@ -1,0 +1,218 @@
+"""Import jobs in flight: submitted from the reading thread, settled in the background.
+
+Klaviyo runs bulk import jobs asynchronously, often for many seconds. Waiting for
+each one before reading on would pay that time once per job, and even waiting for
+Klaviyo to accept a job means waiting for a 5 MB upload. So the reading thread
+only queues each job's profiles; a submitting thread sends them, and a settling
+thread polls the oldest unsettled job, reads its import errors and reports each
+profile's fate. At most ``max_in_flight`` jobs are queued or unsettled at once; at
+the bound, queueing waits, which bounds memory too.
+
+Jobs settle in the order they were submitted, so when a job is settled every
+earlier one is too. Two rules keep the results what a sequential run would give:
+a profile whose person is in an unsettled job is not submitted until that job has
+settled (so the later record for a person still wins in Klaviyo; the run keeps it
+back, see :meth:`JobPipeline.busy`, while everyone else goes on), and polling stays
+within Klaviyo's budget for reading jobs (``MIN_POLL_INTERVAL``, well under its
+steady 150 a minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from target_klaviyo.delivery.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob
+from target_klaviyo.errors import RunError
+from target_klaviyo.klaviyo.http import KlaviyoError
+from target_klaviyo.run.stop import StopSignal
+
+logger = logging.getLogger("target_klaviyo.delivery.pipeline")
+
+MIN_POLL_INTERVAL = 0.45
+
+
+class JobPipeline:
+    def __init__(
+        self,
+        submitter: BulkImporter,
+        settler: BulkImporter,
+        max_in_flight: int,
+        stop: StopSignal,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._stop = stop
+        self._tick = tick  # called about once a second while the reading thread waits (progress lines)
+        self._submitter = submitter
+        self._settler = settler
+        self.max_in_flight = max_in_flight
+        self._queued: deque[tuple[int, str, list[PendingProfile]]] = deque()
+        self._submitting = 0  # chunks taken from the queue whose POST has not been answered
+        self._jobs: deque[tuple[int, SubmittedJob]] = deque()
+        self._newest_job_of: dict[str, int] = {}
+        self._numbered = 0
+        self._changed = threading.Condition()
+        self._abandoned = threading.Event()
+        self._settling_stopped = False
+        self._threads: list[threading.Thread] = []
+        self._last_poll = 0.0
+        self.failure: BaseException | None = None
+
+    @property
+    def in_flight(self) -> int:
+        with self._changed:
+            return self._unfinished()
+
+    def _unfinished(self) -> int:
+        return len(self._queued) + self._submitting + len(self._jobs)
+
+    def busy(self, items: list[PendingProfile]) -> tuple[list[PendingProfile], list[PendingProfile]]:
+        """The profiles that may be submitted now, and those whose person is in an unsettled job.
+
+        Only the reading thread registers people (when it queues a chunk); the other
+        threads only remove them, so a profile found free here is still free when queued.
+        """
+        free: list[PendingProfile] = []
+        held: list[PendingProfile] = []
+        with self._changed:
+            newest = self._newest_job_of
+            for item in items:
+                (held if item.key in newest else free).append(item)
+        return free, held
+
+    def submit(self, chunks: list[tuple[str, list[PendingProfile]]]) -> None:
+        """Queue each (list, chunk) for submission as a job, waiting for room among the jobs in flight."""
+        for list_id, chunk in chunks:
+            with self._changed:
+                while True:
+                    self.raise_failure()
+                    if self._unfinished() < self.max_in_flight:
+                        break
+                    with self._stop.waiting():
+                        self._changed.wait(1.0)
+                    self._tick()
+                number = self._numbered
+                self._numbered += 1
+                for item in chunk:
+                    self._newest_job_of[item.key] = number
+                self._queued.append((number, list_id, chunk))
+                self._changed.notify_all()
+            self._start_threads()
+
+    @property
+    def settling_stopped(self) -> bool:
+        return self._settling_stopped
+
+    def wait_all(self, deadline: float | None = None) -> bool:
+        """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""
+        with self._changed:
+            while self._unfinished() and not self._settling_stopped:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                with self._stop.waiting():
+                    self._changed.wait(1.0 if remaining is None else min(1.0, remaining))
+                self._tick()
+            return not self._unfinished()
+
+    def raise_failure(self) -> None:
+        """Raise, on the reading thread, what went wrong while settling."""
+        if self.failure is not None:
+            raise self.failure
+
+    def abandon(self) -> None:
+        """Stop settling: the run is ending and what is still in flight stays unconfirmed."""
+        self._abandoned.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _start_threads(self) -> None:
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._submit_all, name="submit-import-jobs", daemon=True),
+                threading.Thread(target=self._settle_all, name="settle-import-jobs", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def _submit_all(self) -> None:
+        """Send queued chunks in order; a chunk may become several jobs, or none (all refused)."""
+        try:
+            while True:
+                with self._changed:
+                    while not self._queued and not self._abandoned.is_set():
+                        self._changed.wait()
+                    if self._abandoned.is_set():
+                        return
+                    number, list_id, chunk = self._queued.popleft()
+                    self._submitting += 1
+                jobs = self._submitter.submit(list_id, chunk)
+                with self._changed:
+                    self._submitting -= 1
+                    submitted = {key for job in jobs for key in job.keys}
+                    for item in chunk:
+                        if item.key not in submitted and self._newest_job_of.get(item.key) == number:
+                            del self._newest_job_of[item.key]  # refused at submission: final already
+                    self._jobs.extend((number, job) for job in jobs)
+                    self._changed.notify_all()
+        except BaseException as error:
+            self._fail(error)
+            with self._changed:
+                self._settling_stopped = True
+                self._changed.notify_all()
+
+    def _settle_all(self) -> None:
+        try:
+            while not self._abandoned.is_set():
+                with self._changed:
+                    while not self._jobs and not self._abandoned.is_set():
+                        self._changed.wait()
+                    if self._abandoned.is_set():
+                        return
+                    number, job = self._jobs[0]
+                self._settle_oldest(number, job)
+        except BaseException as error:
+            self._fail(error)
+            with self._changed:
+                self._settling_stopped = True
+                self._changed.notify_all()
+
+    def _settle_oldest(self, number: int, job: SubmittedJob) -> None:
+        while not self._abandoned.is_set():
+            due = max(job.next_poll, self._last_poll + MIN_POLL_INTERVAL)
+            if self._abandoned.wait(max(0.0, due - time.monotonic())):
+                return
+            self._last_poll = time.monotonic()
+            attributes = self._settler.poll(job)
+            if attributes is None:
+                continue
+            try:
+                self._settler.settle(job, attributes)
+            except JobCancelled as error:
+                # Only this job's profiles are unconfirmed; later jobs are still settled so
+                # the report counts what reached Klaviyo, but no STATE passes this job.
+                self._fail(error)
+            self._done(number, job)
+            return
+
+    def _done(self, number: int, job: SubmittedJob) -> None:
+        with self._changed:
+            self._jobs.popleft()
+            for key in job.keys:
+                if self._newest_job_of.get(key) == number:
+                    del self._newest_job_of[key]
+            self._changed.notify_all()
+
+    def _fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error if isinstance(error, RunError) else _unexpected(error)
+            logger.debug("Settling import jobs failed: %s", self.failure)
+
+
+def _unexpected(error: BaseException) -> KlaviyoError:
+    failure = KlaviyoError(f"Settling import jobs failed unexpectedly: {type(error).__name__}.")
+    failure.__cause__ = error
+    return failure

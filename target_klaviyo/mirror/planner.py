@@ -1,0 +1,486 @@
+"""Mirror mode: each list ends up holding exactly this run's profiles for it, in two steps.
+
+Removing people is the one thing target-klaviyo does that loses something in
+Klaviyo (list membership; the profiles themselves stay). A target cannot tell a tap
+that finished from one that failed: both simply end its input (a Singer SDK tap sends
+nothing at the end of a full-table stream, and under ``meltano run`` the tap's exit
+code is known only after the target has finished). So the run only *plans*: at the
+end of a complete run it reads each list, chooses the members to remove and writes
+them to the plan (:mod:`target_klaviyo.mirror.plan_file`); ``target-klaviyo-mirror``
+(:mod:`target_klaviyo.mirror.apply`) removes them, and the pipeline runs it only
+after the tap and the target have both succeeded (the next block of a Meltano job,
+or ``tap | target-klaviyo && target-klaviyo-mirror`` under ``set -o pipefail``).
+
+A list is mirrored only when this run saw its whole segment; whenever there is
+doubt it is left as it is, with one sentence saying why (:meth:`Mirror.why_not`):
+
+- the run read all its input and ended without failure, interruption, or the
+  profile limit (the run checks that before it asks for a plan);
+- every stream routed to the list this run, *and every stream ``stream_lists``
+  names for it*, arrived as a full extract: ``ACTIVATE_VERSION`` before its first
+  record (Singer's signal that a full-table sync replaces what came before; one that
+  only arrives after the rows is how singer-io taps end a *resumed* sync, which sent
+  only the remaining rows), and at least one record;
+- Klaviyo accepted at least one of this run's profiles for the list (import job
+  complete, not among its import errors): a run Klaviyo refused whole never empties
+  a list;
+- the removals are at most ``mirror_max_removal_fraction`` of the members the list
+  had before the run (its ``profile_count`` when the run started).
+
+A member whose email appeared in this run's input for the list is kept, even if its
+record was rejected this time; a member without an email (a phone-only profile) is
+kept and counted, since no record of this pipeline can ever name it. Members are
+read with ``GET /api/lists/{id}/profiles`` (emails only, 100 a page) and removed
+with ``DELETE /api/lists/{id}/relationships/profiles`` (1,000 a request), each paced
+within its endpoint's steady rate limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import unicodedata
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from target_klaviyo.errors import RunError
+from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
+from target_klaviyo.mirror.plan_file import ID as PROFILE_ID
+from target_klaviyo.mirror.plan_file import ListPlan
+from target_klaviyo.records.emails import normalize_email
+from target_klaviyo.records.mapping import get_path
+from target_klaviyo.run.seen import HashTable, hash64
+
+logger = logging.getLogger("target_klaviyo.mirror.planner")
+
+MEMBERS_PAGE_SIZE = 100
+MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
+# An address inside other text: no spaces, brackets, quotes or separators around its "@".
+ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
+UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
+INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
+MAX_IDS_PER_REMOVAL = 1000
+READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
+REMOVE_INTERVAL = 60 / 140  # DELETE list relationships: steady 150 a minute
+
+
+class MirrorRefused(RunError):
+    """A list was left as it was because mirroring it could be wrong; the run fails."""
+
+
+class Mirror:
+    """What the run saw of each list's segment, and the reading of members to plan removals."""
+
+    def __init__(
+        self, email_path: tuple[str, ...], max_removal_fraction: float, stream_lists: Mapping[str, str]
+    ) -> None:
+        self.email_path = email_path
+        self.max_removal_fraction = max_removal_fraction
+        self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
+        self._streams_for: dict[str, set[str]] = {}  # the streams routed to each list this run
+        self._named_for: dict[str, set[str]] = {}  # the streams stream_lists names for each list
+        for stream, list_id in stream_lists.items():
+            self._named_for.setdefault(list_id, set()).add(stream)
+        # Full extracts are the tap's streams, which a stream map may rename or merge: what is known
+        # of each tap stream, and which tap streams each stream (after the maps) is made of.
+        self._sources_of: dict[str, set[str]] = {}
+        self._records_from: Counter[str] = Counter()
+        self._full_extracts: set[str] = set()  # ACTIVATE_VERSION before the tap stream's first record
+        self._late_versions: set[str] = set()  # ACTIVATE_VERSION only after some of its records
+        self._incremental: set[str] = set()  # tap streams whose STATE bookmark is incremental
+        self._resumed: set[str] = set()  # tap streams whose full-table sync this run resumes
+        # Bookmarks that cast doubt, kept to match against streams whose SCHEMA comes after them.
+        self._doubtful_bookmarks: set[tuple[str, bool, bool]] = set()
+        self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
+
+    # While reading
+
+    def incremental_schema(self, source: str) -> None:
+        """The tap's SCHEMA for ``source`` names ``bookmark_properties``: Singer's own sign of an
+        incremental stream, whatever ACTIVATE_VERSION says."""
+        self._incremental.add(source)
+
+    def fed(self, source: str, stream: str) -> None:
+        """The tap's stream ``source`` arrives as ``stream`` (its name after the stream maps)."""
+        self._sources_of.setdefault(stream, set()).add(source)
+        for key, incremental, resuming in self._doubtful_bookmarks:  # a STATE before its SCHEMA
+            if _names(key, source):
+                if incremental:
+                    self._incremental.add(source)
+                if resuming and not self._records_from[source]:
+                    self._resumed.add(source)
+
+    def routed(self, stream: str, list_id: str) -> None:
+        """A stream of this run goes to ``list_id`` (its SCHEMA arrived): the list is this run's to mirror."""
+        self._streams_for.setdefault(list_id, set()).add(stream)
+
+    @property
+    def lists(self) -> list[str]:
+        """The lists this run's streams go to, then those stream_lists names that no stream reached."""
+        return list(dict.fromkeys([*self._streams_for, *self._named_for]))
+
+    def record_from(self, source: str) -> None:
+        """A RECORD of the tap's stream ``source`` arrived, whatever becomes of it."""
+        self._records_from[source] += 1
+
+    def activated(self, source: str) -> None:
+        """The tap sent ACTIVATE_VERSION for ``source``: a full extract only if no record came before it."""
+        if self._records_from[source]:
+            self._late_versions.add(source)
+        else:
+            self._full_extracts.add(source)
+
+    def state(self, value: Any) -> None:
+        """A STATE from the tap: what its bookmarks say of each stream's extract.
+
+        Some taps send ACTIVATE_VERSION before an incremental sync too (singer-io tap-mysql
+        does, every sync), so a bookmark with a replication key or log position, or a
+        replication method that is not a full table, outweighs it. A bookmark that marks
+        where an interrupted full-table sync stopped (``last_pk_fetched``, ``xmin``), seen
+        before the stream's first record, means this run resumes it: only the rest follows.
+        Bookmarks are keyed by the tap's stream id, which may be the stream's name with a
+        prefix (``<database>-<table>``): a key that ends with a stream's name counts for it.
+        """
+        if not isinstance(value, Mapping):
+            return
+        # Singer keeps bookmarks under "bookmarks"; a tap that keeps them at the top level is read too.
+        bookmarks = value.get("bookmarks", {k: v for k, v in value.items() if k not in STATE_HEADERS})
+        if not isinstance(bookmarks, Mapping):
+            return
+        for key, bookmark in bookmarks.items():
+            incremental, resuming = _incremental(bookmark), _resuming(bookmark)
+            if not (incremental or resuming):
+                continue
+            self._doubtful_bookmarks.add((str(key), incremental, resuming))
+            for source in self._sources_named(str(key)):
+                if incremental:
+                    self._incremental.add(source)
+                if resuming and not self._records_from[source]:
+                    self._resumed.add(source)
+
+    def _sources_named(self, key: str) -> list[str]:
+        sources = {source for sources in self._sources_of.values() for source in sources}
+        return [source for source in sources if _names(key, source)]
+
+    def keep(self, list_id: str, record: Any) -> None:
+        """A record for ``list_id``: the email at its email path, in whatever shape it came (text, a
+        list, an object), keeps its member whatever becomes of the record."""
+        if isinstance(record, Mapping):
+            self._keep_within(list_id, get_path(record, self.email_path))
+
+    def keep_any(self, list_id: str, record: Any) -> None:
+        """A record that could not be read as a record: no stream map or mapping ran on it, so its
+        email path and then every text in it that may hold an address keep their members (keeping
+        too many only removes fewer)."""
+        self.keep(list_id, record)
+        self._keep_within(list_id, record)
+
+    def _keep_within(self, list_id: str, value: Any) -> None:
+        """Every text in ``value`` that may hold an address, searched breadth first (so a long array
+        deep inside cannot use up the search before the fields above it)."""
+        pending, budget = deque([value]), MAX_VALUES_SEARCHED
+        while pending and budget:
+            item = pending.popleft()
+            budget -= 1
+            if isinstance(item, Mapping):
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str) and "@" in item:
+                self._keep_forms(list_id, item)
+
+    def _keep_forms(self, list_id: str, value: str) -> None:
+        """The address in every form Klaviyo may hold it: as written, each address inside it
+        (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters), normalised."""
+        text = value.strip()
+        if not text:
+            return
+        if UNDECODED.search(text):
+            # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
+            # Windows-1252 from an old source. The address may be held with those bytes read so,
+            # with the text around them as decoded, or without them.
+            self._keep_forms(list_id, UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
+            self._keep_forms(list_id, UNDECODED.sub("", text))
+            with contextlib.suppress(UnicodeError):
+                raw = text.encode("utf-8", "surrogateescape")
+                for encoding in ("cp1252", "latin-1"):
+                    with contextlib.suppress(UnicodeError):
+                        self._keep_forms(list_id, raw.decode(encoding))
+            return
+        forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
+        for form in list(forms):
+            if "@" in form:
+                forms.add(unicodedata.normalize("NFC", form))
+                # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
+                with contextlib.suppress(UnicodeError, ValueError):
+                    normalized = normalize_email(form)
+                    if isinstance(normalized, str):
+                        forms.add(normalized)
+        for form in forms:
+            self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
+
+    def kept(self, list_id: str, email: str) -> bool:
+        """Whether the member with this email (as Klaviyo holds it) was in this run's input, in any form."""
+        forms = {email.strip(), unicodedata.normalize("NFC", email.strip())}
+        normalized = normalize_email(email.strip()) if "@" in email else None
+        if isinstance(normalized, str):
+            forms.add(normalized)
+        return any(hash64(f"{list_id}\n{form.lower()}") in self._seen for form in forms)
+
+    # At the end
+
+    def why_not(self, list_id: str, confirmed: int) -> str | None:
+        """Why ``list_id`` must be left as it is, or None if this run saw its whole segment.
+
+        ``confirmed`` is how many of this run's profiles for it Klaviyo accepted.
+        """
+        routed = self._streams_for.get(list_id, set())
+        for stream in sorted(self._named_for.get(list_id, set()) - routed):
+            return (
+                f"stream {stream!r}, which stream_lists sends to it, did not appear in this run, so its "
+                "people may still be in the segment"
+            )
+        sources = sorted({source for stream in routed for source in self._sources_of.get(stream, {stream})})
+        for source in sources:
+            if not self._records_from[source]:
+                return (
+                    f"stream {source!r} sent no records in this run, and an empty extract is more often "
+                    "a failed one than an empty segment"
+                )
+        for source in sources:
+            if source in self._incremental:
+                return (
+                    f"stream {source!r} has an incremental bookmark (in the tap's STATE, or bookmark_properties "
+                    "in its SCHEMA), so its records may be only the rows that changed, not the whole segment, "
+                    "even with ACTIVATE_VERSION; use a full-table stream, or sync_mode upsert"
+                )
+            if source in self._resumed:
+                return (
+                    f"stream {source!r} resumes an interrupted full-table sync (the tap's STATE says where "
+                    "it stopped), so this run holds only the rest of the table; the next complete sync "
+                    "mirrors it"
+                )
+            if source in self._full_extracts:
+                continue
+            if source in self._late_versions:
+                return (
+                    f"stream {source!r} sent ACTIVATE_VERSION only after some of its records, as a tap "
+                    "resuming an interrupted full-table sync does, so this run may not have seen the "
+                    "whole table; the next complete full-table sync mirrors it"
+                )
+            return (
+                f"stream {source!r} did not arrive as a full extract (the tap sent no ACTIVATE_VERSION "
+                "before its records), so people missing from it may not have left the segment; set "
+                "emit_activate_version_messages on a tap whose stream is full-table, or use sync_mode upsert"
+            )
+        if not confirmed:
+            return "Klaviyo accepted none of this run's profiles for it, and mirror never empties a list"
+        return None
+
+    def plan(self, client: KlaviyoClient, list_id: str) -> ListPlan:
+        """Read the list and choose the members to remove: every member with an email this run did not see."""
+        plan = ListPlan(list_id, 0)
+        path = f"/api/lists/{list_id}/profiles"
+        # A member read twice (paging over a list that changes) is kept if any reading keeps it.
+        chosen: dict[str, None] = {}
+        read = HashTable(with_values=False)
+        for member in self._members(client, list_id):
+            plan.members += 1
+            profile_id = member.get("id")
+            attributes = member.get("attributes", {})
+            if (
+                not isinstance(profile_id, str)
+                or not PROFILE_ID.fullmatch(profile_id)
+                or not isinstance(attributes, dict)
+            ):
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
+                    "nothing will be removed."
+                )
+            email = attributes.get("email")
+            again = hash64(profile_id) in read
+            read.setdefault(hash64(profile_id))
+            if not isinstance(email, str) or not email.strip():
+                plan.without_email += 1  # no record of this pipeline can ever keep it: never removed
+                chosen.pop(profile_id, None)
+            elif self.kept(list_id, email):
+                chosen.pop(profile_id, None)
+            elif not again:
+                chosen[profile_id] = None
+        plan.remove = list(chosen)
+        # Every member to remove was there before the run (this run's profiles are all kept).
+        plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
+        return plan
+
+    @staticmethod
+    def _members(client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
+        path = f"/api/lists/{list_id}/profiles"
+        params: dict[str, Any] = {"fields[profile]": "email", "page[size]": MEMBERS_PAGE_SIZE}
+        pace = Pace(READ_INTERVAL)
+        seen_cursors: set[str] = set()
+        while True:
+            pace.wait()
+            try:
+                page = client.get(path, params)
+            except KlaviyoApiError as error:
+                raise _read_error(error, list_id) from None
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list) or not all(isinstance(member, dict) for member in data):
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} without a list of profiles; nothing will be removed."
+                )
+            yield from data
+            cursor = next_cursor(page)
+            if cursor is None:
+                return
+            if cursor in seen_cursors:
+                raise KlaviyoError(
+                    f"Klaviyo answered GET {path} with a page it had already given; nothing will be removed."
+                )
+            seen_cursors.add(cursor)
+            params = {**params, "page[cursor]": cursor}
+
+    def refusal(self, plan: ListPlan) -> str | None:
+        """The sentence that refuses the plan, if it removes more than the setting allows."""
+        if plan.share <= self.max_removal_fraction:
+            return None
+        return (
+            f"Mirroring list {plan.list_id} would remove {len(plan.remove):,} of the "
+            f"{plan.members_before:,} members it had before this run "
+            f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
+            "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
+        )
+
+
+# Bookmark keys of incremental and log-based syncs across Singer taps: the SDK's, singer-io's and
+# pipelinewise's (PostgreSQL lsn, MySQL binlog, Oracle scn, MongoDB change streams and oplog, SQL
+# Server change tracking). Any of them means the stream's records are changes, not the segment.
+INCREMENTAL_KEYS = {
+    "replication_key",
+    "replication_key_value",
+    "replication_key_signpost",
+    "bookmark",
+    "lsn",
+    "log_file",
+    "log_pos",
+    "gtid",
+    "scn",
+    "token",
+    "current_log_version",
+}
+INCREMENTAL_PREFIXES = ("oplog_ts",)
+
+
+# Where an interrupted full-table sync stopped (MySQL, PostgreSQL, Oracle, MongoDB, DynamoDB taps).
+RESUMING_KEYS = {"last_pk_fetched", "xmin", "ORA_ROWSCN", "last_id_fetched", "last_evaluated_key"}
+
+
+def _names(key: str, source: str) -> bool:
+    """Whether a bookmark key is the stream's (its name, or its tap stream id ``<prefix>-<name>``)."""
+    return key == source or key.endswith((f"-{source}", f".{source}", f"_{source}"))
+
+
+def _resuming(bookmark: Any) -> bool:
+    return isinstance(bookmark, Mapping) and bool(RESUMING_KEYS & bookmark.keys())
+
+
+STATE_HEADERS = {"currently_syncing", "current_stream"}  # STATE keys that are not bookmarks
+
+# The keys a full-table bookmark holds (singer-io, pipelinewise, the SDK). Any other key may be an
+# incremental bookmark under its field's name (tap-salesforce keeps {"SystemModstamp": ...}): doubt.
+FULL_TABLE_KEYS = {
+    "version",
+    "last_replication_method",
+    "initial_full_table_complete",
+    "max_pk_values",
+    "partitions",
+    "context",
+    "starting_replication_value",
+    "progress_markers",
+    *RESUMING_KEYS,
+}
+OPAQUE_KEYS = {"context", "max_pk_values", "last_pk_fetched", "last_id_fetched", "last_evaluated_key"}  # data
+
+
+def _incremental(bookmark: Any, depth: int = 0) -> bool:
+    """Whether a stream's bookmark (or one of its partitions') may be an incremental or log-based one."""
+    if depth > 4:
+        return True  # deeper than any tap writes: doubt
+    if isinstance(bookmark, list):
+        # A list of values where bookmarks are objects is of no known shape: doubt.
+        return any(
+            not isinstance(item, (list, Mapping)) or _incremental(item, depth + 1) for item in bookmark
+        )
+    if not isinstance(bookmark, Mapping):
+        return depth == 0 and bookmark is not None  # a stream's bookmark of no known shape: doubt
+    method = bookmark.get("last_replication_method")
+    if INCREMENTAL_KEYS & bookmark.keys() or (isinstance(method, str) and method.upper() != "FULL_TABLE"):
+        return True
+    if any(not isinstance(key, str) or key.startswith(INCREMENTAL_PREFIXES) for key in bookmark):
+        return True
+    if bookmark.keys() - FULL_TABLE_KEYS:
+        return True
+    return any(
+        _incremental(value, depth + 1)
+        for key, value in bookmark.items()
+        if key not in OPAQUE_KEYS and isinstance(value, (list, Mapping))
+    )
+
+
+def next_cursor(page: Any) -> str | None:
+    """The ``page[cursor]`` of a JSON:API answer's ``links.next``, if it has one; any other shape is none."""
+    links = page.get("links") if isinstance(page, dict) else None
+    next_link = links.get("next") if isinstance(links, dict) else None
+    if not isinstance(next_link, str):
+        return None
+    cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
+    return cursor[0] if cursor else None
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _read_error(error: KlaviyoApiError, list_id: str, *, removing: bool = False) -> KlaviyoError:
+    if error.status in {401, 403}:
+        scopes = "lists:write" if removing else "lists:read and profiles:read"
+        doing = "remove members from" if removing else "read the members of"
+        return KlaviyoError(
+            f"Klaviyo refused to {doing} list {list_id} ({error.status}): sync_mode mirror needs the "
+            f"{scopes} scopes."
+        )
+    return error
+
+
+def removal_requests(plan: ListPlan) -> list[list[str]]:
+    """The plan's members in removal requests of at most 1,000; a request's index names it in the progress."""
+    return [
+        plan.remove[start : start + MAX_IDS_PER_REMOVAL]
+        for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL)
+    ]
+
+
+class Remover:
+    """Removes members from a list, one request of at most 1,000 at a time, paced within 150 a minute."""
+
+    def __init__(self, client: KlaviyoClient) -> None:
+        self.client = client
+        self._pace = Pace(REMOVE_INTERVAL)
+
+    def remove(self, list_id: str, ids: list[str], before_try: Callable[[], None] | None = None) -> None:
+        """One request; ``before_try`` runs before each try (the first and every retry) and may stop it."""
+        body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
+        self._pace.wait()
+        try:
+            self.client.request(
+                "DELETE",
+                f"/api/lists/{list_id}/relationships/profiles",
+                body=_encode(body),
+                before_try=before_try,
+            )
+        except KlaviyoApiError as error:
+            raise _read_error(error, list_id, removing=True) from None

@@ -1,0 +1,1 @@
+"""One Singer record -> one Klaviyo profile: emails, phones, values, consent, mapping."""

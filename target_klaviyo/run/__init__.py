@@ -1,0 +1,1 @@
+"""One run of the target: admission, batching, outcomes, STATE, the report and the stop."""

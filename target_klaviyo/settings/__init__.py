@@ -1,0 +1,1 @@
+"""The target's settings: their schema, their checks and where they come from."""
