@@ -3,8 +3,8 @@
 A job is due ``job_delay`` seconds after it was created. A background thread,
 ``sandbox-jobs`` (started with the first job, stopped by :meth:`ImportJobs.close`),
 applies each job as its time comes, as Klaviyo runs jobs whether or not anyone asks;
-every read of the store applies what is due first as well, so that a reader never
-sees a job late by the thread's wake-up. The profiles of a job still queued are held
+a read of jobs, members or profiles applies what is due first as well, so that a
+reader never sees a job late by the thread's wake-up. The profiles of a job still queued are held
 in memory only (parsing them back from SQLite would make the sandbox slower than the
 target it serves); a sandbox stopped before its jobs finished reports them as
 ``cancelled`` when it starts again, as Klaviyo would report a job it could not finish.

@@ -1,7 +1,7 @@
 """The sandbox's account: lists, profiles, memberships and email consent, with its import jobs.
 
-Every read first applies the import jobs that are due (:mod:`klaviyo_sandbox.models.jobs`),
-so what it returns is what Klaviyo would show at that moment.
+A read of members or profiles first applies the import jobs that are due
+(:mod:`klaviyo_sandbox.models.jobs`), so what it returns is what Klaviyo would show then.
 """
 
 from __future__ import annotations
