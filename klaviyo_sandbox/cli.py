@@ -12,10 +12,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from klaviyo_sandbox.api import SandboxOptions
 from klaviyo_sandbox.faults import FaultPlan
-from klaviyo_sandbox.server import SandboxServer, SandboxSettings
-from klaviyo_sandbox.store import SandboxStore
+from klaviyo_sandbox.models import SandboxStore
+from klaviyo_sandbox.server import SandboxServer
+from klaviyo_sandbox.settings import SandboxSettings
 
 MEMBER_COLUMNS = ("email", "first_name", "last_name", "phone_number", "external_id", "email_marketing")
 EXIT_STDOUT_CLOSED = 128 + 13  # 128 + SIGPIPE, named by number: Windows has no signal.SIGPIPE
@@ -97,14 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> None:
     lists = dict(item.split("=", 1) if "=" in item else (item, f"Sandbox list {item}") for item in args.list)
     settings = SandboxSettings(
-        options=SandboxOptions(
-            api_key=args.api_key,
-            lists=lists,
-            job_delay=args.job_delay,
-            fail_domains=frozenset(domain.lower() for domain in args.fail_domain),
-            refuse_domains=frozenset(domain.lower() for domain in args.refuse_domain),
-            cancel_domains=frozenset(domain.lower() for domain in args.cancel_domain),
-        ),
+        api_key=args.api_key,
+        lists=lists,
+        job_delay=args.job_delay,
+        fail_domains=frozenset(domain.lower() for domain in args.fail_domain),
+        refuse_domains=frozenset(domain.lower() for domain in args.refuse_domain),
+        cancel_domains=frozenset(domain.lower() for domain in args.cancel_domain),
         db=args.db,
         rate_limits=not args.no_rate_limits,
         validate_requests=not args.no_request_validation,

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from klaviyo_sandbox.api import SandboxOptions
 from klaviyo_sandbox.faults import FaultPlan
-from klaviyo_sandbox.server import RecordedRequest, SandboxServer, SandboxSettings
+from klaviyo_sandbox.server import RecordedRequest, SandboxServer
+from klaviyo_sandbox.settings import SandboxSettings
 
 DEFAULT_API_KEY = "pk_sandbox_test_key"
 DEFAULT_LIST_ID = "SaNDBX"
@@ -105,7 +105,7 @@ class RunningSandbox:
                 "failed_count": job.failed_count,
                 "lists": list(job.list_ids),
             }
-            for _, job in self.server.store.jobs(0, 10**9)
+            for _, job in self.server.store.import_jobs.page(0, 10**9)
         ]
 
     @property
@@ -130,15 +130,13 @@ def start_sandbox(
 ) -> RunningSandbox:
     """Start a sandbox on a free port of 127.0.0.1; the first of ``lists`` is its ``list_id``."""
     settings = SandboxSettings(
-        options=SandboxOptions(
-            api_key=api_key,
-            lists={list_id: f"Sandbox list {list_id}" for list_id in lists},
-            job_delay=job_delay,
-            fail_domains=frozenset(fail_domains),
-            refuse_domains=frozenset(refuse_domains),
-            cancel_domains=frozenset(cancel_domains),
-            page_limit=page_limit,
-        ),
+        api_key=api_key,
+        lists={list_id: f"Sandbox list {list_id}" for list_id in lists},
+        job_delay=job_delay,
+        fail_domains=frozenset(fail_domains),
+        refuse_domains=frozenset(refuse_domains),
+        cancel_domains=frozenset(cancel_domains),
+        page_limit=page_limit,
         db=db,
         rate_limits=rate_limits,
         rate_scale=rate_scale,

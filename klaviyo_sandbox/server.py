@@ -1,8 +1,9 @@
-"""The sandbox's HTTP layer: routing, Klaviyo's request checks, rate limits and faults.
+"""The sandbox's HTTP layer: Klaviyo's request checks, rate limits and faults, around the routes.
 
 Checks run in Klaviyo's order: authentication, the ``revision`` header, the rate
 limit, the content type, then the body against the OpenAPI schema; only a request
-that passes them all reaches its handler in :mod:`klaviyo_sandbox.api`.
+that passes them all reaches its handler in :mod:`klaviyo_sandbox.responses`, by
+its route in :mod:`klaviyo_sandbox.urls`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,19 +22,28 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from klaviyo_sandbox import spec
-from klaviyo_sandbox.api import (
-    MAX_JOB_BYTES,
-    ROUTES,
+from klaviyo_sandbox.exceptions import (
     ApiError,
-    Request,
-    Response,
-    Route,
-    SandboxApi,
-    SandboxOptions,
+    AuthenticationFailed,
+    InvalidRevision,
+    MissingRevision,
+    NotAuthenticated,
+    ParseError,
+    RequestTooLarge,
+    SchemaViolation,
+    ServerError,
+    Throttled,
+    UnimplementedQueryParameter,
+    UnknownQueryParameter,
+    UnsupportedMediaType,
 )
-from klaviyo_sandbox.faults import Fault, FaultPlan
+from klaviyo_sandbox.faults import Fault
 from klaviyo_sandbox.limits import RateLimiter
-from klaviyo_sandbox.store import SandboxStore
+from klaviyo_sandbox.models import SandboxStore
+from klaviyo_sandbox.responses import Request, Response, SandboxApi
+from klaviyo_sandbox.settings import SandboxSettings
+from klaviyo_sandbox.urls import Route, resolve
+from klaviyo_sandbox.validation import MAX_JOB_BYTES
 
 logger = logging.getLogger("klaviyo_sandbox")
 JSON_API = "application/vnd.api+json"
@@ -55,17 +65,6 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() when it was answered: tests check pacing with it
 
 
-@dataclass
-class SandboxSettings:
-    options: SandboxOptions
-    db: str = ":memory:"
-    rate_limits: bool = True
-    validate_requests: bool = True
-    rate_scale: float = 1.0
-    faults: FaultPlan = field(default_factory=FaultPlan)
-    record_requests: bool = False
-
-
 class SandboxServer(ThreadingHTTPServer):
     """A Klaviyo-compatible API on 127.0.0.1; ``port=0`` picks a free port."""
 
@@ -76,7 +75,7 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), SandboxHandler)
         self.settings = settings
         self.store = SandboxStore(settings.db)
-        self.api = SandboxApi(self.store, settings.options)
+        self.api = SandboxApi(self.store, settings)
         self.limiter = RateLimiter(settings.rate_scale)
         self.recorded: list[RecordedRequest] = []
         self._thread: threading.Thread | None = None
@@ -144,7 +143,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             # Refused unread: no request is that large, and reading it could exhaust memory. Bodies
             # up to this size are read, so that a client sees the 413 for one a little too large.
             self.close_connection = True
-            self._send(Response(413, {"errors": _too_large().errors}, {}))
+            self._send(Response(413, {"errors": RequestTooLarge(MAX_JOB_BYTES).errors}, {}))
             return
         raw_body = self.rfile.read(length)
         request = Request(
@@ -159,7 +158,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         )
         route = None
         try:
-            route = self._route(request)
+            route = resolve(request)
             response = self._handle(route, request)
         except ApiError as error:
             response = Response(error.status, {"errors": error.errors}, error.headers)
@@ -171,19 +170,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._record(request, route, response)
         self._send(response)
 
-    def _route(self, request: Request) -> Route:
-        allowed = []
-        for route in ROUTES:
-            match = route.pattern.match(request.path)
-            if match:
-                allowed.append(route.method)
-                if route.method == request.method:
-                    request.params = match.groupdict()
-                    return route
-        if allowed:
-            raise ApiError(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
-        raise ApiError(404, "not_found", f"No API endpoint matches {request.path}.")
-
     def _handle(self, route: Route, request: Request) -> Response:
         settings = self.server.settings
         faults = settings.faults
@@ -194,9 +180,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault is Fault.DROP:
             raise _DropConnection(None)
         if fault is Fault.THROTTLE:
-            raise _throttled(1)
+            raise Throttled(1)
         if fault is Fault.SERVER_ERROR:
-            raise ApiError(status, "error", "A server error occurred (injected by the sandbox).")
+            raise ServerError(status)
         self._check_auth(request)
         self._check_revision(request)
         self._check_query(route, request)
@@ -204,7 +190,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             rates = spec.rate_limit(route.spec_path, route.method.lower())
             wait = self.server.limiter.acquire(operation, rates)
             if wait is not None:
-                raise _throttled(wait)
+                raise Throttled(wait)
         if route.has_body:
             request.body = self._parse_body(route, request, validate=settings.validate_requests)
         response = route.handler(self.server.api, request)
@@ -218,51 +204,42 @@ class SandboxHandler(BaseHTTPRequestHandler):
         declared = spec.query_parameters(route.spec_path, route.method.lower())
         for name in request.query:
             if name not in declared:
-                raise ApiError(400, "invalid", f"'{name}' is not a valid query parameter.", parameter=name)
+                raise UnknownQueryParameter(name)
             if name not in route.query:
-                raise ApiError(
-                    400,
-                    "invalid",
-                    f"The Klaviyo sandbox does not implement '{name}' on this endpoint.",
-                    parameter=name,
-                )
+                raise UnimplementedQueryParameter(name)
 
     def _check_auth(self, request: Request) -> None:
-        expected = f"Klaviyo-API-Key {self.server.settings.options.api_key}"
+        expected = f"Klaviyo-API-Key {self.server.settings.api_key}"
         given = request.headers.get("authorization")
         if given is None:
-            raise ApiError(401, "not_authenticated", "Authentication credentials were not provided.")
+            raise NotAuthenticated
         if given != expected:
-            raise ApiError(401, "authentication_failed", "Incorrect authentication credentials.")
+            raise AuthenticationFailed
 
     @staticmethod
     def _check_revision(request: Request) -> None:
         revision = request.headers.get("revision")
         if revision is None:
-            raise ApiError(400, "invalid", "Missing required header: revision.", parameter="revision")
+            raise MissingRevision
         if not REVISION.match(revision):
-            raise ApiError(400, "invalid", f"Invalid revision header: {revision!r}.", parameter="revision")
+            raise InvalidRevision(revision)
 
     @staticmethod
     def _parse_body(route: Route, request: Request, *, validate: bool) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if content_type != JSON_API:
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                f'Unsupported media type "{content_type}" in request; use "{JSON_API}".',
-            )
+            raise UnsupportedMediaType(content_type, JSON_API)
         if len(request.raw_body) > MAX_JOB_BYTES:
-            raise _too_large()
+            raise RequestTooLarge(MAX_JOB_BYTES)
         try:
             body = _decode_json(request.raw_body)
         except (ValueError, RecursionError):
-            raise ApiError(400, "parse_error", "The request body is not valid JSON.", pointer="/") from None
+            raise ParseError from None
         if not validate:
             return body
         error = spec.request_validator(route.spec_path, route.method.lower()).first_error(body)
         if error:
-            raise ApiError(400, "invalid", error.message, pointer=error.pointer)
+            raise SchemaViolation(error.message, error.pointer)
         return body
 
     def _send(self, response: Response) -> None:
@@ -301,10 +278,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
 MAX_READ_BYTES = 16 * MAX_JOB_BYTES
 
 
-def _too_large() -> ApiError:
-    return ApiError(413, "request_too_large", f"The request body may be at most {MAX_JOB_BYTES} bytes.")
-
-
 class _DropConnection(Exception):
     """Close the socket without an answer, as a failing load balancer would.
 
@@ -314,12 +287,3 @@ class _DropConnection(Exception):
     def __init__(self, carried_out: Response | None) -> None:
         super().__init__("connection dropped")
         self.carried_out = carried_out
-
-
-def _throttled(retry_after: int) -> ApiError:
-    return ApiError(
-        429,
-        "throttled",
-        f"Request was throttled. Expected available in {retry_after} seconds.",
-        headers={"Retry-After": str(retry_after)},
-    )

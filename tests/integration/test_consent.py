@@ -303,7 +303,7 @@ REVIEW_SCHEMA = {
 def test_a_job_whose_failures_name_nobody_subscribes_nobody(sandbox_factory, tmp_path, monkeypatch):
     """Klaviyo may report failed profiles without saying which: a consenting one may be among them
     (not imported, not a member, so its unsubscribe cannot be read), and doubt means no subscription."""
-    from klaviyo_sandbox.api import SandboxApi
+    from klaviyo_sandbox.responses import SandboxApi
 
     original = SandboxApi._processing_failure
 

@@ -9,7 +9,7 @@ import time
 import requests
 from support import SANDBOX_BIN
 
-from klaviyo_sandbox.store import SandboxStore
+from klaviyo_sandbox.models import SandboxStore
 
 
 def start_server(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
