@@ -21,7 +21,8 @@ from singer_sdk.exceptions import ConfigValidationError
 from support import API_KEY
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.records.mapping import ProfileMapper, Reject, normalize_phone
+from target_klaviyo.records.mapping import ProfileMapper, normalize_phone
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.settings.schema import CONFIG_SCHEMA
 from target_klaviyo.settings.settings import Settings
 from target_klaviyo.target import TargetKlaviyo
