@@ -260,7 +260,7 @@ def null_as_schema(schema: Any) -> Any:
 
 
 CONFIG_SCHEMA = null_as_schema(CONFIG_SCHEMA)
-# What a config that leaves a setting out gets: read from the schema, so the documented default is the one used.
+# What a config that leaves a setting out gets, read back from the schema: the documented default is the one used.
 DEFAULTS: dict[str, Any] = {
     name: prop["default"] for name, prop in CONFIG_SCHEMA["properties"].items() if "default" in prop
 }

@@ -43,7 +43,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run does, checked: made by :meth:`from_config`, which gives every field (the defaults are the schema's)."""
+    """What a run does, checked. Only :meth:`from_config` makes one, and it gives every field:
+    a default is the schema's, never restated here."""
 
     api_key: str
     list_id: str | None
@@ -114,7 +115,8 @@ class Settings:
         """Check a (schema-valid) config for what its JSON schema cannot express.
 
         ``null`` means "not set": the SDK makes every optional setting nullable, and
-        Meltano writes ``null`` for a setting that was unset.
+        Meltano writes ``null`` for a setting that was unset. A setting not set takes the
+        schema's default.
         """
         config = {**DEFAULTS, **{name: value for name, value in raw.items() if value is not None}}
         mapping = _flat_mapping(config["property_mapping"])
