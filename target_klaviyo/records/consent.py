@@ -49,9 +49,7 @@ class Consent(NamedTuple):
 
 
 UNDATED = Consent("", None)  # shared: consent without a date is the same for everyone
-
-
-NO_SUBSCRIPTION = "the profile was exported without a subscription."
+NO_SUBSCRIPTION = "the profile was exported without a subscription."  # ends the reason a consent is dropped
 
 
 class ConsentReader:
