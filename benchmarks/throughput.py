@@ -34,7 +34,7 @@ from pathlib import Path
 from harness import BIN, measure, publish, row, run_target
 from streams import SEGMENT_MAPPING, segment_messages
 
-from target_klaviyo.settings.settings import DEFAULT_MAX_JOBS_IN_FLIGHT
+from target_klaviyo.settings.schema import DEFAULT_MAX_JOBS_IN_FLIGHT
 
 CSV_VENV = Path(__file__).with_name(".venv-target-csv")
 CSV_REQUIREMENT = "meltanolabs-target-csv==0.5.0"

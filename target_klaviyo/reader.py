@@ -41,7 +41,7 @@ from singer_sdk.exceptions import MappingError, MissingKeyPropertiesError, Recor
 from singer_sdk.io_base import SingerMessageType, SingerReader
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.records.mapping import Reject
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.stop import StopSignal
 
 MAX_NESTING = 64

@@ -17,7 +17,7 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_klaviyo.delivery.jobs import MAX_PROFILES_PER_JOB
-from target_klaviyo.records.mapping import Reject
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.records.schema_paths import check_stream
 from target_klaviyo.run.run import ExportRun
 

@@ -38,17 +38,14 @@ from target_klaviyo.mirror.plan_file import PlanFiles
 from target_klaviyo.reader import SDC_KEYS, SingerInput
 from target_klaviyo.run.run import ExportRun
 from target_klaviyo.run.stop import RunInterrupted
-from target_klaviyo.settings.settings import (
+from target_klaviyo.settings.environment import parse_environment
+from target_klaviyo.settings.schema import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
-    Settings,
-    SettingsError,
-    check_api_url,
-    default_plan_path,
     null_as_schema,
-    parse_environment,
     unknown_setting_error,
 )
+from target_klaviyo.settings.settings import Settings, SettingsError, check_api_url, default_plan_path
 from target_klaviyo.sinks import SOURCE_LINE, KlaviyoSink
 
 # click rewraps each paragraph to the terminal; a paragraph after a "\b" line keeps its lines.

@@ -21,8 +21,10 @@ from singer_sdk.exceptions import ConfigValidationError
 from support import API_KEY
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.records.mapping import ProfileMapper, Reject, normalize_phone
-from target_klaviyo.settings.settings import CONFIG_SCHEMA, Settings
+from target_klaviyo.records.mapping import ProfileMapper, normalize_phone
+from target_klaviyo.records.profile import Reject
+from target_klaviyo.settings.schema import CONFIG_SCHEMA
+from target_klaviyo.settings.settings import Settings
 from target_klaviyo.target import TargetKlaviyo
 
 DRY_RUN = {"api_key": API_KEY, "list_id": "FuZz01", "dry_run": True, "max_profiles_per_run": 50}

@@ -20,7 +20,8 @@ import pytest
 from streams import SEGMENT_MAPPING, segment_messages
 
 from target_klaviyo.reader import SingerInput
-from target_klaviyo.records.mapping import Profile, ProfileMapper
+from target_klaviyo.records.mapping import ProfileMapper
+from target_klaviyo.records.profile import Profile
 from target_klaviyo.settings.settings import Settings
 from target_klaviyo.sinks import RecordCheck
 

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 from target_klaviyo.delivery.subscriptions import Subscriber
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.reader import record_from_line
-from target_klaviyo.records.mapping import Consent, Profile, Reject
+from target_klaviyo.records.consent import Consent
+from target_klaviyo.records.profile import Profile, Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.jobs")
 

@@ -42,7 +42,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
-from target_klaviyo.records.mapping import Consent, Reject
+from target_klaviyo.records.consent import Consent
+from target_klaviyo.records.profile import Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.subscriptions")
 

@@ -37,13 +37,9 @@ from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.mirror.plan_file import Plan, PlanFiles, meltano_run
 from target_klaviyo.mirror.planner import Remover, removal_requests
 from target_klaviyo.run.report import write_whole
-from target_klaviyo.settings.settings import (
-    CONFIG_SCHEMA,
-    Settings,
-    SettingsError,
-    parse_variable,
-    property_kinds,
-)
+from target_klaviyo.settings.environment import parse_variable, property_kinds
+from target_klaviyo.settings.schema import CONFIG_SCHEMA
+from target_klaviyo.settings.settings import Settings, SettingsError
 
 logger = logging.getLogger("target_klaviyo.mirror.apply")
 

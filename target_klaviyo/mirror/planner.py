@@ -52,7 +52,7 @@ from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoE
 from target_klaviyo.mirror.plan_file import ID as PROFILE_ID
 from target_klaviyo.mirror.plan_file import ListPlan
 from target_klaviyo.records.emails import normalize_email
-from target_klaviyo.records.mapping import get_path
+from target_klaviyo.records.values import get_path
 from target_klaviyo.run.seen import HashTable, hash64
 
 logger = logging.getLogger("target_klaviyo.mirror.planner")

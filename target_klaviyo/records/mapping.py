@@ -7,183 +7,38 @@ within a run, so ``JOSÉ@Bücher.de`` and ``josé@xn--bcher-kva.de`` are one per
 Mapped attributes are converted to the types Klaviyo's schema wants; a value that
 cannot be sent (a phone number that is not E.164, an object where text is
 expected) is dropped from the profile and reported, while the profile itself
-still goes. A number no JSON parser can hold rejects the record.
+still goes. A number no JSON parser can hold rejects the record. How values
+become JSON is :mod:`~target_klaviyo.records.values`' job, and how consent is read
+:mod:`~target_klaviyo.records.consent`'s.
 """
 
 from __future__ import annotations
 
-import datetime
 import decimal
 import json
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError
 
+from target_klaviyo.records.consent import ConsentReader
 from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.phones import e164, library_e164
+from target_klaviyo.records.profile import Profile, Reject, encode
+from target_klaviyo.records.values import (
+    MISSING,
+    Unrepresentable,
+    get_path,
+    is_empty,
+    to_json_value,
+    without_paths,
+)
 from target_klaviyo.settings.settings import Settings
 
 MAX_PROFILE_BYTES = 100_000
-MAX_DOUBLE = (
-    1.7976931348623157e308  # beyond it, a JSON parser that reads numbers as doubles (Klaviyo's) fails
-)
-MAX_DOUBLE_DECIMAL = decimal.Decimal(MAX_DOUBLE)
-MAX_DOUBLE_INT = int(MAX_DOUBLE)
 NUMERIC_ATTRIBUTES = {"location.latitude", "location.longitude"}
 SDC_PREFIX = "_sdc_"
-CONSENT_WORDS = {"true": True, "false": False}
-CONSENT_VALUES = "true, false or an ISO 8601 date-time"  # what consent_property may hold
-CLOCK_SKEW = datetime.timedelta(minutes=5)  # a consent date this far ahead is still "now"
-# Before this, a consent date is a placeholder. Epoch zero (1970-01-01T00:00:00Z) is the usual one,
-# and written as local time without a zone it reads as any hour of 1 January up to 14:00 (UTC+14);
-# nobody consented to email marketing that day, so the whole day is refused.
-EARLIEST_CONSENT = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
-# The most a local time can be ahead of UTC (UTC+14, the Line Islands): a date-time without a
-# zone, read as UTC, may have happened this much earlier.
-MOST_AHEAD_OF_UTC = datetime.timedelta(hours=14)
-JSON_KINDS = {
-    int: "a number",
-    float: "a number",
-    decimal.Decimal: "a number",
-    dict: "an object",
-    list: "an array",
-}
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Reject:
-    """Why a record was not exported (``reason`` is a stable code, ``detail`` a sentence)."""
-
-    reason: str
-    detail: str
-
-
-class Consent(NamedTuple):
-    """A record's email marketing consent, as :func:`consent_time` reads it.
-
-    ``at`` is what is sent as ``consented_at`` (UTC, ISO 8601; "" for consent without a
-    date, a plain subscription). ``since`` is the moment that may be weighed against an
-    unsubscribe in Klaviyo: the earliest moment the record's value can mean, or None
-    when it cannot show that consent came after anything (no date, or a date ahead of
-    this machine's clock). For a date-time with its zone both are one string.
-    """
-
-    at: str
-    since: str | None
-
-
-UNDATED = Consent("", None)  # shared: consent without a date is the same for everyone
-
-
-@dataclass
-class Profile:
-    """A Klaviyo profile ready to send: its dedupe key, its JSON:API resource, that resource as JSON."""
-
-    key: str
-    resource: dict[str, Any]
-    encoded: bytes
-    dropped: list[Reject] = field(default_factory=list)
-    consent: Consent | None = None  # email marketing consent: None when the record gives none
-
-    def without(self, attribute: str, reason: Reject) -> Profile:
-        """This profile less one attribute, which is reported as dropped."""
-        attributes = {name: value for name, value in self.resource["attributes"].items() if name != attribute}
-        resource = {**self.resource, "attributes": attributes}
-        return replace(self, resource=resource, encoded=encode(resource), dropped=[*self.dropped, reason])
-
-
-class Unrepresentable(ValueError):
-    """A number that JSON (as Klaviyo reads it) cannot represent: not finite, or beyond ±1.8e308."""
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
-def encode(resource: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(resource).encode()
-
-
-def to_json_value(value: Any) -> Any:
-    """Turn what the SDK hands us (datetimes, Decimals, nested data) into plain JSON values.
-
-    Raises :class:`Unrepresentable` for a number that cannot be sent. The checks
-    come before any conversion, because ``int(Decimal("1e999999999"))`` alone would
-    take minutes. Plain JSON types are answered by their exact type first: this runs
-    for every value of every record.
-    """
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return value
-    if kind is int:
-        if value.bit_length() > 1023 and abs(value) > MAX_DOUBLE_INT:
-            raise Unrepresentable
-        return value
-    if kind is float:
-        if not math.isfinite(value):
-            raise Unrepresentable
-        return value
-    if kind is dict:
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if kind is list:
-        return [to_json_value(item) for item in value]
-    return _to_json_value(value)
-
-
-def _to_json_value(value: Any) -> Any:
-    """:func:`to_json_value` for every other type: Decimals, datetimes, subclasses."""
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        # Comparing first is cheap at any exponent; int() of a huge one is not.
-        if not value.is_finite() or value.copy_abs() > MAX_DOUBLE_DECIMAL:
-            raise Unrepresentable
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise Unrepresentable
-    if isinstance(value, int) and value.bit_length() > 1023 and abs(value) > MAX_DOUBLE_INT:
-        raise Unrepresentable
-    if isinstance(value, Mapping):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item) for item in value]
-    return value
-
-
-def is_empty(value: Any) -> bool:
-    """``null``, ``""``, ``[]`` and ``{}`` are left out, so that they never blank what Klaviyo has."""
-    return value is None or (isinstance(value, (str, list, dict)) and not value)
-
-
-def get_path(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    """The value at a dotted path, or ``_MISSING`` when any step is absent or not an object."""
-    node: Any = record
-    for part in path:
-        if (type(node) is not dict and not isinstance(node, Mapping)) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-def without_paths(record: Mapping[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
-    """A copy of ``record`` with the values at ``paths`` removed (and objects they empty)."""
-    result = dict(record)
-    for path in paths:
-        head, rest = path[0], path[1:]
-        if head not in result:
-            continue
-        if not rest:
-            del result[head]
-        elif isinstance(result[head], Mapping):
-            trimmed = without_paths(result[head], [rest])
-            if trimmed:
-                result[head] = trimmed
-            else:
-                del result[head]
-    return result
 
 
 @dataclass(frozen=True)
@@ -228,7 +83,7 @@ def compile_attributes(plan: list[_Attribute]) -> AttributeFiller:
     conversion is the attribute's own ``convert``.
     """
     namespace: dict[str, Any] = {
-        "MISSING": _MISSING,
+        "MISSING": MISSING,
         "Reject": Reject,
         "Unrepresentable": Unrepresentable,
         "get_path": get_path,
@@ -291,8 +146,11 @@ class ProfileMapper:
             for name, path in settings.attribute_paths.items()
         ]
         self.custom_properties = settings.custom_properties
-        self._consent_path = settings.consent_path
-        self._consented_at_path = settings.consented_at_path
+        self._consent = (
+            ConsentReader(settings.consent_path, settings.consented_at_path)
+            if settings.consent_path is not None
+            else None
+        )
         consent_paths = [path for path in (settings.consent_path, settings.consented_at_path) if path]
         used = [self.email_path, *settings.attribute_paths.values(), *consent_paths]
         # For "unmapped": record keys that are used whole, and nested paths to trim per key.
@@ -341,36 +199,8 @@ class ProfileMapper:
                 "profile_too_large",
                 f"The profile is {size:,} bytes as JSON; Klaviyo accepts at most {MAX_PROFILE_BYTES:,}.",
             )
-        consent = self._consent(record, dropped) if self._consent_path is not None else None
+        consent = self._consent.read(record, dropped) if self._consent is not None else None
         return Profile(key, resource, encoded, dropped, consent)
-
-    def _consent(self, record: Mapping[str, Any], dropped: list[Reject]) -> Consent | None:
-        """The record's email marketing consent: None, or given (with its date, if any).
-
-        A value that says neither yes nor no drops the consent, with a reason; the profile
-        still goes to its list. ``false`` is only "no consent", never an unsubscribe.
-        """
-        assert self._consent_path is not None
-        name = ".".join(self._consent_path)
-        value = get_path(record, self._consent_path)
-        if isinstance(value, str):
-            value = CONSENT_WORDS.get(value.strip().lower(), value.strip())
-        if value is _MISSING or value is None or value is False or value == "":
-            return None
-        if value is True:
-            return self._consented_at(record, dropped)
-        return _consent_time_or_drop(value, f"consent_property {name!r}", dropped)
-
-    def _consented_at(self, record: Mapping[str, Any], dropped: list[Reject]) -> Consent | None:
-        if self._consented_at_path is None:
-            return UNDATED
-        value = get_path(record, self._consented_at_path)
-        if value is _MISSING or is_empty(value):
-            return UNDATED
-        name = ".".join(self._consented_at_path)
-        return _consent_time_or_drop(
-            value, f"consented_at_property {name!r}", dropped, what="an ISO 8601 date-time"
-        )
 
     def _interpret_attributes(
         self, record: Mapping[str, Any], attributes: dict[str, Any], dropped: list[Reject]
@@ -378,7 +208,7 @@ class ProfileMapper:
         """The mapped attributes, read by following each path; for any kind of mapping."""
         for attribute in self._attributes:
             value = get_path(record, attribute.path)
-            if value is _MISSING or is_empty(value):
+            if value is MISSING or is_empty(value):
                 continue
             try:
                 converted = attribute.convert(value)
@@ -395,7 +225,7 @@ class ProfileMapper:
         """The dedupe key and the normalised address to send, or why there is none."""
         name = self._email_name
         value = get_path(record, self.email_path)
-        if value is _MISSING or value is None:
+        if value is MISSING or value is None:
             return Reject("missing_email", f"The record has no value at {name!r}.")
         if not isinstance(value, str):
             return Reject(
@@ -444,76 +274,6 @@ class ProfileMapper:
                 for key, value in items
             ]
         return items
-
-
-NO_SUBSCRIPTION = "the profile was exported without a subscription."
-
-
-def _consent_time_or_drop(
-    value: Any, where: str, dropped: list[Reject], what: str = CONSENT_VALUES
-) -> Consent | None:
-    """:func:`consent_time`, or None with the reason added to ``dropped`` (the profile still goes)."""
-    try:
-        return consent_time(value, what=what)
-    except ValueError as problem:
-        dropped.append(Reject("invalid_consent", f"{where} {problem}; {NO_SUBSCRIPTION}"))
-        return None
-
-
-def consent_time(value: Any, now: datetime.datetime | None = None, *, what: str = CONSENT_VALUES) -> Consent:
-    """When consent was given, in UTC as Klaviyo takes it; a ValueError says what is wrong with it.
-
-    What is sent (``Consent.at``): a date-time without a time zone is taken as UTC, a
-    date alone as its midnight, UTC. Klaviyo refuses a consent date in the future, so one
-    is an error here too, except one at most ``CLOCK_SKEW`` ahead, which is the tap's
-    clock running fast and is sent as now.
-
-    What may outweigh an unsubscribe in Klaviyo (``Consent.since``) is the earliest
-    moment the value can mean, because subscribing lifts the unsubscribe and doubt must
-    leave it standing. A time without a zone may be local time anywhere, so it counts
-    from 14 hours before its UTC reading (UTC+14); a date alone likewise from 10:00 UTC
-    the day before. A date ahead of this machine's clock counts as undated: the other
-    clock is off by an unknown amount, so the date cannot show that consent came after
-    anything. Subtracting only the five minutes allowed would assume it is off by no more.
-    """
-    if isinstance(value, datetime.datetime):
-        moment = value
-    elif isinstance(value, datetime.date):
-        moment = datetime.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text[-1:] in {"Z", "z"}:
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"is not {what}") from None
-    else:
-        raise ValueError(f"is {JSON_KINDS.get(type(value), 'a value')}, not {what}")
-    offset = moment.utcoffset() if moment.tzinfo is not None else None
-    # A zero offset is what taps add to a time kept without a zone (singer-io tap-postgres and
-    # tap-mysql write local times and dates as "...+00:00"): it cannot be told from real UTC, so
-    # for the comparison with an unsubscribe it counts as a time without a zone.
-    zoned = offset is not None and offset != datetime.timedelta(0)
-    if offset is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    try:
-        moment = moment.astimezone(datetime.timezone.utc)
-    except OverflowError:
-        raise ValueError("is a date-time outside the years Klaviyo can take") from None
-    if moment < EARLIEST_CONSENT:
-        raise ValueError(
-            "is before 2 January 1970: a placeholder (such as the Unix epoch), not the date consent was given"
-        )
-    if moment > now + CLOCK_SKEW:
-        raise ValueError("is a date in the future, and Klaviyo takes consent only as given")
-    if moment > now:
-        return Consent(now.isoformat(timespec="seconds"), None)
-    at = moment.isoformat(timespec="seconds")
-    if zoned:
-        return Consent(at, at)
-    return Consent(at, (moment - MOST_AHEAD_OF_UTC).isoformat(timespec="seconds"))
 
 
 def normalize_phone(phone: str, region: str | None = None) -> str | Reject:

@@ -25,7 +25,8 @@ from typing import IO, Any
 
 from target_klaviyo.errors import RunError
 from target_klaviyo.files import make_private_folders
-from target_klaviyo.records.mapping import Reject, Unrepresentable, to_json_value
+from target_klaviyo.records.profile import Reject
+from target_klaviyo.records.values import Unrepresentable, to_json_value
 
 logger = logging.getLogger("target_klaviyo.run.report")
 PROGRESS_INTERVAL = 10.0

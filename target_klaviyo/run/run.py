@@ -39,7 +39,8 @@ from target_klaviyo.errors import RunError
 from target_klaviyo.klaviyo.http import ConnectionFailed, KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.mirror.plan_file import ListPlan, PlanFiles, meltano_run
 from target_klaviyo.mirror.planner import Mirror, MirrorRefused
-from target_klaviyo.records.mapping import Profile, ProfileMapper, Reject
+from target_klaviyo.records.mapping import ProfileMapper
+from target_klaviyo.records.profile import Profile, Reject
 from target_klaviyo.run.report import RunReport
 from target_klaviyo.run.seen import HashTable, hash64
 from target_klaviyo.run.state import StateLedger

@@ -19,7 +19,8 @@ from target_klaviyo.delivery.jobs import (
     split_for_jobs,
 )
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.records.mapping import ProfileMapper, Reject
+from target_klaviyo.records.mapping import ProfileMapper
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.report import RunReport
 from target_klaviyo.settings.settings import Settings
 

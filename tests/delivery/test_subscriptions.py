@@ -17,7 +17,8 @@ from target_klaviyo.delivery.subscriptions import (
     subscription_body,
 )
 from target_klaviyo.klaviyo.http import KlaviyoClient, KlaviyoError
-from target_klaviyo.records.mapping import UNDATED, Consent, Reject
+from target_klaviyo.records.consent import UNDATED, Consent
+from target_klaviyo.records.profile import Reject
 
 
 def dated(moment: str) -> Consent:

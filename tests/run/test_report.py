@@ -1,7 +1,7 @@
 import datetime
 import json
 
-from target_klaviyo.records.mapping import Reject
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.report import RunReport
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from target_klaviyo.delivery.jobs import PendingProfile
-from target_klaviyo.records.mapping import Reject
+from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.run import ExportRun, ProfileLimitReached
 from target_klaviyo.settings.settings import Settings
 

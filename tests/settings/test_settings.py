@@ -2,7 +2,9 @@ import os
 
 import pytest
 
-from target_klaviyo.settings.settings import MAPPABLE_ATTRIBUTES, Settings, SettingsError
+from target_klaviyo.run.report import RunReport
+from target_klaviyo.settings.schema import MAPPABLE_ATTRIBUTES
+from target_klaviyo.settings.settings import Settings, SettingsError
 
 BASE = {"api_key": "pk_x", "list_id": "L1"}
 
@@ -151,25 +153,56 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_being_shown(key):
     assert "secret" not in str(caught.value).replace("is secret", "")
 
 
-def test_output_paths_are_checked_and_their_folders_created(tmp_path):
+def test_output_paths_are_checked_and_their_folders_left_to_their_writers(tmp_path):
     nested = tmp_path / "a" / "b" / "rejects.jsonl"
     assert Settings.from_config({**BASE, "rejects_path": str(nested)}).rejects_path == nested
-    assert nested.parent.is_dir()
+    assert not (tmp_path / "a").exists(), "checking a setting creates nothing"
     with pytest.raises(SettingsError, match=r"report_path .* is a folder; name a file in it"):
         Settings.from_config({**BASE, "report_path": str(tmp_path)})
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(SettingsError, match=r"rejects_path: the folder .* cannot be created"):
+    with pytest.raises(
+        SettingsError, match=r"rejects_path: the folder .* cannot be created \(Not a directory\)"
+    ):
         Settings.from_config({**BASE, "rejects_path": str(blocker / "rejects.jsonl")})
+    with pytest.raises(
+        SettingsError, match=r"rejects_path: the folder .* cannot be created \(Not a directory\)"
+    ):
+        Settings.from_config({**BASE, "rejects_path": str(blocker / "deeper" / "rejects.jsonl")})
 
 
-def test_output_folders_are_created_private_whatever_the_umask(tmp_path):
+def test_output_folders_are_created_private_by_their_writer_whatever_the_umask(tmp_path):
+    settings = Settings.from_config({**BASE, "rejects_path": str(tmp_path / "a" / "b" / "rejects.jsonl")})
+    report = RunReport(settings.rejects_path)
     old = os.umask(0)
     try:
-        Settings.from_config({**BASE, "rejects_path": str(tmp_path / "a" / "b" / "rejects.jsonl")})
+        report.start_rejects()
     finally:
         os.umask(old)
+        report.close()
     assert [(tmp_path / p).stat().st_mode & 0o777 for p in ("a", "a/b")] == [0o700, 0o700]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any folder")
+def test_an_output_folder_this_user_cannot_create_is_named(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(
+        SettingsError, match=r"report_path: the folder .* cannot be created \(Permission denied\)"
+    ):
+        Settings.from_config({**BASE, "report_path": str(locked / "new" / "report.json")})
+    with pytest.raises(SettingsError, match=r"report_path .* cannot be written by this user"):
+        Settings.from_config({**BASE, "report_path": str(locked / "report.json")})
+
+
+def test_an_output_folder_whose_name_is_too_long_or_a_dangling_link_is_named(tmp_path):
+    long_name = "x" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1)
+    with pytest.raises(SettingsError, match=r"report_path.* cannot be (created|used) \(File name too long\)"):
+        Settings.from_config({**BASE, "report_path": str(tmp_path / long_name / "report.json")})
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SettingsError, match=r"report_path: the folder .* cannot be created \(File exists\)"):
+        Settings.from_config({**BASE, "report_path": str(tmp_path / "gone" / "report.json")})
+    assert not (tmp_path / "nowhere").exists()
 
 
 @pytest.mark.parametrize("value", [5, [1, 2], {"a": "b"}])
