@@ -26,7 +26,6 @@ import os
 import random
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -38,6 +37,7 @@ import requests
 
 from target_klaviyo import __version__
 from target_klaviyo.errors import RunError
+from target_klaviyo.klaviyo.lane import Exchange, Lane
 
 logger = logging.getLogger("target_klaviyo.klaviyo.http")
 
@@ -203,7 +203,8 @@ class Pace:
 
 
 class KlaviyoClient:
-    """A ``requests`` session bound to one account (API key) and one API revision.
+    """Requests bound to one account (API key) and one API revision, each try on the client's
+    :class:`~target_klaviyo.klaviyo.lane.Lane` (its one Session and the one thread that uses it).
 
     ``on_retry`` is told the status (0 for a connection failure or timeout) of each
     answer that is retried, so the run can count throttling. ``waiting`` surrounds
@@ -224,21 +225,31 @@ class KlaviyoClient:
         self._waiting = waiting
         self._clock = clock
         self._secret = api_key
-        self.session = requests.Session()
-        self.session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
-        self.session.proxies = _proxies(self.api_url)
-        self.session.verify = _ca_bundle()
-        self.session.headers.update(
-            {
-                "Authorization": f"Klaviyo-API-Key {api_key}",
-                "revision": revision,
-                "Accept": JSON_API,
-                "User-Agent": f"target-klaviyo/{__version__}",
-            }
-        )
+        self._headers = {
+            "Authorization": f"Klaviyo-API-Key {api_key}",
+            "revision": revision,
+            "Accept": JSON_API,
+            "User-Agent": f"target-klaviyo/{__version__}",
+        }
+        self._proxies = _proxies(self.api_url)
+        self._verify = _ca_bundle()
+        self._lane = Lane(self._new_session())
+
+    @property
+    def session(self) -> requests.Session:
+        """The session the next try goes out on (only the client's helper thread uses it)."""
+        return self._lane.session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
+        session.proxies = dict(self._proxies)
+        session.verify = self._verify
+        session.headers.update(self._headers)
+        return session
 
     def close(self) -> None:
-        self.session.close()
+        self._lane.close()
 
     def get(
         self, path: str, params: dict[str, Any] | None = None, *, budget: float = MAX_RETRY_SECONDS
@@ -359,35 +370,21 @@ class KlaviyoClient:
         headers: dict[str, str] | None,
         limit: float = MAX_EXCHANGE_SECONDS,
     ) -> requests.Response:
-        """One HTTP exchange, given up after ``limit`` seconds (it runs on a helper thread,
-        which is left to finish on its own: ``requests`` has no deadline for a whole exchange)."""
-        outcome: list[requests.Response | BaseException] = []
-        done = threading.Event()
-
-        def exchange() -> None:
-            try:
-                outcome.append(
-                    self.session.request(
-                        method,
-                        self.api_url + path,
-                        params=params,
-                        data=body,
-                        headers=headers,
-                        timeout=TIMEOUT,
-                        allow_redirects=False,
-                    )
-                )
-            except BaseException as error:  # handed to the waiting thread as it is
-                outcome.append(error)
-            finally:
-                done.set()
-
-        threading.Thread(target=exchange, name="klaviyo-request", daemon=True).start()
+        """One HTTP exchange, given up after ``limit`` seconds (it runs on the client's helper
+        thread: ``requests`` has no deadline for a whole exchange). An exchange given up is left to
+        finish on its own with its Session, and the next try goes out on a fresh lane."""
+        options = {"params": params, "data": body, "headers": headers, "timeout": TIMEOUT}
+        exchange = Exchange(method, self.api_url + path, options)
+        self._lane.send(exchange)
         with self._waiting():
-            finished = done.wait(limit)
+            finished = exchange.done.wait(limit)
         if not finished:
+            # A Session is not thread-safe: the abandoned try keeps its own, and nothing else uses it.
+            self._lane.close()
+            self._lane = Lane(self._new_session())
             raise requests.Timeout(f"no complete answer within {limit:.0f} s")
-        result = outcome[0]
+        result = exchange.outcome
         if isinstance(result, BaseException):
             raise result
+        assert result is not None  # done is set only once the outcome is in
         return result
