@@ -18,34 +18,25 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 from target_klaviyo.delivery.subscriptions import Subscriber
+from target_klaviyo.klaviyo import endpoints
+from target_klaviyo.klaviyo.endpoints import IMPORT_JOB, IMPORT_JOB_CREATE
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.paging import Paging, pages
+from target_klaviyo.klaviyo.refused import dig, profile_position, split_refused
 from target_klaviyo.reader import record_from_line
 from target_klaviyo.records.mapping import Consent, Profile, Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.jobs")
 
-JOBS_PATH = "/api/profile-bulk-import-jobs"
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5_000_000
 ENVELOPE_BYTES = 512
 POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 1.0, 2.0)
 MAX_JOB_WAIT = 3600.0
-IMPORT_ERRORS_PAGE_SIZE = 100
-PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-
-
-def dig(answer: Any, *keys: str) -> Any:
-    """``answer[k1][k2]...``, or None where a step is missing or not an object."""
-    for key in keys:
-        if not isinstance(answer, dict):
-            return None
-        answer = answer.get(key)
-    return answer
 
 
 def unexpected_answer(request: str, what: str) -> KlaviyoError:
@@ -260,7 +251,7 @@ class BulkImporter:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
         while chunk:
             try:
-                answer = self.client.post(JOBS_PATH, job_body(list_id, chunk))
+                answer = self.client.post(IMPORT_JOB_CREATE.path, job_body(list_id, chunk))
             except KlaviyoApiError as error:
                 if error.status == 413 and len(chunk) > 1:
                     middle = len(chunk) // 2
@@ -270,7 +261,7 @@ class BulkImporter:
             job_id = dig(answer, "data", "id")
             if not isinstance(job_id, str) or not JOB_ID.match(job_id):
                 raise KlaviyoError(
-                    f"Klaviyo accepted POST {JOBS_PATH} but returned no job id of the form it documents."
+                    f"Klaviyo accepted POST {IMPORT_JOB_CREATE.path} but returned no job id of the form it documents."
                 )
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
@@ -283,14 +274,7 @@ class BulkImporter:
             too_large = error.errors[0].detail if error.errors else str(error)
             self.events.rejected(chunk[0], Reject("profile_too_large", too_large))
             return []
-        refused: dict[int, str] = {}
-        for detail in error.errors:
-            match = PROFILE_POINTER.match(detail.pointer or "")
-            if error.status != 400 or match is None or int(match.group(1)) >= len(chunk):
-                raise error
-            refused.setdefault(int(match.group(1)), f"{detail.code}: {detail.detail} ({detail.pointer})")
-        if not refused:
-            raise error
+        refused, rest = split_refused(error, chunk)
         for position, detail_text in refused.items():
             self.events.rejected(chunk[position], Reject("rejected_by_klaviyo", detail_text))
         logger.warning(
@@ -298,12 +282,13 @@ class BulkImporter:
             len(refused),
             len(chunk) - len(refused),
         )
-        return [item for position, item in enumerate(chunk) if position not in refused]
+        return rest
 
     def poll(self, job: SubmittedJob) -> dict[str, Any] | None:
         """The job's attributes once it is complete or cancelled; None while it runs."""
-        request = f"GET {JOBS_PATH}/{job.id}"
-        attributes = dig(self.client.get(f"{JOBS_PATH}/{job.id}"), "data", "attributes")
+        path = IMPORT_JOB.at(job_id=job.id)
+        request = f"GET {path}"
+        attributes = dig(self.client.get(path), "data", "attributes")
         if not isinstance(attributes, dict) or attributes.get("status") not in JOB_STATUSES:
             raise unexpected_answer(request, "a job status it documents")
         failed = attributes.get("failed_count") or 0
@@ -389,33 +374,27 @@ class BulkImporter:
 
     def _import_errors(self, job_id: str, job_size: int) -> Iterator[dict[str, Any]]:
         """Every page of a job's import errors: no more pages than the job has profiles for."""
-        params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
-        path = f"{JOBS_PATH}/{job_id}/import-errors"
-        seen_cursors: set[str] = set()
-        for _ in range(job_size // IMPORT_ERRORS_PAGE_SIZE + 2):
-            page = self.client.get(path, params)
-            errors = page.get("data", [])
+        endpoint = endpoints.IMPORT_ERRORS
+        path = endpoint.at(id=job_id)
+        size = endpoint.page_size
+        paging = Paging(
+            fault=lambda what: unexpected_answer(f"GET {path}", what),
+            repeated="an end to its pages of import errors",
+            endless="an end to its pages of import errors",
+            next_not_text="a next link that is text",
+            most_pages=job_size // size + 2,
+        )
+        for page in pages(lambda params: self.client.get(path, params), {"page[size]": size}, paging):
+            errors = page.get("data", []) if isinstance(page, dict) else None
             if not isinstance(errors, list) or not all(isinstance(error, dict) for error in errors):
                 raise unexpected_answer(f"GET {path}", "a list of import errors")
             yield from errors
-            next_link = dig(page, "links", "next")
-            if next_link is not None and not isinstance(next_link, str):
-                raise unexpected_answer(f"GET {path}", "a next link that is text")
-            cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]") if next_link else None
-            if not cursor:
-                return
-            if cursor[0] in seen_cursors:
-                break
-            seen_cursors.add(cursor[0])
-            params = {"page[size]": IMPORT_ERRORS_PAGE_SIZE, "page[cursor]": cursor[0]}
-        raise unexpected_answer(f"GET {path}", "an end to its pages of import errors")
 
     @staticmethod
     def _position_for(attributes: dict[str, Any], size: int, by_email: dict[str, int]) -> int | None:
-        pointer = dig(attributes, "source", "pointer")
-        match = PROFILE_POINTER.match(pointer) if isinstance(pointer, str) else None
-        if match and int(match.group(1)) < size:
-            return int(match.group(1))
+        position = profile_position(dig(attributes, "source", "pointer"), size)
+        if position is not None:
+            return position
         email = dig(attributes, "original_payload", "attributes", "email") or dig(
             attributes, "original_payload", "email"
         )

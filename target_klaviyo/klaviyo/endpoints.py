@@ -25,7 +25,7 @@ class Endpoint:
     path: str  # the spec's template: fill it with :meth:`at`
     steady_per_minute: int  # x-klaviyo-ratelimit "steady"
     burst_per_second: int  # x-klaviyo-ratelimit "burst"
-    page_size: int | None = None  # the page[size] asked for, where the answer comes in pages
+    page_size: int = 0  # the page[size] asked for where the answer comes in pages (0: it does not)
     interval: float | None = None  # seconds between the loader's requests, where it paces them
 
     def at(self, **ids: str) -> str:

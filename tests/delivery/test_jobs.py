@@ -1,5 +1,6 @@
 """Bulk import job lifecycle against the sandbox: splitting, refusals, polling, import errors."""
 
+import dataclasses
 import json
 import time
 
@@ -18,6 +19,7 @@ from target_klaviyo.delivery.jobs import (
     job_body,
     split_for_jobs,
 )
+from target_klaviyo.klaviyo import endpoints
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.records.mapping import ProfileMapper, Reject
 from target_klaviyo.run.report import RunReport
@@ -136,7 +138,7 @@ def test_a_batch_of_only_refused_profiles_sends_no_job(sandbox_factory):
 
 
 def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "IMPORT_ERRORS_PAGE_SIZE", 2)
+    monkeypatch.setattr(endpoints, "IMPORT_ERRORS", dataclasses.replace(endpoints.IMPORT_ERRORS, page_size=2))
     server = sandbox_factory(fail_domains=("bounce.example.net",))
     report = RunReport(tmp_path / "rejects.jsonl")
     batch = [pending(f"ok{i}@example.com") for i in range(3)] + [
