@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from target_klaviyo.delivery.subscriptions import Subscriber
+
+# delivery/pipeline.py imports JobCancelled from here.
+from target_klaviyo.errors import JobCancelled as JobCancelled
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo import endpoints
 from target_klaviyo.klaviyo.endpoints import IMPORT_JOB, IMPORT_JOB_CREATE
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import dig, profile_position, split_refused
 from target_klaviyo.reader import record_from_line
@@ -135,10 +139,6 @@ class JobEvents(Protocol):
     def superseded(self, list_id: str, key: str, order: int) -> bool:
         """Whether a later record of this person for this list was read after the one taken at ``order``."""
         ...
-
-
-class JobCancelled(KlaviyoError):
-    """Klaviyo cancelled a job: its profiles are in an unknown state, so the run must fail."""
 
 
 def split_for_jobs(

@@ -40,8 +40,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES, SUBSCRIBE
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import lacks_scopes, split_refused
 from target_klaviyo.records.mapping import Consent, Reject

@@ -24,19 +24,22 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import socket
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from target_klaviyo import __version__
-from target_klaviyo.errors import RunError
+
+# run/ and delivery/pipeline.py import these three from here; the rest of the loader from errors.
+from target_klaviyo.errors import ConnectionFailed as ConnectionFailed
+from target_klaviyo.errors import ErrorDetail, LocalSetupError
+from target_klaviyo.errors import KlaviyoApiError as KlaviyoApiError
+from target_klaviyo.errors import KlaviyoError as KlaviyoError
 from target_klaviyo.klaviyo.lane import Exchange, Lane
 
 logger = logging.getLogger("target_klaviyo.klaviyo.http")
@@ -50,50 +53,6 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 MAX_EXCHANGE_SECONDS = 90.0
-
-
-class KlaviyoError(RunError):
-    """A failure talking to Klaviyo that ends the run; its message is one sentence."""
-
-
-@dataclass(frozen=True)
-class ErrorDetail:
-    """One entry of a JSON:API ``errors[]`` array."""
-
-    code: str
-    detail: str
-    pointer: str | None
-
-
-class KlaviyoApiError(KlaviyoError):
-    """Klaviyo answered with an error status."""
-
-    def __init__(
-        self, method: str, path: str, status: int, errors: list[ErrorDetail], secret: str = ""
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.status = status
-        self.errors = errors
-        first = errors[0] if errors else None
-        detail = f"{first.code}: {first.detail}" if first else "no error detail"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"Klaviyo answered {status} to {method} {path}: {redact(detail, secret)}{more}")
-
-
-def redact(text: str, secret: str) -> str:
-    """Klaviyo's words as they may be logged: an echoed key and anything like an email hidden."""
-    if secret:
-        text = text.replace(secret, "[api key]")
-    return EMAIL_LIKE.sub("[email]", text)
-
-
-class ConnectionFailed(KlaviyoError):
-    """No answer from ``api_url`` at all (refused, not resolved, timed out, cut off); ``cause`` says which."""
-
-    def __init__(self, message: str, cause: str) -> None:
-        super().__init__(message)
-        self.cause = cause
 
 
 def connection_cause(error: BaseException) -> str:
@@ -153,9 +112,6 @@ def parse_errors(response: requests.Response) -> list[ErrorDetail]:
     return parsed
 
 
-EMAIL_LIKE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
-
-
 def _retry_after(response: requests.Response) -> float:
     try:
         return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", "1"))))
@@ -171,7 +127,7 @@ def _proxies(api_url: str) -> dict[str, str]:
     try:
         return {k: v for k, v in requests.utils.get_environ_proxies(api_url).items() if k in {"https", "all"}}
     except ValueError:
-        raise KlaviyoError("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL.") from None
+        raise LocalSetupError("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL.") from None
 
 
 def _ca_bundle() -> str | bool:
@@ -179,7 +135,7 @@ def _ca_bundle() -> str | bool:
     if not bundle:
         return True
     if not os.path.isfile(bundle):
-        raise KlaviyoError("REQUESTS_CA_BUNDLE names a file that does not exist.")
+        raise LocalSetupError("REQUESTS_CA_BUNDLE names a file that does not exist.")
     return bundle
 
 

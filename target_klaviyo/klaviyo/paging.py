@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from target_klaviyo.klaviyo.http import KlaviyoError
+from target_klaviyo.errors import KlaviyoError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoError
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
 
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 

@@ -45,9 +45,12 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from target_klaviyo.errors import RunError
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
+
+# run/run.py imports MirrorRefused from here.
+from target_klaviyo.errors import MirrorRefused as MirrorRefused
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import lacks_scopes
 from target_klaviyo.mirror.bookmarks import STATE_HEADERS, incremental, names, resuming
@@ -64,10 +67,6 @@ MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for em
 ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
 UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
 INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
-
-
-class MirrorRefused(RunError):
-    """A list was left as it was because mirroring it could be wrong; the run fails."""
 
 
 class Mirror:

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from target_klaviyo.errors import KlaviyoApiError
 from target_klaviyo.klaviyo.endpoints import LIST_REMOVE
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.refused import lacks_scopes
 from target_klaviyo.mirror.plan_file import ListPlan
 
