@@ -54,8 +54,8 @@ from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import lacks_scopes
 from target_klaviyo.mirror.bookmarks import STATE_HEADERS, incremental, names, resuming
-from target_klaviyo.mirror.plan_file import ID as PROFILE_ID
-from target_klaviyo.mirror.plan_file import ListPlan
+from target_klaviyo.mirror.plan_format import ID as PROFILE_ID
+from target_klaviyo.mirror.plan_format import ListPlan
 from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.mapping import get_path
 from target_klaviyo.run.seen import HashTable, hash64

@@ -16,7 +16,7 @@ from target_klaviyo.errors import KlaviyoApiError
 from target_klaviyo.klaviyo.endpoints import LIST_REMOVE
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.refused import lacks_scopes
-from target_klaviyo.mirror.plan_file import ListPlan
+from target_klaviyo.mirror.plan_format import ListPlan
 
 MAX_IDS_PER_REMOVAL = 1000
 
