@@ -44,7 +44,7 @@ from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES, SUBSCRIBE
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
-from target_klaviyo.klaviyo.refused import lacks_scopes, split_refused
+from target_klaviyo.klaviyo.refused import lacks_scopes, scopes_needed, split_refused
 from target_klaviyo.records.mapping import Consent, Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.subscriptions")
@@ -278,18 +278,9 @@ class Subscriber:
     def _read(self, list_id: str, path: str, params: dict[str, Any]) -> object:
         """One page of the consent read; an answer that is not even an object is the caller's to refuse."""
         self._check_pace.wait()
-        try:
+        doing = f"read the consent of list {list_id}'s members"
+        with scopes_needed(doing, "consent_property", LIST_PROFILES.scopes, ", to respect unsubscribes"):
             return self.client.get(path, params)
-        except KlaviyoApiError as error:
-            if error.status in {401, 403}:
-                raise lacks_scopes(
-                    error.status,
-                    f"read the consent of list {list_id}'s members",
-                    "consent_property",
-                    ["lists:read", "profiles:read"],
-                    ", to respect unsubscribes",
-                ) from None
-            raise
 
     def _send(self, list_id: str, group: People, historical: bool, events: SubscriptionEvents) -> int:
         while group:

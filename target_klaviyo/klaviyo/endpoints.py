@@ -4,7 +4,8 @@ The paths are written as Klaviyo's OpenAPI spec writes them (``{id}``, ``{job_id
 and ``tests/klaviyo/test_endpoints.py`` checks each entry against the committed spec
 subset (``klaviyo_sandbox/klaviyo-openapi-subset.json``): the path exists with that
 method, the page size is within the spec's ``page[size]`` maximum, and the steady
-and burst rates are the spec's ``x-klaviyo-ratelimit``. ``interval`` is how far
+and burst rates are the spec's ``x-klaviyo-ratelimit``, the scopes its
+``x-klaviyo-scopes``. ``interval`` is how far
 apart the loader keeps its own requests to an endpoint it calls many times in a row:
 a little under the steady rate, so that a long run is not throttled (a 429 would
 still be retried, but each one costs its ``Retry-After``).
@@ -27,6 +28,7 @@ class Endpoint:
     burst_per_second: int  # x-klaviyo-ratelimit "burst"
     page_size: int = 0  # the page[size] asked for where the answer comes in pages (0: it does not)
     interval: float | None = None  # seconds between the loader's requests, where it paces them
+    scopes: tuple[str, ...] = ()  # x-klaviyo-scopes: what the API key needs for it
 
     def at(self, **ids: str) -> str:
         """The path with its ids filled in, as requested and as error sentences name it."""
@@ -39,14 +41,52 @@ class Endpoint:
         return Pace(self.interval)
 
 
-LIST = Endpoint("GET", "/api/lists/{id}", 750, 75)
+LIST = Endpoint("GET", "/api/lists/{id}", 750, 75, scopes=("lists:read",))
 # Read a page at a time, 700 a minute: the consent look-up and the mirror's reading of members.
-LIST_PROFILES = Endpoint("GET", "/api/lists/{id}/profiles", 750, 75, page_size=100, interval=60 / 700)
-LIST_REMOVE = Endpoint("DELETE", "/api/lists/{id}/relationships/profiles", 150, 10, interval=60 / 140)
-IMPORT_JOB_CREATE = Endpoint("POST", "/api/profile-bulk-import-jobs", 150, 10)
+LIST_PROFILES = Endpoint(
+    "GET",
+    "/api/lists/{id}/profiles",
+    750,
+    75,
+    page_size=100,
+    interval=60 / 700,
+    scopes=("lists:read", "profiles:read"),
+)
+LIST_REMOVE = Endpoint(
+    "DELETE",
+    "/api/lists/{id}/relationships/profiles",
+    150,
+    10,
+    interval=60 / 140,
+    scopes=("lists:write", "profiles:write"),
+)
+IMPORT_JOB_CREATE = Endpoint(
+    "POST", "/api/profile-bulk-import-jobs", 150, 10, scopes=("lists:write", "profiles:write")
+)
 # Jobs are polled well under the steady 150 a minute (the pipeline's settling thread keeps it).
-IMPORT_JOB = Endpoint("GET", "/api/profile-bulk-import-jobs/{job_id}", 150, 10, interval=0.45)
-IMPORT_ERRORS = Endpoint("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", 150, 10, page_size=100)
-SUBSCRIBE = Endpoint("POST", "/api/profile-subscription-bulk-create-jobs", 750, 75, interval=60 / 700)
+IMPORT_JOB = Endpoint(
+    "GET",
+    "/api/profile-bulk-import-jobs/{job_id}",
+    150,
+    10,
+    interval=0.45,
+    scopes=("lists:read", "profiles:read"),
+)
+IMPORT_ERRORS = Endpoint(
+    "GET",
+    "/api/profile-bulk-import-jobs/{id}/import-errors",
+    150,
+    10,
+    page_size=100,
+    scopes=("profiles:read",),
+)
+SUBSCRIBE = Endpoint(
+    "POST",
+    "/api/profile-subscription-bulk-create-jobs",
+    750,
+    75,
+    interval=60 / 700,
+    scopes=("lists:write", "profiles:write", "subscriptions:write"),
+)
 
 ENDPOINTS = (LIST, LIST_PROFILES, LIST_REMOVE, IMPORT_JOB_CREATE, IMPORT_JOB, IMPORT_ERRORS, SUBSCRIBE)

@@ -11,7 +11,8 @@ rest again. An import job's errors point at their profiles the same way. A 401 o
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
@@ -66,3 +67,14 @@ def lacks_scopes(status: int, doing: str, who: str, scopes: Sequence[str], why: 
     return KlaviyoError(
         f"Klaviyo refused to {doing} ({status}): {who} needs the {and_list(scopes)} {noun}{why}."
     )
+
+
+@contextmanager
+def scopes_needed(doing: str, who: str, scopes: Sequence[str], why: str = "") -> Iterator[None]:
+    """A 401 or 403 inside becomes the sentence of :func:`lacks_scopes`; any other error stays as it is."""
+    try:
+        yield
+    except KlaviyoApiError as error:
+        if error.status in {401, 403}:
+            raise lacks_scopes(error.status, doing, who, scopes, why) from None
+        raise

@@ -45,14 +45,14 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
+from target_klaviyo.errors import KlaviyoError
 
 # run/run.py imports MirrorRefused from here.
 from target_klaviyo.errors import MirrorRefused as MirrorRefused
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
-from target_klaviyo.klaviyo.refused import lacks_scopes
+from target_klaviyo.klaviyo.refused import scopes_needed
 from target_klaviyo.mirror.bookmarks import STATE_HEADERS, incremental, names, resuming
 from target_klaviyo.mirror.plan_format import ID as PROFILE_ID
 from target_klaviyo.mirror.plan_format import ListPlan
@@ -320,17 +320,10 @@ class Mirror:
 
         def read(params: dict[str, Any]) -> object:
             pace.wait()
-            try:
+            with scopes_needed(
+                f"read the members of list {list_id}", "sync_mode mirror", LIST_PROFILES.scopes
+            ):
                 return client.get(path, params)
-            except KlaviyoApiError as error:
-                if error.status in {401, 403}:
-                    raise lacks_scopes(
-                        error.status,
-                        f"read the members of list {list_id}",
-                        "sync_mode mirror",
-                        ["lists:read", "profiles:read"],
-                    ) from None
-                raise
 
         params = {"fields[profile]": "email", "page[size]": LIST_PROFILES.page_size}
         for page in pages(read, params, member_paging(path)):

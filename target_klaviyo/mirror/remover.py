@@ -12,10 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from target_klaviyo.errors import KlaviyoApiError
 from target_klaviyo.klaviyo.endpoints import LIST_REMOVE
 from target_klaviyo.klaviyo.http import KlaviyoClient
-from target_klaviyo.klaviyo.refused import lacks_scopes
+from target_klaviyo.klaviyo.refused import scopes_needed
 from target_klaviyo.mirror.plan_format import ListPlan
 
 MAX_IDS_PER_REMOVAL = 1000
@@ -44,16 +43,7 @@ class Remover:
         """One request; ``before_try`` runs before each try (the first and every retry) and may stop it."""
         body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
         self._pace.wait()
-        try:
+        with scopes_needed(f"remove members from list {list_id}", "sync_mode mirror", ["lists:write"]):
             self.client.request(
-                "DELETE",
-                LIST_REMOVE.at(id=list_id),
-                body=_encode(body),
-                before_try=before_try,
+                LIST_REMOVE.method, LIST_REMOVE.at(id=list_id), body=_encode(body), before_try=before_try
             )
-        except KlaviyoApiError as error:
-            if error.status in {401, 403}:
-                raise lacks_scopes(
-                    error.status, f"remove members from list {list_id}", "sync_mode mirror", ["lists:write"]
-                ) from None
-            raise

@@ -24,6 +24,7 @@ def test_the_spec_has_the_endpoint_with_its_rates(endpoint: Endpoint):
     burst, steady = spec.rate_limit(endpoint.path, endpoint.method.lower())
     assert endpoint.burst_per_second == _per(burst, "s")
     assert endpoint.steady_per_minute == _per(steady, "m")
+    assert list(endpoint.scopes) == operations[endpoint.method.lower()]["x-klaviyo-scopes"]
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: f"{endpoint.method} {endpoint.path}")
