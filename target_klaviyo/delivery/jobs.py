@@ -1,7 +1,7 @@
-"""The life of a bulk profile import job: split, submit, wait, and account for failures.
+"""The life of a bulk profile import job: submit, wait, and account for failures.
 
-A batch of profiles becomes as few jobs as Klaviyo's limits allow (10,000 profiles
-and 5 MB a job). A profile Klaviyo refuses at submission (a 400 that points at it)
+A batch of profiles becomes as few jobs as Klaviyo's limits allow
+(:mod:`target_klaviyo.delivery.batch` cuts them). A profile Klaviyo refuses at submission (a 400 that points at it)
 is rejected and the rest are submitted again; a profile that fails while the job
 runs is read back from the job's import errors. Either way it ends in the rejects,
 with Klaviyo's own words, and the run goes on.
@@ -9,124 +9,42 @@ with Klaviyo's own words, and the run goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-import zlib
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
+# run/run.py and sinks.py import these from here.
+from target_klaviyo.delivery.batch import MAX_PROFILES_PER_JOB as MAX_PROFILES_PER_JOB
+from target_klaviyo.delivery.batch import PendingProfile as PendingProfile
+from target_klaviyo.delivery.batch import SentProfile as SentProfile
+from target_klaviyo.delivery.batch import Sources, job_body
+from target_klaviyo.delivery.batch import describe_dry_run as describe_dry_run
+from target_klaviyo.delivery.batch import split_for_jobs as split_for_jobs
 from target_klaviyo.delivery.subscriptions import Subscriber
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from target_klaviyo.reader import record_from_line
-from target_klaviyo.records.consent import Consent
-from target_klaviyo.records.profile import Profile, Reject
+
+# delivery/pipeline.py imports JobCancelled from here.
+from target_klaviyo.errors import JobCancelled as JobCancelled
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
+from target_klaviyo.klaviyo import endpoints
+from target_klaviyo.klaviyo.endpoints import IMPORT_JOB, IMPORT_JOB_CREATE
+from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.klaviyo.paging import Paging, pages
+from target_klaviyo.klaviyo.refused import dig, profile_position, split_refused
+from target_klaviyo.records.profile import Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.jobs")
 
-JOBS_PATH = "/api/profile-bulk-import-jobs"
-MAX_PROFILES_PER_JOB = 10_000
-MAX_JOB_BYTES = 5_000_000
-ENVELOPE_BYTES = 512
 POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 1.0, 2.0)
 MAX_JOB_WAIT = 3600.0
-IMPORT_ERRORS_PAGE_SIZE = 100
-PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 JOB_STATUSES = {"queued", "processing", "complete", "cancelled"}
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
-def dig(answer: Any, *keys: str) -> Any:
-    """``answer[k1][k2]...``, or None where a step is missing or not an object."""
-    for key in keys:
-        if not isinstance(answer, dict):
-            return None
-        answer = answer.get(key)
-    return answer
-
-
 def unexpected_answer(request: str, what: str) -> KlaviyoError:
     return KlaviyoError(f"Klaviyo answered {request} without {what}; the run stops rather than guess.")
-
-
-@dataclass(slots=True)
-class PendingProfile:
-    """A profile on its way to Klaviyo: what is sent, and where it came from (for the rejects file).
-
-    ``source`` is the Singer line the record came in on when the reader had it (a line
-    is a third of the memory of the record as Python objects, and is read again only
-    for a reject), else the record. ``epoch`` is where the record stood among the
-    tap's STATE messages (:class:`target_klaviyo.run.state.StateLedger`). ``attributes``
-    is kept only in a dry run, which describes what it would send. ``list_id`` is the
-    list the profile goes to (its stream's). ``consent`` is the record's email marketing
-    consent (see :attr:`Profile.consent`), sent as a subscription once the profile is imported.
-    """
-
-    key: str
-    encoded: bytes
-    stream: str
-    source: dict[str, Any] | str
-    epoch: int = 0
-    attributes: dict[str, Any] | None = None
-    list_id: str = ""
-    order: int = 0  # when the run took it in: the order of a person's records across lists
-    consent: Consent | None = None
-    # The address as imported, for the subscription (the key is lower case; Klaviyo keeps the case).
-    email: str = ""
-
-    @classmethod
-    def of(
-        cls,
-        profile: Profile,
-        stream: str,
-        source: dict[str, Any] | str,
-        epoch: int = 0,
-        *,
-        list_id: str = "",
-        order: int = 0,
-        describe: bool = False,
-    ) -> PendingProfile:
-        attributes = profile.resource["attributes"] if describe else None
-        email = profile.resource["attributes"]["email"] if profile.consent is not None else ""
-        return cls(
-            profile.key,
-            profile.encoded,
-            stream,
-            source,
-            epoch,
-            attributes,
-            list_id,
-            order,
-            profile.consent,
-            email,
-        )
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return record_of(self.source)
-
-
-@dataclass(slots=True)
-class SentProfile:
-    """A profile of a job Klaviyo accepted, as needed to reject it: made from :class:`SubmittedJob`."""
-
-    key: str
-    stream: str
-    source: dict[str, Any] | str
-    epoch: int
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return record_of(self.source)
-
-
-def record_of(source: dict[str, Any] | str) -> dict[str, Any]:
-    """The record as the sink received it, read again from its line if that is what was kept."""
-    return source if isinstance(source, dict) else record_from_line(source)
 
 
 class JobEvents(Protocol):
@@ -145,64 +63,6 @@ class JobEvents(Protocol):
     def superseded(self, list_id: str, key: str, order: int) -> bool:
         """Whether a later record of this person for this list was read after the one taken at ``order``."""
         ...
-
-
-class JobCancelled(KlaviyoError):
-    """Klaviyo cancelled a job: its profiles are in an unknown state, so the run must fail."""
-
-
-def split_for_jobs(
-    pending: list[PendingProfile], most: int = MAX_PROFILES_PER_JOB
-) -> Iterator[list[PendingProfile]]:
-    """Group profiles into job-sized chunks of at most ``most`` profiles and Klaviyo's bytes, in order."""
-    chunk: list[PendingProfile] = []
-    size = ENVELOPE_BYTES
-    for item in pending:
-        item_size = len(item.encoded) + 1
-        if chunk and (len(chunk) >= most or size + item_size > MAX_JOB_BYTES):
-            yield chunk
-            chunk, size = [], ENVELOPE_BYTES
-        chunk.append(item)
-        size += item_size
-    if chunk:
-        yield chunk
-
-
-def job_body(list_id: str, chunk: list[PendingProfile]) -> bytes:
-    """The JSON:API body of a job, assembled from profiles serialised once."""
-    profiles = b",".join(item.encoded for item in chunk)
-    lists = json.dumps([{"type": "list", "id": list_id}]).encode()
-    return (
-        b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
-        + profiles
-        + b']}},"relationships":{"lists":{"data":'
-        + lists
-        + b"}}}}"
-    )
-
-
-class Sources:
-    """Where a job's profiles came from, for the rejects file, in a fraction of the memory.
-
-    Lines (from the reader) are kept as one zlib-compressed text, about a sixth of
-    their size, and decompressed only if Klaviyo rejects one of them; records (from a
-    stream map) are kept as they are.
-    """
-
-    def __init__(self, sources: list[dict[str, Any] | str]) -> None:
-        self._records: list[dict[str, Any] | str] | None = None
-        self._compressed = b""
-        if all(isinstance(source, str) for source in sources):
-            text = "\n".join(source.rstrip("\n") for source in sources)  # type: ignore[union-attr]
-            self._compressed = zlib.compress(text.encode("utf-8", "surrogatepass"), 1)
-        else:
-            self._records = sources
-
-    def __getitem__(self, position: int) -> dict[str, Any] | str:
-        if self._records is None:
-            text = zlib.decompress(self._compressed).decode("utf-8", "surrogatepass")
-            self._records = list[dict[str, Any] | str](text.split("\n"))
-        return self._records[position]
 
 
 class SubmittedJob:
@@ -261,7 +121,7 @@ class BulkImporter:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
         while chunk:
             try:
-                answer = self.client.post(JOBS_PATH, job_body(list_id, chunk))
+                answer = self.client.post(IMPORT_JOB_CREATE.path, job_body(list_id, chunk))
             except KlaviyoApiError as error:
                 if error.status == 413 and len(chunk) > 1:
                     middle = len(chunk) // 2
@@ -271,7 +131,7 @@ class BulkImporter:
             job_id = dig(answer, "data", "id")
             if not isinstance(job_id, str) or not JOB_ID.match(job_id):
                 raise KlaviyoError(
-                    f"Klaviyo accepted POST {JOBS_PATH} but returned no job id of the form it documents."
+                    f"Klaviyo accepted POST {IMPORT_JOB_CREATE.path} but returned no job id of the form it documents."
                 )
             self.events.job_submitted(job_id)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
@@ -284,14 +144,7 @@ class BulkImporter:
             too_large = error.errors[0].detail if error.errors else str(error)
             self.events.rejected(chunk[0], Reject("profile_too_large", too_large))
             return []
-        refused: dict[int, str] = {}
-        for detail in error.errors:
-            match = PROFILE_POINTER.match(detail.pointer or "")
-            if error.status != 400 or match is None or int(match.group(1)) >= len(chunk):
-                raise error
-            refused.setdefault(int(match.group(1)), f"{detail.code}: {detail.detail} ({detail.pointer})")
-        if not refused:
-            raise error
+        refused, rest = split_refused(error, chunk)
         for position, detail_text in refused.items():
             self.events.rejected(chunk[position], Reject("rejected_by_klaviyo", detail_text))
         logger.warning(
@@ -299,12 +152,13 @@ class BulkImporter:
             len(refused),
             len(chunk) - len(refused),
         )
-        return [item for position, item in enumerate(chunk) if position not in refused]
+        return rest
 
     def poll(self, job: SubmittedJob) -> dict[str, Any] | None:
         """The job's attributes once it is complete or cancelled; None while it runs."""
-        request = f"GET {JOBS_PATH}/{job.id}"
-        attributes = dig(self.client.get(f"{JOBS_PATH}/{job.id}"), "data", "attributes")
+        path = IMPORT_JOB.at(job_id=job.id)
+        request = f"GET {path}"
+        attributes = dig(self.client.get(path), "data", "attributes")
         if not isinstance(attributes, dict) or attributes.get("status") not in JOB_STATUSES:
             raise unexpected_answer(request, "a job status it documents")
         failed = attributes.get("failed_count") or 0
@@ -390,33 +244,27 @@ class BulkImporter:
 
     def _import_errors(self, job_id: str, job_size: int) -> Iterator[dict[str, Any]]:
         """Every page of a job's import errors: no more pages than the job has profiles for."""
-        params: dict[str, Any] = {"page[size]": IMPORT_ERRORS_PAGE_SIZE}
-        path = f"{JOBS_PATH}/{job_id}/import-errors"
-        seen_cursors: set[str] = set()
-        for _ in range(job_size // IMPORT_ERRORS_PAGE_SIZE + 2):
-            page = self.client.get(path, params)
-            errors = page.get("data", [])
+        endpoint = endpoints.IMPORT_ERRORS
+        path = endpoint.at(id=job_id)
+        size = endpoint.page_size
+        paging = Paging(
+            fault=lambda what: unexpected_answer(f"GET {path}", what),
+            repeated="an end to its pages of import errors",
+            endless="an end to its pages of import errors",
+            next_not_text="a next link that is text",
+            most_pages=job_size // size + 2,
+        )
+        for page in pages(lambda params: self.client.get(path, params), {"page[size]": size}, paging):
+            errors = page.get("data", []) if isinstance(page, dict) else None
             if not isinstance(errors, list) or not all(isinstance(error, dict) for error in errors):
                 raise unexpected_answer(f"GET {path}", "a list of import errors")
             yield from errors
-            next_link = dig(page, "links", "next")
-            if next_link is not None and not isinstance(next_link, str):
-                raise unexpected_answer(f"GET {path}", "a next link that is text")
-            cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]") if next_link else None
-            if not cursor:
-                return
-            if cursor[0] in seen_cursors:
-                break
-            seen_cursors.add(cursor[0])
-            params = {"page[size]": IMPORT_ERRORS_PAGE_SIZE, "page[cursor]": cursor[0]}
-        raise unexpected_answer(f"GET {path}", "an end to its pages of import errors")
 
     @staticmethod
     def _position_for(attributes: dict[str, Any], size: int, by_email: dict[str, int]) -> int | None:
-        pointer = dig(attributes, "source", "pointer")
-        match = PROFILE_POINTER.match(pointer) if isinstance(pointer, str) else None
-        if match and int(match.group(1)) < size:
-            return int(match.group(1))
+        position = profile_position(dig(attributes, "source", "pointer"), size)
+        if position is not None:
+            return position
         email = dig(attributes, "original_payload", "attributes", "email") or dig(
             attributes, "original_payload", "email"
         )
@@ -432,33 +280,3 @@ class _Refusals:
 
     def subscription_refused(self, position: int, reject: Reject) -> None:
         self.events.value_dropped(self.job.profile(position), reject)
-
-
-def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
-    """What would be sent, list by list, without personal data: sizes and attribute names."""
-    by_list: dict[str, list[PendingProfile]] = {}
-    for item in pending:
-        by_list.setdefault(item.list_id, []).append(item)
-    for list_id, items in by_list.items():
-        for chunk in split_for_jobs(items):
-            names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
-            consents = [item.consent for item in chunk if item.consent is not None]
-            subscribe = (
-                f", and subscribe {len(consents)} of them to email marketing "
-                f"({sum(1 for consent in consents if consent.at)} with a consent date, as a historical import)"
-                if consents
-                else ""
-            )
-            yield (
-                f"Dry run: would submit an import job of {len(chunk)} profiles "
-                f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
-                f"with attributes: {', '.join(names)}{subscribe}."
-            )
-
-
-def _attribute_names(attributes: dict[str, Any]) -> Iterator[str]:
-    for name, value in attributes.items():
-        if name in {"location", "properties"} and isinstance(value, dict):
-            yield from (f"{name}.{key}" for key in value)
-        else:
-            yield name

@@ -39,26 +39,25 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
+from target_klaviyo.klaviyo.endpoints import LIST_PROFILES, SUBSCRIBE
+from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.klaviyo.paging import Paging, pages
+from target_klaviyo.klaviyo.refused import lacks_scopes, scopes_needed, split_refused
 from target_klaviyo.records.consent import Consent
 from target_klaviyo.records.profile import Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.subscriptions")
 
-SUBSCRIPTIONS_PATH = "/api/profile-subscription-bulk-create-jobs"
 MAX_PROFILES_PER_REQUEST = 1000
-MIN_INTERVAL = 60 / 700  # Klaviyo's steady limit for this endpoint is 750 a minute
-CHECKED_PER_REQUEST = 100  # emails per consent look-up (page[size] is at most 100)
-CHECK_INTERVAL = 60 / 700  # GET list profiles, each page a request: steady 750 a minute
+CHECKED_PER_REQUEST = LIST_PROFILES.page_size  # emails per consent look-up: one full page each
 # Global suppressions a subscription leaves in place, as the spec says (the unsuppress endpoint
 # keeps them; the subscribe endpoint names only UNSUBSCRIBE, SPAM_REPORT and USER_SUPPRESSED as
 # lifted). Every other reason, one the spec does not name included, counts as a withdrawal.
 KEPT_BY_SUBSCRIBING = {"HARD_BOUNCE", "INVALID_EMAIL"}
 KNOWN_CONSENT = {"SUBSCRIBED", "UNSUBSCRIBED", "NEVER_SUBSCRIBED"}  # the values the spec describes
 UNQUOTABLE = ('"', "\\")
-POINTER_PREFIX = "/data/attributes/profiles/data/"
 
 People = list[tuple[int, str, Consent]]  # (position in the job, email, consent)
 # When a person withdrew, by email; None when some record of it has no readable moment.
@@ -150,24 +149,6 @@ def _withdrawal(marketing: dict[str, Any], path: str) -> tuple[bool, datetime.da
     return True, None if None in moments else max(moment for moment in moments if moment is not None)
 
 
-def _next_cursor(page: dict[str, Any], path: str) -> str | None:
-    """The ``page[cursor]`` of ``links.next``, or None on the last page."""
-    links = page.get("links")
-    if links is None:
-        return None
-    if not isinstance(links, dict):
-        raise _unexpected(path, "links that are not an object")
-    next_link = links.get("next")
-    if next_link is None:
-        return None
-    if not isinstance(next_link, str):
-        raise _unexpected(path, "a next link that is not text")
-    cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
-    if not cursor:
-        raise _unexpected(path, "a next link without a page[cursor]")
-    return cursor[0]
-
-
 def subscription_body(list_id: str, people: list[tuple[str, str]], *, historical: bool) -> bytes:
     """The request for ``(email, consented_at)`` pairs; ``consented_at`` only in a historical import."""
     profiles = []
@@ -207,8 +188,8 @@ class Subscriber:
 
     def __init__(self, client: KlaviyoClient) -> None:
         self.client = client
-        self._pace = Pace(MIN_INTERVAL)
-        self._check_pace = Pace(CHECK_INTERVAL)
+        self._pace = SUBSCRIBE.pace()
+        self._check_pace = LIST_PROFILES.pace()
 
     def subscribe(self, list_id: str, people: People, events: SubscriptionEvents) -> int:
         """Subscribe ``(position, email, consent)``; returns how many Klaviyo accepted."""
@@ -256,12 +237,19 @@ class Subscriber:
             "fields[profile]": "email,subscriptions",
             "page[size]": CHECKED_PER_REQUEST,
         }
-        path = f"/api/lists/{list_id}/profiles"
+        path = LIST_PROFILES.at(id=list_id)
         withdrawn: Withdrawals = {}
         listed: set[str] = set()
-        cursors: set[str] = set()
-        for _ in range(len(emails) + 1):
-            page = self._read(list_id, path, params)
+        paging = Paging(
+            fault=lambda what: _unexpected(path, what),
+            repeated="a next page it had already given",
+            endless="more pages than the people it was asked about",
+            links_not_object="links that are not an object",
+            next_not_text="a next link that is not text",
+            no_cursor="a next link without a page[cursor]",
+            most_pages=len(emails) + 1,
+        )
+        for page in pages(lambda page_params: self._read(list_id, path, page_params), params, paging):
             members = page.get("data") if isinstance(page, dict) else None
             if not isinstance(page, dict) or not isinstance(members, list):
                 raise _unexpected(path, "no list of profiles")
@@ -272,14 +260,7 @@ class Subscriber:
                     # The same person twice: the later withdrawal, and an unknown moment above all.
                     earlier = withdrawn.get(email, since)
                     withdrawn[email] = None if since is None or earlier is None else max(since, earlier)
-            cursor = _next_cursor(page, path)
-            if cursor is None:
-                return withdrawn, listed
-            if cursor in cursors:
-                raise _unexpected(path, "a next page it had already given")
-            cursors.add(cursor)
-            params = {**params, "page[cursor]": cursor}
-        raise _unexpected(path, "more pages than the people it was asked about")
+        return withdrawn, listed
 
     @staticmethod
     def _member_withdrawal(member: object, path: str) -> tuple[str, tuple[bool, datetime.datetime | None]]:
@@ -298,16 +279,9 @@ class Subscriber:
     def _read(self, list_id: str, path: str, params: dict[str, Any]) -> object:
         """One page of the consent read; an answer that is not even an object is the caller's to refuse."""
         self._check_pace.wait()
-        try:
+        doing = f"read the consent of list {list_id}'s members"
+        with scopes_needed(doing, "consent_property", LIST_PROFILES.scopes, ", to respect unsubscribes"):
             return self.client.get(path, params)
-        except KlaviyoApiError as error:
-            if error.status in {401, 403}:
-                msg = (
-                    f"Klaviyo refused to read the consent of list {list_id}'s members ({error.status}): "
-                    "consent_property needs the lists:read and profiles:read scopes, to respect unsubscribes."
-                )
-                raise KlaviyoError(msg) from None
-            raise
 
     def _send(self, list_id: str, group: People, historical: bool, events: SubscriptionEvents) -> int:
         while group:
@@ -316,7 +290,7 @@ class Subscriber:
                 list_id, [(email, consent.at) for _, email, consent in group], historical=historical
             )
             try:
-                self.client.post(SUBSCRIPTIONS_PATH, body)
+                self.client.post(SUBSCRIBE.path, body)
             except KlaviyoApiError as error:
                 group = self._without_refused(group, error, events)
                 continue
@@ -326,22 +300,14 @@ class Subscriber:
     @staticmethod
     def _without_refused(group: People, error: KlaviyoApiError, events: SubscriptionEvents) -> People:
         if error.status in {401, 403}:
-            msg = (
-                f"Klaviyo refused to subscribe profiles ({error.status}): the API key needs the "
-                "subscriptions:write scope for consent_property."
-            )
-            raise KlaviyoError(msg) from None
-        refused: dict[int, str] = {}
-        for detail in error.errors:
-            pointer = detail.pointer or ""
-            index = (
-                pointer[len(POINTER_PREFIX) :].split("/", 1)[0] if pointer.startswith(POINTER_PREFIX) else ""
-            )
-            if error.status != 400 or not index.isdigit() or int(index) >= len(group):
-                raise error
-            refused.setdefault(int(index), f"{detail.code}: {detail.detail} ({pointer})")
-        if not refused:
-            raise error
+            raise lacks_scopes(
+                error.status,
+                "subscribe profiles",
+                "the API key",
+                ["subscriptions:write"],
+                " for consent_property",
+            ) from None
+        refused, rest = split_refused(error, group)
         for position, text in refused.items():
             events.subscription_refused(group[position][0], Reject("subscription_refused", text))
         logger.warning(
@@ -349,4 +315,4 @@ class Subscriber:
             len(refused),
             len(group) - len(refused),
         )
-        return [person for index, person in enumerate(group) if index not in refused]
+        return rest

@@ -24,20 +24,23 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from target_klaviyo import __version__
-from target_klaviyo.errors import RunError
+
+# run/ and delivery/pipeline.py import these three from here; the rest of the loader from errors.
+from target_klaviyo.errors import ConnectionFailed as ConnectionFailed
+from target_klaviyo.errors import ErrorDetail, LocalSetupError
+from target_klaviyo.errors import KlaviyoApiError as KlaviyoApiError
+from target_klaviyo.errors import KlaviyoError as KlaviyoError
+from target_klaviyo.klaviyo.lane import Exchange, Lane
 
 logger = logging.getLogger("target_klaviyo.klaviyo.http")
 
@@ -50,50 +53,6 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 MAX_EXCHANGE_SECONDS = 90.0
-
-
-class KlaviyoError(RunError):
-    """A failure talking to Klaviyo that ends the run; its message is one sentence."""
-
-
-@dataclass(frozen=True)
-class ErrorDetail:
-    """One entry of a JSON:API ``errors[]`` array."""
-
-    code: str
-    detail: str
-    pointer: str | None
-
-
-class KlaviyoApiError(KlaviyoError):
-    """Klaviyo answered with an error status."""
-
-    def __init__(
-        self, method: str, path: str, status: int, errors: list[ErrorDetail], secret: str = ""
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.status = status
-        self.errors = errors
-        first = errors[0] if errors else None
-        detail = f"{first.code}: {first.detail}" if first else "no error detail"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"Klaviyo answered {status} to {method} {path}: {redact(detail, secret)}{more}")
-
-
-def redact(text: str, secret: str) -> str:
-    """Klaviyo's words as they may be logged: an echoed key and anything like an email hidden."""
-    if secret:
-        text = text.replace(secret, "[api key]")
-    return EMAIL_LIKE.sub("[email]", text)
-
-
-class ConnectionFailed(KlaviyoError):
-    """No answer from ``api_url`` at all (refused, not resolved, timed out, cut off); ``cause`` says which."""
-
-    def __init__(self, message: str, cause: str) -> None:
-        super().__init__(message)
-        self.cause = cause
 
 
 def connection_cause(error: BaseException) -> str:
@@ -153,9 +112,6 @@ def parse_errors(response: requests.Response) -> list[ErrorDetail]:
     return parsed
 
 
-EMAIL_LIKE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
-
-
 def _retry_after(response: requests.Response) -> float:
     try:
         return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", "1"))))
@@ -171,7 +127,7 @@ def _proxies(api_url: str) -> dict[str, str]:
     try:
         return {k: v for k, v in requests.utils.get_environ_proxies(api_url).items() if k in {"https", "all"}}
     except ValueError:
-        raise KlaviyoError("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL.") from None
+        raise LocalSetupError("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL.") from None
 
 
 def _ca_bundle() -> str | bool:
@@ -179,7 +135,7 @@ def _ca_bundle() -> str | bool:
     if not bundle:
         return True
     if not os.path.isfile(bundle):
-        raise KlaviyoError("REQUESTS_CA_BUNDLE names a file that does not exist.")
+        raise LocalSetupError("REQUESTS_CA_BUNDLE names a file that does not exist.")
     return bundle
 
 
@@ -203,7 +159,8 @@ class Pace:
 
 
 class KlaviyoClient:
-    """A ``requests`` session bound to one account (API key) and one API revision.
+    """Requests bound to one account (API key) and one API revision, each try on the client's
+    :class:`~target_klaviyo.klaviyo.lane.Lane` (its one Session and the one thread that uses it).
 
     ``on_retry`` is told the status (0 for a connection failure or timeout) of each
     answer that is retried, so the run can count throttling. ``waiting`` surrounds
@@ -224,21 +181,31 @@ class KlaviyoClient:
         self._waiting = waiting
         self._clock = clock
         self._secret = api_key
-        self.session = requests.Session()
-        self.session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
-        self.session.proxies = _proxies(self.api_url)
-        self.session.verify = _ca_bundle()
-        self.session.headers.update(
-            {
-                "Authorization": f"Klaviyo-API-Key {api_key}",
-                "revision": revision,
-                "Accept": JSON_API,
-                "User-Agent": f"target-klaviyo/{__version__}",
-            }
-        )
+        self._headers = {
+            "Authorization": f"Klaviyo-API-Key {api_key}",
+            "revision": revision,
+            "Accept": JSON_API,
+            "User-Agent": f"target-klaviyo/{__version__}",
+        }
+        self._proxies = _proxies(self.api_url)
+        self._verify = _ca_bundle()
+        self._lane = Lane(self._new_session())
+
+    @property
+    def session(self) -> requests.Session:
+        """The session the next try goes out on (only the client's helper thread uses it)."""
+        return self._lane.session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no .netrc, no implicit settings: see the module's docstring
+        session.proxies = dict(self._proxies)
+        session.verify = self._verify
+        session.headers.update(self._headers)
+        return session
 
     def close(self) -> None:
-        self.session.close()
+        self._lane.close()
 
     def get(
         self, path: str, params: dict[str, Any] | None = None, *, budget: float = MAX_RETRY_SECONDS
@@ -359,35 +326,21 @@ class KlaviyoClient:
         headers: dict[str, str] | None,
         limit: float = MAX_EXCHANGE_SECONDS,
     ) -> requests.Response:
-        """One HTTP exchange, given up after ``limit`` seconds (it runs on a helper thread,
-        which is left to finish on its own: ``requests`` has no deadline for a whole exchange)."""
-        outcome: list[requests.Response | BaseException] = []
-        done = threading.Event()
-
-        def exchange() -> None:
-            try:
-                outcome.append(
-                    self.session.request(
-                        method,
-                        self.api_url + path,
-                        params=params,
-                        data=body,
-                        headers=headers,
-                        timeout=TIMEOUT,
-                        allow_redirects=False,
-                    )
-                )
-            except BaseException as error:  # handed to the waiting thread as it is
-                outcome.append(error)
-            finally:
-                done.set()
-
-        threading.Thread(target=exchange, name="klaviyo-request", daemon=True).start()
+        """One HTTP exchange, given up after ``limit`` seconds (it runs on the client's helper
+        thread: ``requests`` has no deadline for a whole exchange). An exchange given up is left to
+        finish on its own with its Session, and the next try goes out on a fresh lane."""
+        options = {"params": params, "data": body, "headers": headers, "timeout": TIMEOUT}
+        exchange = Exchange(method, self.api_url + path, options)
+        self._lane.send(exchange)
         with self._waiting():
-            finished = done.wait(limit)
+            finished = exchange.done.wait(limit)
         if not finished:
+            # A Session is not thread-safe: the abandoned try keeps its own, and nothing else uses it.
+            self._lane.close()
+            self._lane = Lane(self._new_session())
             raise requests.Timeout(f"no complete answer within {limit:.0f} s")
-        result = outcome[0]
+        result = exchange.outcome
         if isinstance(result, BaseException):
             raise result
+        assert result is not None  # done is set only once the outcome is in
         return result

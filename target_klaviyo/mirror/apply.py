@@ -34,8 +34,9 @@ from jsonschema import Draft7Validator
 
 from target_klaviyo.errors import RunError
 from target_klaviyo.klaviyo.http import KlaviyoClient
-from target_klaviyo.mirror.plan_file import Plan, PlanFiles, meltano_run
-from target_klaviyo.mirror.planner import Remover, removal_requests
+from target_klaviyo.mirror.plan_file import PlanFiles, meltano_run
+from target_klaviyo.mirror.plan_format import Plan
+from target_klaviyo.mirror.remover import Remover, removal_requests
 from target_klaviyo.run.report import write_whole
 from target_klaviyo.settings.environment import parse_variable, property_kinds
 from target_klaviyo.settings.schema import CONFIG_SCHEMA

@@ -1,4 +1,4 @@
-"""The mirror plan on disk: its format, its folder and the files beside it, in one place.
+"""The mirror plan on disk: its folder, the files beside it, and who may use them.
 
 A ``sync_mode: mirror`` run writes the members it chose to remove to a plan;
 ``target-klaviyo-mirror`` removes them once the whole pipeline has succeeded
@@ -22,69 +22,43 @@ people is checked here:
 - **Exact under interruption.** Each confirmed removal request is appended to
   ``<plan>.progress``; applying again skips what is done, so counts are exact and a
   partial apply is reported as partial.
-- **Read as strictly as a setting.** Finite numbers, ids of the shape ``list_id``
-  has, a creation time in the past and at most :data:`MAX_PLAN_AGE` old; anything
-  else is one sentence.
+- **Read as strictly as a setting.** What the files hold, and how strictly it is
+  read, is :mod:`target_klaviyo.mirror.plan_format`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import math
 import os
-import re
 import stat
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from target_klaviyo.errors import RunError
 from target_klaviyo.files import make_private_folders
+
+# run/run.py and target.py import ListPlan from here, and the planner ID.
+from target_klaviyo.mirror.plan_format import ID as ID
+from target_klaviyo.mirror.plan_format import (
+    PLAN_FORMAT,
+    PROGRESS_START,
+    RUN_FORMAT,
+    Plan,
+    begins_as,
+    load_document,
+    marker_run,
+    parse_plan,
+    plan_text,
+    progress_line,
+    read_progress,
+    run_text,
+)
+from target_klaviyo.mirror.plan_format import ListPlan as ListPlan
 from target_klaviyo.run.report import write_whole
-
-PLAN_FORMAT = "target-klaviyo mirror plan"
-PROGRESS_START = '{"run_id": "'  # how each line of the progress file begins
-RUN_FORMAT = "target-klaviyo mirror run"
-FORMAT_VERSION = 1
-# The plan is applied by the pipeline's next step, seconds after the run; an older one is a stale
-# picture of the segment, and doubt about removing people resolves toward removing nobody.
-MAX_PLAN_AGE = 3600.0
-CLOCK_SKEW = 60.0  # a plan "from the future" beyond this was not written by this machine's run
-ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # list ids as settings.LIST_ID checks them; Klaviyo's profile ids too
-MAX_PLAN_BYTES = 256 * 1024 * 1024  # 5 million ids and more: far beyond any list mirror may touch
-
-
-@dataclass
-class ListPlan:
-    """What mirroring one list means: its members before the run and now, and those to remove."""
-
-    list_id: str
-    members_before: int  # when the run started (the list's profile_count)
-    members: int = 0  # when the run read it, this run's profiles among them
-    without_email: int = 0  # members kept because no record can ever name them (phone-only)
-    remove: list[str] = field(default_factory=list)
-
-    @property
-    def share(self) -> float:
-        """The share of the list as it was before the run that would be removed."""
-        if not self.remove:
-            return 0.0
-        return len(self.remove) / self.members_before if self.members_before else 1.0
-
-
-@dataclass
-class Plan:
-    run_id: str
-    routing: str
-    created_at: float
-    api_url: str
-    lists: dict[str, ListPlan]
-    pipeline: str | None = None
 
 
 class PlanFiles:
@@ -191,13 +165,7 @@ class PlanFiles:
         """Mark a new latest run first (so an apply in progress stops at its next try), then delete
         the plan and its progress; the new run's id."""
         run_id = uuid.uuid4().hex
-        document = {
-            "format": RUN_FORMAT,
-            "version": FORMAT_VERSION,
-            "run_id": run_id,
-            "started_at": time.time(),
-        }
-        write_whole(self.marker, json.dumps(document), self.setting)
+        write_whole(self.marker, run_text(run_id), self.setting)
         for path in (self.path, self.progress_path):
             path.unlink(missing_ok=True)
         return run_id
@@ -221,10 +189,10 @@ class PlanFiles:
     def still_latest(self, run_id: str) -> None:
         """Before each removal: stop if a newer run of this loader has started since the plan was read."""
         try:
-            marker = json.loads(self.marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            marker = None
-        if not isinstance(marker, dict) or marker.get("run_id") != run_id:
+            latest = marker_run(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            latest = None
+        if latest != run_id:
             raise RunError(
                 f"A newer run of this loader started while {str(self.path)!r} was being applied; the rest "
                 "of the plan was not removed, since that run may have seen those people again."
@@ -233,29 +201,11 @@ class PlanFiles:
     def write(
         self, run_id: str, routing: str, api_url: str, plans: list[ListPlan], pipeline: str | None = None
     ) -> None:
-        """Write the plan whole (a new private file renamed over the old); no API key, no emails.
+        """Write the plan whole (a new private file renamed over the old).
 
         ``routing`` is the loader config's digest (:attr:`target_klaviyo.settings.settings.Settings.routing`).
         """
-        document = {
-            "format": PLAN_FORMAT,
-            "version": FORMAT_VERSION,
-            "run_id": run_id,
-            "routing": routing,
-            "pipeline": pipeline,
-            "created_at": time.time(),
-            "api_url": api_url,
-            "lists": {
-                plan.list_id: {
-                    "members_before": plan.members_before,
-                    "members": plan.members,
-                    "without_email": plan.without_email,
-                    "remove": plan.remove,
-                }
-                for plan in plans
-            },
-        }
-        write_whole(self.path, json.dumps(document), self.setting)
+        write_whole(self.path, plan_text(run_id, routing, api_url, plans, pipeline), self.setting)
 
     # The applying side
 
@@ -277,14 +227,14 @@ class PlanFiles:
         self._check_private(self.path.parent, folder=True)
         self._check_private(self.path, folder=False)
         where = f"The mirror plan at {str(self.path)!r}"
-        document = _load(self.path, where)
+        document = load_document(self.path, where)
         marker = (
-            _load(self.marker, f"The mirror run marker at {str(self.marker)!r}")
+            load_document(self.marker, f"The mirror run marker at {str(self.marker)!r}")
             if self.marker.exists()
             else {}
         )
         now = time.time() if now is None else now
-        plan = _parse(document, where, now)
+        plan = parse_plan(document, where, now)
         if marker.get("format") != RUN_FORMAT or marker.get("run_id") != plan.run_id:
             raise RunError(
                 f"{where} is not from the latest mirror run of this config (a newer run has started since, "
@@ -322,26 +272,16 @@ class PlanFiles:
 
     def done(self, run_id: str) -> dict[str, dict[int, int]]:
         """Per list, the removal requests already confirmed for this run: request index -> members."""
-        done: dict[str, dict[int, int]] = {}
         if not self.progress_path.exists():
-            return done
+            return {}
         with self.progress_path.open(encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    entry = json.loads(line, parse_constant=_no_constant)
-                    request, removed = _count(entry["request"]), _count(entry["removed"])
-                    if entry["run_id"] == run_id:
-                        done.setdefault(str(entry["list"]), {})[request] = removed
-                except (ValueError, KeyError, TypeError, RecursionError):
-                    continue  # a line cut short by an interruption, or not ours: its request is sent again
-        return done
+            return read_progress(lines, run_id)
 
     def confirm(self, run_id: str, list_id: str, request: int, removed: int) -> None:
         """Klaviyo confirmed a removal request: record it durably before going on."""
         descriptor = os.open(self.progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            line = {"run_id": run_id, "list": list_id, "request": request, "removed": removed}
-            os.write(descriptor, (json.dumps(line) + "\n").encode())
+            os.write(descriptor, progress_line(run_id, list_id, request, removed).encode())
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -359,94 +299,7 @@ def _begins_with(path: Path, format_name: str) -> bool:
             head = file.read(64)
     except OSError:
         return False
-    start = PROGRESS_START if format_name == PROGRESS_START else json.dumps({"format": format_name})[:-1]
-    return head.startswith(start.encode()) or (format_name == PROGRESS_START and not head)
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError("a number too large for a plan")
-    return number
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a plan holds")
-
-
-def _load(path: Path, where: str) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise RunError(f"{where} is larger than any plan target-klaviyo writes; nothing was removed.")
-        document = json.loads(
-            path.read_text(encoding="utf-8"), parse_float=_finite, parse_constant=_no_constant
-        )
-    except RunError:
-        raise
-    except (OSError, ValueError, RecursionError) as error:
-        raise RunError(f"{where} cannot be read ({type(error).__name__}); nothing was removed.") from None
-    if not isinstance(document, dict):
-        raise RunError(f"{where} is not one target-klaviyo wrote; nothing was removed.")
-    return document
-
-
-def _count(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
-        raise ValueError("not a count")
-    return value
-
-
-def _id(value: Any) -> str:
-    if not isinstance(value, str) or not ID.fullmatch(value):
-        raise ValueError("not an id")
-    return value
-
-
-def _parse(document: dict[str, Any], where: str, now: float) -> Plan:
-    """Every value checked as strictly as a setting; any fault is one sentence."""
-    try:
-        if document.get("format") != PLAN_FORMAT or document.get("version") != FORMAT_VERSION:
-            raise ValueError("not a plan of this version")
-        run_id, created_at, api_url = document["run_id"], document["created_at"], document["api_url"]
-        routing = document["routing"]
-        if not all(isinstance(value, str) for value in (run_id, routing, api_url)) or not run_id.isalnum():
-            raise ValueError("no run")
-        pipeline = document.get("pipeline")
-        if pipeline is not None and not isinstance(pipeline, str):
-            raise ValueError("no pipeline")
-        if not isinstance(created_at, (int, float)) or isinstance(created_at, bool):
-            raise ValueError("no time")
-        lists: dict[str, ListPlan] = {}
-        entries = document["lists"]
-        if not isinstance(entries, dict):
-            raise ValueError("no lists")
-        for list_id, entry in entries.items():
-            if not isinstance(entry, dict) or not isinstance(entry["remove"], list):
-                raise ValueError("no list")
-            plan = ListPlan(
-                _id(list_id),
-                _count(entry["members_before"]),
-                _count(entry["members"]),
-                _count(entry["without_email"]),
-                [_id(profile_id) for profile_id in entry["remove"]],
-            )
-            if len(plan.remove) > plan.members_before or len(set(plan.remove)) != len(plan.remove):
-                raise ValueError("more to remove than members")
-            lists[plan.list_id] = plan
-    except (KeyError, TypeError, ValueError):
-        raise RunError(f"{where} is not one target-klaviyo wrote; nothing was removed.") from None
-    if created_at > now + CLOCK_SKEW:
-        raise RunError(
-            f"{where} says it was made in the future; nothing was removed: run the pipeline again."
-        )
-    age = now - created_at
-    if age > MAX_PLAN_AGE:
-        raise RunError(
-            f"{where} is {age / 60:,.0f} minutes old, more than the {MAX_PLAN_AGE / 60:.0f} a plan is kept: "
-            "nothing was removed; run the pipeline again rather than remove members by an old picture of "
-            "the segment."
-        )
-    return Plan(run_id, routing, float(created_at), api_url, lists, pipeline)
+    return begins_as(head, format_name)
 
 
 def meltano_run() -> str | None:

@@ -38,38 +38,35 @@ within its endpoint's steady rate limit.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from target_klaviyo.errors import RunError
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError, Pace
-from target_klaviyo.mirror.plan_file import ID as PROFILE_ID
-from target_klaviyo.mirror.plan_file import ListPlan
+from target_klaviyo.errors import KlaviyoError
+
+# run/run.py imports MirrorRefused from here.
+from target_klaviyo.errors import MirrorRefused as MirrorRefused
+from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
+from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.klaviyo.paging import Paging, pages
+from target_klaviyo.klaviyo.refused import scopes_needed
+from target_klaviyo.mirror.bookmarks import STATE_HEADERS, incremental, names, resuming
+from target_klaviyo.mirror.plan_format import ID as PROFILE_ID
+from target_klaviyo.mirror.plan_format import ListPlan
 from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.values import get_path
 from target_klaviyo.run.seen import HashTable, hash64
 
 logger = logging.getLogger("target_klaviyo.mirror.planner")
 
-MEMBERS_PAGE_SIZE = 100
 MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
 # An address inside other text: no spaces, brackets, quotes or separators around its "@".
 ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
 UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
 INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
-MAX_IDS_PER_REMOVAL = 1000
-READ_INTERVAL = 60 / 700  # GET list profiles: steady 750 a minute
-REMOVE_INTERVAL = 60 / 140  # DELETE list relationships: steady 150 a minute
-
-
-class MirrorRefused(RunError):
-    """A list was left as it was because mirroring it could be wrong; the run fails."""
 
 
 class Mirror:
@@ -107,11 +104,11 @@ class Mirror:
     def fed(self, source: str, stream: str) -> None:
         """The tap's stream ``source`` arrives as ``stream`` (its name after the stream maps)."""
         self._sources_of.setdefault(stream, set()).add(source)
-        for key, incremental, resuming in self._doubtful_bookmarks:  # a STATE before its SCHEMA
-            if _names(key, source):
-                if incremental:
+        for key, changes, resumes in self._doubtful_bookmarks:  # a STATE before its SCHEMA
+            if names(key, source):
+                if changes:
                     self._incremental.add(source)
-                if resuming and not self._records_from[source]:
+                if resumes and not self._records_from[source]:
                     self._resumed.add(source)
 
     def routed(self, stream: str, list_id: str) -> None:
@@ -152,19 +149,19 @@ class Mirror:
         if not isinstance(bookmarks, Mapping):
             return
         for key, bookmark in bookmarks.items():
-            incremental, resuming = _incremental(bookmark), _resuming(bookmark)
-            if not (incremental or resuming):
+            changes, resumes = incremental(bookmark), resuming(bookmark)
+            if not (changes or resumes):
                 continue
-            self._doubtful_bookmarks.add((str(key), incremental, resuming))
+            self._doubtful_bookmarks.add((str(key), changes, resumes))
             for source in self._sources_named(str(key)):
-                if incremental:
+                if changes:
                     self._incremental.add(source)
-                if resuming and not self._records_from[source]:
+                if resumes and not self._records_from[source]:
                     self._resumed.add(source)
 
     def _sources_named(self, key: str) -> list[str]:
         sources = {source for sources in self._sources_of.values() for source in sources}
-        return [source for source in sources if _names(key, source)]
+        return [source for source in sources if names(key, source)]
 
     def keep(self, list_id: str, record: Any) -> None:
         """A record for ``list_id``: the email at its email path, in whatever shape it came (text, a
@@ -284,7 +281,7 @@ class Mirror:
     def plan(self, client: KlaviyoClient, list_id: str) -> ListPlan:
         """Read the list and choose the members to remove: every member with an email this run did not see."""
         plan = ListPlan(list_id, 0)
-        path = f"/api/lists/{list_id}/profiles"
+        path = LIST_PROFILES.at(id=list_id)
         # A member read twice (paging over a list that changes) is kept if any reading keeps it.
         chosen: dict[str, None] = {}
         read = HashTable(with_values=False)
@@ -318,31 +315,24 @@ class Mirror:
 
     @staticmethod
     def _members(client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
-        path = f"/api/lists/{list_id}/profiles"
-        params: dict[str, Any] = {"fields[profile]": "email", "page[size]": MEMBERS_PAGE_SIZE}
-        pace = Pace(READ_INTERVAL)
-        seen_cursors: set[str] = set()
-        while True:
+        path = LIST_PROFILES.at(id=list_id)
+        pace = LIST_PROFILES.pace()
+
+        def read(params: dict[str, Any]) -> object:
             pace.wait()
-            try:
-                page = client.get(path, params)
-            except KlaviyoApiError as error:
-                raise _read_error(error, list_id) from None
+            with scopes_needed(
+                f"read the members of list {list_id}", "sync_mode mirror", LIST_PROFILES.scopes
+            ):
+                return client.get(path, params)
+
+        params = {"fields[profile]": "email", "page[size]": LIST_PROFILES.page_size}
+        for page in pages(read, params, member_paging(path)):
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(member, dict) for member in data):
                 raise KlaviyoError(
                     f"Klaviyo answered GET {path} without a list of profiles; nothing will be removed."
                 )
             yield from data
-            cursor = next_cursor(page)
-            if cursor is None:
-                return
-            if cursor in seen_cursors:
-                raise KlaviyoError(
-                    f"Klaviyo answered GET {path} with a page it had already given; nothing will be removed."
-                )
-            seen_cursors.add(cursor)
-            params = {**params, "page[cursor]": cursor}
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""
@@ -356,131 +346,10 @@ class Mirror:
         )
 
 
-# Bookmark keys of incremental and log-based syncs across Singer taps: the SDK's, singer-io's and
-# pipelinewise's (PostgreSQL lsn, MySQL binlog, Oracle scn, MongoDB change streams and oplog, SQL
-# Server change tracking). Any of them means the stream's records are changes, not the segment.
-INCREMENTAL_KEYS = {
-    "replication_key",
-    "replication_key_value",
-    "replication_key_signpost",
-    "bookmark",
-    "lsn",
-    "log_file",
-    "log_pos",
-    "gtid",
-    "scn",
-    "token",
-    "current_log_version",
-}
-INCREMENTAL_PREFIXES = ("oplog_ts",)
-
-
-# Where an interrupted full-table sync stopped (MySQL, PostgreSQL, Oracle, MongoDB, DynamoDB taps).
-RESUMING_KEYS = {"last_pk_fetched", "xmin", "ORA_ROWSCN", "last_id_fetched", "last_evaluated_key"}
-
-
-def _names(key: str, source: str) -> bool:
-    """Whether a bookmark key is the stream's (its name, or its tap stream id ``<prefix>-<name>``)."""
-    return key == source or key.endswith((f"-{source}", f".{source}", f"_{source}"))
-
-
-def _resuming(bookmark: Any) -> bool:
-    return isinstance(bookmark, Mapping) and bool(RESUMING_KEYS & bookmark.keys())
-
-
-STATE_HEADERS = {"currently_syncing", "current_stream"}  # STATE keys that are not bookmarks
-
-# The keys a full-table bookmark holds (singer-io, pipelinewise, the SDK). Any other key may be an
-# incremental bookmark under its field's name (tap-salesforce keeps {"SystemModstamp": ...}): doubt.
-FULL_TABLE_KEYS = {
-    "version",
-    "last_replication_method",
-    "initial_full_table_complete",
-    "max_pk_values",
-    "partitions",
-    "context",
-    "starting_replication_value",
-    "progress_markers",
-    *RESUMING_KEYS,
-}
-OPAQUE_KEYS = {"context", "max_pk_values", "last_pk_fetched", "last_id_fetched", "last_evaluated_key"}  # data
-
-
-def _incremental(bookmark: Any, depth: int = 0) -> bool:
-    """Whether a stream's bookmark (or one of its partitions') may be an incremental or log-based one."""
-    if depth > 4:
-        return True  # deeper than any tap writes: doubt
-    if isinstance(bookmark, list):
-        # A list of values where bookmarks are objects is of no known shape: doubt.
-        return any(
-            not isinstance(item, (list, Mapping)) or _incremental(item, depth + 1) for item in bookmark
-        )
-    if not isinstance(bookmark, Mapping):
-        return depth == 0 and bookmark is not None  # a stream's bookmark of no known shape: doubt
-    method = bookmark.get("last_replication_method")
-    if INCREMENTAL_KEYS & bookmark.keys() or (isinstance(method, str) and method.upper() != "FULL_TABLE"):
-        return True
-    if any(not isinstance(key, str) or key.startswith(INCREMENTAL_PREFIXES) for key in bookmark):
-        return True
-    if bookmark.keys() - FULL_TABLE_KEYS:
-        return True
-    return any(
-        _incremental(value, depth + 1)
-        for key, value in bookmark.items()
-        if key not in OPAQUE_KEYS and isinstance(value, (list, Mapping))
+def member_paging(path: str) -> Paging:
+    """Paging a list's members: what cannot be followed is the last page (reading fewer only
+    keeps members), but a cursor given twice stops the plan."""
+    return Paging(
+        fault=lambda what: KlaviyoError(f"Klaviyo answered GET {path} {what}; nothing will be removed."),
+        repeated="with a page it had already given",
     )
-
-
-def next_cursor(page: Any) -> str | None:
-    """The ``page[cursor]`` of a JSON:API answer's ``links.next``, if it has one; any other shape is none."""
-    links = page.get("links") if isinstance(page, dict) else None
-    next_link = links.get("next") if isinstance(links, dict) else None
-    if not isinstance(next_link, str):
-        return None
-    cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
-    return cursor[0] if cursor else None
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _read_error(error: KlaviyoApiError, list_id: str, *, removing: bool = False) -> KlaviyoError:
-    if error.status in {401, 403}:
-        scopes = "lists:write" if removing else "lists:read and profiles:read"
-        doing = "remove members from" if removing else "read the members of"
-        return KlaviyoError(
-            f"Klaviyo refused to {doing} list {list_id} ({error.status}): sync_mode mirror needs the "
-            f"{scopes} scopes."
-        )
-    return error
-
-
-def removal_requests(plan: ListPlan) -> list[list[str]]:
-    """The plan's members in removal requests of at most 1,000; a request's index names it in the progress."""
-    return [
-        plan.remove[start : start + MAX_IDS_PER_REMOVAL]
-        for start in range(0, len(plan.remove), MAX_IDS_PER_REMOVAL)
-    ]
-
-
-class Remover:
-    """Removes members from a list, one request of at most 1,000 at a time, paced within 150 a minute."""
-
-    def __init__(self, client: KlaviyoClient) -> None:
-        self.client = client
-        self._pace = Pace(REMOVE_INTERVAL)
-
-    def remove(self, list_id: str, ids: list[str], before_try: Callable[[], None] | None = None) -> None:
-        """One request; ``before_try`` runs before each try (the first and every retry) and may stop it."""
-        body = {"data": [{"type": "profile", "id": profile_id} for profile_id in ids]}
-        self._pace.wait()
-        try:
-            self.client.request(
-                "DELETE",
-                f"/api/lists/{list_id}/relationships/profiles",
-                body=_encode(body),
-                before_try=before_try,
-            )
-        except KlaviyoApiError as error:
-            raise _read_error(error, list_id, removing=True) from None

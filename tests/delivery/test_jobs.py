@@ -1,5 +1,6 @@
 """Bulk import job lifecycle against the sandbox: splitting, refusals, polling, import errors."""
 
+import dataclasses
 import json
 import time
 
@@ -7,17 +8,18 @@ import pytest
 from support import API_KEY, LIST_ID, assert_requests_match_spec, bulk_jobs, members
 
 from klaviyo_sandbox import spec
+from target_klaviyo.delivery import batch as batch_module
 from target_klaviyo.delivery import jobs
-from target_klaviyo.delivery.jobs import (
-    BulkImporter,
-    JobCancelled,
+from target_klaviyo.delivery.batch import (
     PendingProfile,
     SentProfile,
-    SubmittedJob,
     describe_dry_run,
     job_body,
     split_for_jobs,
 )
+from target_klaviyo.delivery.jobs import BulkImporter, SubmittedJob
+from target_klaviyo.errors import JobCancelled
+from target_klaviyo.klaviyo import endpoints
 from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Reject
@@ -83,7 +85,7 @@ def test_split_by_bytes_keeps_every_body_under_5_mb():
     chunks = list(split_for_jobs(items))
     assert len(chunks) > 1
     assert sum(len(chunk) for chunk in chunks) == 120
-    assert all(len(job_body(LIST_ID, chunk)) <= jobs.MAX_JOB_BYTES for chunk in chunks)
+    assert all(len(job_body(LIST_ID, chunk)) <= batch_module.MAX_JOB_BYTES for chunk in chunks)
     assert [item for chunk in chunks for item in chunk] == items
 
 
@@ -137,7 +139,7 @@ def test_a_batch_of_only_refused_profiles_sends_no_job(sandbox_factory):
 
 
 def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "IMPORT_ERRORS_PAGE_SIZE", 2)
+    monkeypatch.setattr(endpoints, "IMPORT_ERRORS", dataclasses.replace(endpoints.IMPORT_ERRORS, page_size=2))
     server = sandbox_factory(fail_domains=("bounce.example.net",))
     report = RunReport(tmp_path / "rejects.jsonl")
     batch = [pending(f"ok{i}@example.com") for i in range(3)] + [
@@ -171,7 +173,7 @@ def test_dry_run_description_names_attributes_not_values():
 
 
 def test_a_body_klaviyo_finds_too_large_is_split_and_retried(sandbox, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOB_BYTES", 20_000_000)
+    monkeypatch.setattr(batch_module, "MAX_JOB_BYTES", 20_000_000)
     report = RunReport()
     batch = [pending(f"p{i}@example.com", blob="x" * 90_000) for i in range(60)]
     import_all(importer(sandbox, report), batch)

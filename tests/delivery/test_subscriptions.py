@@ -11,11 +11,11 @@ from support import API_KEY, LIST_ID
 
 from klaviyo_sandbox import spec
 from target_klaviyo.delivery.subscriptions import (
-    SUBSCRIPTIONS_PATH,
     Subscriber,
     requests_for,
     subscription_body,
 )
+from target_klaviyo.klaviyo.endpoints import SUBSCRIBE
 from target_klaviyo.klaviyo.http import KlaviyoClient, KlaviyoError
 from target_klaviyo.records.consent import UNDATED, Consent
 from target_klaviyo.records.profile import Reject
@@ -34,7 +34,7 @@ class Refusals:
 
 
 def test_bodies_are_valid_against_the_spec():
-    validator = spec.request_validator(SUBSCRIPTIONS_PATH, "post")
+    validator = spec.request_validator(SUBSCRIBE.path, "post")
     for historical in (True, False):
         body = json.loads(
             subscription_body(LIST_ID, [("a@b.co", "2024-01-01T00:00:00+00:00")], historical=historical)

@@ -341,3 +341,76 @@ def test_an_http_url_never_goes_through_a_proxy(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     proxies = KlaviyoClient("https://a.klaviyo.com", KEY, "2026-07-15").session.proxies
     assert proxies["https"] == "http://proxy.internal:3128"
+
+
+# No Session shared between threads
+
+
+class SessionUse:
+    """Wraps ``Session.request`` to see which thread uses which Session, and whether two tries
+    were ever under way on one Session at once; the first try hangs until ``release`` is set."""
+
+    def __init__(self, monkeypatch, *, hang_first: bool) -> None:
+        self.lock = threading.Lock()
+        self.busy: dict[int, int] = {}
+        self.shared = False
+        self.threads: list[threading.Thread] = []
+        self.sessions: list[int] = []
+        self.release = threading.Event()
+        self.closed: list[int] = []
+        self.first_closed = threading.Event()
+        self.hang_first = hang_first
+        original_request, original_close = requests.Session.request, requests.Session.close
+
+        def request(session, *args, **kwargs):
+            with self.lock:
+                self.shared = self.shared or self.busy.get(id(session), 0) > 0
+                self.busy[id(session)] = self.busy.get(id(session), 0) + 1
+                self.threads.append(threading.current_thread())
+                self.sessions.append(id(session))
+                first = len(self.threads) == 1
+            try:
+                if first and self.hang_first:
+                    self.release.wait(10)
+                return original_request(session, *args, **kwargs)
+            finally:
+                with self.lock:
+                    self.busy[id(session)] -= 1
+
+        def close(session) -> None:
+            self.closed.append(id(session))
+            if self.sessions and id(session) == self.sessions[0]:
+                self.first_closed.set()
+            original_close(session)
+
+        monkeypatch.setattr(requests.Session, "request", request)
+        monkeypatch.setattr(requests.Session, "close", close)
+
+
+def test_a_try_given_up_takes_its_session_with_it(scripted, monkeypatch, no_sleep):
+    monkeypatch.setattr(client_module, "MAX_EXCHANGE_SECONDS", 0.3)
+    use = SessionUse(monkeypatch, hang_first=True)
+    server, client = scripted(OK, OK)
+    try:
+        assert client.get("/x") == {"data": {"id": "x"}}
+        assert len(no_sleep) == 1  # the try given up was retried, as any timeout is
+        assert not use.shared, "the retry ran on the Session the abandoned try was still using"
+        assert use.sessions[0] != use.sessions[1]
+    finally:
+        use.release.set()
+    assert use.first_closed.wait(10), "the abandoned try's Session was never closed"
+    client.close()
+    assert len(server.seen) == 2
+
+
+def test_tries_share_one_helper_thread(scripted, monkeypatch, no_sleep):
+    use = SessionUse(monkeypatch, hang_first=False)
+    _, client = scripted((503, {}, None), (503, {}, None), OK, OK)
+    assert client.get("/x") == {"data": {"id": "x"}}
+    assert client.get("/y") == {"data": {"id": "x"}}
+    assert len(use.threads) == 4
+    assert len(set(use.threads)) == 1, "each try ran on a thread of its own"
+    assert use.threads[0].name == "klaviyo-request"
+    assert len(set(use.sessions)) == 1
+    assert not use.shared
+    client.close()

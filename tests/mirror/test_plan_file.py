@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.mirror.plan_file import ListPlan, PlanFiles
+from target_klaviyo.mirror.plan_file import PlanFiles
+from target_klaviyo.mirror.plan_format import ListPlan
 
 URL = "http://127.0.0.1:9"
 ROUTING = "0123456789abcdef"

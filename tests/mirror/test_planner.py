@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from target_klaviyo.klaviyo.http import KlaviyoError
-from target_klaviyo.mirror.plan_file import ListPlan
-from target_klaviyo.mirror.planner import Mirror, next_cursor
+from target_klaviyo.klaviyo.paging import next_cursor
+from target_klaviyo.mirror.plan_format import ListPlan
+from target_klaviyo.mirror.planner import Mirror, member_paging
 
 
 def test_an_email_seen_in_any_form_keeps_its_member_of_that_list_only():
@@ -151,9 +152,14 @@ def test_a_repeated_cursor_is_refused_and_odd_links_end_the_paging():
     mirror = Mirror(("email",), 0.5, {})
     with pytest.raises(KlaviyoError, match="a page it had already given"):
         mirror.plan(Pages(page(cursor="c"), page(cursor="c")), "V")  # type: ignore[arg-type]
-    assert next_cursor({"links": "a string"}) is None
-    assert next_cursor({"links": {"next": 5}}) is None
-    assert next_cursor({"links": {"next": "http://k/x?page%5Bcursor%5D=abc"}}) == "abc"
+    assert next_cursor({"links": "a string"}, member_paging("/api/lists/V/profiles")) is None
+    assert next_cursor({"links": {"next": 5}}, member_paging("/api/lists/V/profiles")) is None
+    assert (
+        next_cursor(
+            {"links": {"next": "http://k/x?page%5Bcursor%5D=abc"}}, member_paging("/api/lists/V/profiles")
+        )
+        == "abc"
+    )
 
 
 @pytest.mark.parametrize(
