@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from target_klaviyo.klaviyo.endpoints import IMPORT_JOB_CREATE
 from target_klaviyo.reader import record_from_line
 from target_klaviyo.records.consent import Consent
 from target_klaviyo.records.profile import Profile
 
-MAX_PROFILES_PER_JOB = 10_000
-MAX_JOB_BYTES = 5_000_000
+MAX_PROFILES_PER_JOB = IMPORT_JOB_CREATE.max_items
+MAX_JOB_BYTES = IMPORT_JOB_CREATE.max_bytes
 ENVELOPE_BYTES = 512
 
 

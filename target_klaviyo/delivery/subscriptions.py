@@ -50,7 +50,7 @@ from target_klaviyo.records.profile import Reject
 
 logger = logging.getLogger("target_klaviyo.delivery.subscriptions")
 
-MAX_PROFILES_PER_REQUEST = 1000
+MAX_PROFILES_PER_REQUEST = SUBSCRIBE.max_items
 CHECKED_PER_REQUEST = LIST_PROFILES.page_size  # emails per consent look-up: one full page each
 # Global suppressions a subscription leaves in place, as the spec says (the unsuppress endpoint
 # keeps them; the subscribe endpoint names only UNSUBSCRIBE, SPAM_REPORT and USER_SUPPRESSED as

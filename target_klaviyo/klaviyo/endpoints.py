@@ -29,6 +29,9 @@ class Endpoint:
     page_size: int = 0  # the page[size] asked for where the answer comes in pages (0: it does not)
     interval: float | None = None  # seconds between the loader's requests, where it paces them
     scopes: tuple[str, ...] = ()  # x-klaviyo-scopes: what the API key needs for it
+    # What one request may carry, from Klaviyo's API reference (the spec does not record it).
+    max_items: int = 0  # profiles, or profile ids, in one request (0: no such limit)
+    max_bytes: int = 0  # bytes of one request's body (0: no such limit)
 
     def at(self, **ids: str) -> str:
         """The path with its ids filled in, as requested and as error sentences name it."""
@@ -59,9 +62,16 @@ LIST_REMOVE = Endpoint(
     10,
     interval=60 / 140,
     scopes=("lists:write", "profiles:write"),
+    max_items=1000,
 )
 IMPORT_JOB_CREATE = Endpoint(
-    "POST", "/api/profile-bulk-import-jobs", 150, 10, scopes=("lists:write", "profiles:write")
+    "POST",
+    "/api/profile-bulk-import-jobs",
+    150,
+    10,
+    scopes=("lists:write", "profiles:write"),
+    max_items=10_000,
+    max_bytes=5_000_000,
 )
 # Jobs are polled well under the steady 150 a minute (the pipeline's settling thread keeps it).
 IMPORT_JOB = Endpoint(
@@ -87,6 +97,7 @@ SUBSCRIBE = Endpoint(
     75,
     interval=60 / 700,
     scopes=("lists:write", "profiles:write", "subscriptions:write"),
+    max_items=1000,
 )
 
 ENDPOINTS = (LIST, LIST_PROFILES, LIST_REMOVE, IMPORT_JOB_CREATE, IMPORT_JOB, IMPORT_ERRORS, SUBSCRIBE)

@@ -17,7 +17,7 @@ from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.refused import scopes_needed
 from target_klaviyo.mirror.plan_format import ListPlan
 
-MAX_IDS_PER_REMOVAL = 1000
+MAX_IDS_PER_REMOVAL = LIST_REMOVE.max_items
 
 
 def _encode(body: dict[str, Any]) -> bytes:

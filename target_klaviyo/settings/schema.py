@@ -13,6 +13,8 @@ from typing import Any, Literal, get_args
 
 from singer_sdk import typing as th
 
+from target_klaviyo.klaviyo.endpoints import IMPORT_JOB_CREATE
+
 PROFILE_ATTRIBUTES = (
     "phone_number", "external_id", "first_name", "last_name", "organization", "title", "locale", "image",
 )  # fmt: skip
@@ -38,7 +40,7 @@ DEFAULT_MAX_REMOVAL_FRACTION = 0.5
 # while sources where many rows legitimately lack an email (phone-only customers) stay green.
 DEFAULT_MAX_REJECT_FRACTION = 0.5
 MIRROR_PLAN_FOLDER = Path(".target-klaviyo") / "mirror"
-MAX_BATCH_SIZE_ROWS = 10_000
+MAX_BATCH_SIZE_ROWS = IMPORT_JOB_CREATE.max_items  # a batch never needs more than one job
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
