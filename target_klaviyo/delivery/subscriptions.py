@@ -24,7 +24,7 @@ but ``HARD_BOUNCE`` and ``INVALID_EMAIL``, which it leaves in place), a
 lifts), or ``consent: UNSUBSCRIBED``. Such a person is subscribed only if the record's
 consent is strictly later than the latest of those records' timestamps (and, when
 unsubscribed, of ``consent_timestamp`` and ``last_updated``), as compared by
-:attr:`target_klaviyo.records.mapping.Consent.since`: the earliest moment the record's date can
+:attr:`target_klaviyo.records.consent.Consent.since`: the earliest moment the record's date can
 mean, none for a date without one or ahead of this machine's clock. A withdrawal without
 a readable timestamp is never outweighed. A person left out, or refused by Klaviyo, stays
 exported; it is reported with the reason and counted as a value dropped. An answer to

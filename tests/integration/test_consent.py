@@ -151,7 +151,7 @@ def test_an_unsubscribe_in_klaviyo_stands_unless_consent_was_given_again_later(s
 
 def _soon() -> str:
     """A consent given just now, after the unsubscribe the test recorded a moment ago; with a
-    zone that is not UTC (a zero offset may be one a tap added to a local time: see mapping.py)."""
+    zone that is not UTC (a zero offset may be one a tap added to a local time: see records/consent.py)."""
     time.sleep(1.1)
     stockholm = datetime.timezone(datetime.timedelta(hours=1))
     return datetime.datetime.now(stockholm).isoformat(timespec="seconds")
