@@ -46,7 +46,7 @@ def test_a_state_after_a_failure_is_never_written(sandbox_factory, no_sleep, cap
 
 def progress_lines(sandbox_factory, monkeypatch, caplog, job_delay: float) -> list[str]:
     """The progress lines of a three-record run, with a progress line allowed at every chance."""
-    from target_klaviyo.run.run import report
+    from target_klaviyo.run import report
 
     monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0.0)
     server = sandbox_factory(job_delay=job_delay)

@@ -82,7 +82,7 @@ def test_report_file(tmp_path):
 
 
 def test_progress_line_every_interval(monkeypatch, caplog):
-    from target_klaviyo.run.run import report as report_module
+    from target_klaviyo.run import report as report_module
 
     monkeypatch.setattr(report_module, "PROGRESS_INTERVAL", 0.0)
     report = RunReport()

@@ -40,7 +40,7 @@ def test_later_record_wins_and_earlier_is_counted_as_deduplicated():
     add(run, "a@example.com", plan="free")
     add(run, "A@Example.com", plan="pro")
     assert run.report.deduplicated == 1
-    [held] = run._pending.values()
+    [held] = run.batcher.held()
     assert held.record["plan"] == "pro"
 
 
@@ -95,7 +95,7 @@ def test_what_a_background_thread_reports_after_the_end_stays_out_of_the_report(
     record = {"email": "late@example.com"}
     item = PendingProfile.of(run.mapper.map(record), "s", record, run.ledger.open_record(), list_id="L")
     run.finish()
-    run.rejected(item, Reject("rejected_by_klaviyo", "too late"))
+    run.outcomes.rejected(item, Reject("rejected_by_klaviyo", "too late"))
     assert run.report.rejected_total == 0
     assert (
         not (tmp_path / "rejects.jsonl").exists() or "late@" not in (tmp_path / "rejects.jsonl").read_text()
