@@ -18,10 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
-import stat
 import sys
-import time
 import typing as t
 from pathlib import Path
 from types import FrameType
@@ -33,6 +30,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 
+from target_klaviyo.command_line import DRAIN_SECONDS, drain_pipe, read_config_file
 from target_klaviyo.errors import RunError
 from target_klaviyo.mirror.plan_file import PlanFiles
 from target_klaviyo.reader import SDC_KEYS, SingerInput
@@ -328,36 +326,6 @@ class TargetKlaviyo(Target):
             sys.exit(128 + interrupted.signum)
 
 
-DRAIN_SECONDS = 5.0
-
-
-def drain_pipe(stream: t.IO[str], seconds: float) -> None:
-    """Read and discard what the tap still writes, for at most ``seconds``, before a failed run exits.
-
-    A target that exits while the tap is writing leaves the tap a broken pipe: under
-    ``meltano run`` a wrong key's one-sentence error was followed by some 150 lines of the
-    tap's ``BrokenPipeError`` tracebacks. A tap that finishes within the time ends
-    cleanly, and the sentence stays the last word; nothing read here is used. Only a
-    pipe is drained: a file or a terminal has no writer to spare.
-    """
-    try:
-        descriptor = stream.fileno()
-        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-            return
-    except (OSError, ValueError, AttributeError):
-        return
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([descriptor], [], [], left)
-        if not ready:
-            return
-        try:
-            if not os.read(descriptor, 1 << 16):
-                return  # the tap closed its end
-        except OSError:
-            return
-
-
 def _void_plan_of(config: object) -> None:
     """A run whose config fails its checks still supersedes its loader's plan, where that can be
     told: an apply by hand after it must not carry out the plan of the run before it."""
@@ -379,31 +347,6 @@ def _void_plan_of(config: object) -> None:
         PlanFiles(plan or default_plan_path(api_url, list_id.strip() if list_id else None, routing)).void()
     except (SettingsError, OSError, ValueError, TypeError, AttributeError, RuntimeError):
         return  # nothing can be told: the run fails anyway, and with it the pipeline
-
-
-def read_config_file(path: str) -> dict[str, t.Any]:
-    """A ``--config`` file as JSON settings, or one sentence on why it is not (never its content)."""
-    where = f"--config {path!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunError(f"{where}: there is no such file.") from None
-    except IsADirectoryError:
-        raise RunError(f"{where} is a folder; name the JSON config file.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-        raise RunError(f"{where} cannot be read ({reason}).") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunError(
-            f"{where} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}."
-        ) from None
-    except RecursionError:
-        raise RunError(f"{where} is not a config: it is nested too deeply.") from None
-    if not isinstance(config, dict):
-        raise RunError(f"{where} holds JSON that is not an object of settings.")
-    return config
 
 
 def _hide_secret_value(message: str) -> str:
