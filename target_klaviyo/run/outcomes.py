@@ -4,8 +4,9 @@ Three threads learn what became of a record: the reading thread (read, rejected,
 merged into a later record, counted in a dry run), the submitting thread (a job
 accepted, a profile refused at submission) and the settling thread (a job done,
 a profile failed, a consent refused). Each tells this object, never the report or
-the STATE ledger directly, and every write happens under one lock, together with
-the check that the books are still open.
+the STATE ledger directly. What the worker threads report is written under one
+lock, together with the check that the books are still open; the reading thread
+closes the books itself, so what it reports always comes before.
 
 When the run ends, :meth:`Outcomes.close` sets the final outcome and closes the
 rejects file under that lock. A worker thread may still be finishing a request
@@ -56,62 +57,47 @@ class Outcomes:
         logger.debug("%s arrived after the run's report was final: not counted.", what)
         return False
 
-    # The reading thread
+    # The reading thread. It closes the books itself (:meth:`close`), so whatever it reports comes
+    # before that: no check, and no lock of this object on the per-record path (the report's and
+    # the ledger's own locks order its writes against the worker threads').
 
     def read(self) -> None:
-        with self._lock:
-            if self._open("A record read"):
-                self.report.count_read()
+        self.report.count_read()
 
     def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
         """A record rejected (or, ``counted=False``, a value dropped from an exported profile)."""
-        with self._lock:
-            if self._open("A reject"):
-                self.report.reject(stream, record, reject, counted=counted)
+        self.report.reject(stream, record, reject, counted=counted)
 
     def distinct(self) -> None:
         """A person new to this run."""
-        with self._lock:
-            if self._open("A new person"):
-                self.report.count_distinct()
+        self.report.count_distinct()
 
     def sent_again(self) -> None:
         """A later record of someone already sent: it is sent again, not merged."""
-        with self._lock:
-            if self._open("A record sent again"):
-                self.report.count_sent_again()
+        self.report.count_sent_again()
 
     def skipped_line(self, what: str) -> None:
-        with self._lock:
-            if self._open("A skipped line"):
-                self.report.count_skipped_input(what)
+        self.report.count_skipped_input(what)
 
     def open_record(self) -> int:
         """A record is on its way to Klaviyo; returns its epoch among the tap's STATE messages."""
-        with self._lock:
-            return self.ledger.open_record()
+        return self.ledger.open_record()
 
     def replaced(self, epoch: int) -> None:
         """A held profile was replaced by a later record of the same person: merged, final."""
-        with self._lock:
-            if self._open("A merged record"):
-                self.report.count_deduplicated()
-                self.ledger.close([epoch])
+        self.report.count_deduplicated()
+        self.ledger.close([epoch])
 
     def exported(self, items: list[PendingProfile]) -> None:
         """A dry run's profiles, counted as exported (and subscribed) the moment they would be sent."""
-        with self._lock:
-            if not self._open("A dry run's export"):
-                return
-            for list_id, count in Counter(item.list_id for item in items).items():
-                self.report.count_exported(count, list_id)
-            for list_id, count in Counter(item.list_id for item in items if item.consent is not None).items():
-                self.report.count_subscribed(count, list_id)
-            self.ledger.close(item.epoch for item in items)
+        for list_id, count in Counter(item.list_id for item in items).items():
+            self.report.count_exported(count, list_id)
+        for list_id, count in Counter(item.list_id for item in items if item.consent is not None).items():
+            self.report.count_subscribed(count, list_id)
+        self.ledger.close(item.epoch for item in items)
 
     def add_state(self, value: Any) -> None:
-        with self._lock:
-            self.ledger.add_state(value)
+        self.ledger.add_state(value)
 
     # The submitting and the settling thread (JobEvents)
 
