@@ -9,12 +9,10 @@ look: the input, this machine, the run's own limits, or Klaviyo::
     │   ├── RecordBeforeSchemaError      also the SDK's RecordsWithoutSchemaException
     │   └── KeyPropertyMissingError      also the SDK's MissingKeyPropertiesError
     ├── LocalSetupError              this machine's setup: a proxy variable, a CA bundle
-    ├── ProfileLimitReached          max_profiles_per_run with on_limit_exceeded fail (run/run.py
-    │                                  today, as a KlaviyoError: to move here, a local limit)
-    ├── TooManyRejects               more than max_reject_fraction rejected (run/run.py today)
+    ├── ProfileLimitReached          max_profiles_per_run with on_limit_exceeded fail (a local limit)
+    ├── TooManyRejects               more than max_reject_fraction of the records rejected
     ├── MirrorRefused                mirroring a list could be wrong, so it was left as it is
-    ├── WorkerFailed                 a bug in a worker thread (delivery/pipeline.py wraps it today
-    │                                  as a KlaviyoError: to be its own class here)
+    ├── WorkerFailed                 a bug in a worker thread, reported on the reading thread
     └── KlaviyoError                 talking to Klaviyo failed
         ├── KlaviyoApiError              Klaviyo answered an error status (``status``, ``errors``)
         ├── ConnectionFailed             no answer from api_url at all (``cause`` says why)
@@ -44,6 +42,18 @@ class RunError(Exception):
 
 class LocalSetupError(RunError):
     """Something on this machine stops the run before Klaviyo is asked anything (a proxy, a CA bundle)."""
+
+
+class ProfileLimitReached(RunError):
+    """``on_limit_exceeded: fail`` and a profile beyond ``max_profiles_per_run`` arrived."""
+
+
+class TooManyRejects(RunError):
+    """More than ``max_reject_fraction`` of the run's records were rejected; the rest were exported."""
+
+
+class WorkerFailed(RunError):
+    """A bug in a worker thread (not an answer of Klaviyo's): its cause is chained for the traceback."""
 
 
 class MirrorRefused(RunError):

@@ -18,10 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
-import stat
 import sys
-import time
 import typing as t
 from pathlib import Path
 from types import FrameType
@@ -33,6 +30,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 
+from target_klaviyo.command_line import DRAIN_SECONDS, drain_pipe, read_config_file
 from target_klaviyo.errors import RunError
 from target_klaviyo.mirror.plan_file import PlanFiles
 from target_klaviyo.reader import SDC_KEYS, SingerInput
@@ -76,7 +74,7 @@ class TargetKlaviyo(Target):
     """Upserts the profiles of any Singer stream into a Klaviyo list."""
 
     name = "target-klaviyo"
-    # ACTIVATE_VERSION marks a full extract, which sync_mode mirror needs (see mirror.py).
+    # ACTIVATE_VERSION marks a full extract, which sync_mode mirror needs (see mirror/planner.py).
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         *Target.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
@@ -90,7 +88,9 @@ class TargetKlaviyo(Target):
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as error:
-            # The SDK keeps the merged config (files, then TARGET_KLAVIYO_* with ENV) before it validates.
+            # singer-sdk 0.54.9 keeps the merged config (files, then TARGET_KLAVIYO_* with ENV) in its
+            # private ``_config`` before it validates, and offers no public way to it when validation
+            # fails (no upstream issue found).
             _void_plan_of(getattr(self, "_config", None) or kwargs.get("config"))
             errors = [_hide_secret_value(message) for message in error.errors]
             raise ConfigValidationError(str(error), errors=errors, schema=error.schema) from None
@@ -126,7 +126,8 @@ class TargetKlaviyo(Target):
             return parse_environment(schema, self._env_var_prefix, os.environ)
         except SettingsError as error:
             # The run cannot start, but it is still this loader's latest: read the settings that
-            # locate its plan as leniently as they can be read, and void it.
+            # locate its plan as leniently as they can be read, and void it. ``_env_var_prefix`` is
+            # singer-sdk 0.54.9's private name for ``TARGET_KLAVIYO_`` (no upstream issue found).
             routing = {}
             for name in ("api_url", "list_id", "mirror_plan_path", "stream_lists"):
                 value = os.environ.get(self._env_var_prefix + name.upper())
@@ -162,31 +163,36 @@ class TargetKlaviyo(Target):
         self.run.add_state(message_dict["value"])
 
     def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
-        """ACTIVATE_VERSION: the tap says this stream's records are a full extract (see mirror.py).
+        """ACTIVATE_VERSION: the tap says this stream's records are a full extract (see mirror/planner.py).
 
         Replaces singer-sdk 0.54.9's handling, which asks each sink to activate a table
         version and warns that ``_sdc_deleted_at`` columns will be added: a Klaviyo list
-        has no versions, and mirror mode is how this target replaces one.
+        has no versions, and mirror mode is how this target replaces one. The public hook
+        (``Sink.activate_version``) does not fit: it is called per stream map alias, after
+        those warnings, while mirror mode needs the tap's stream. No upstream issue found;
+        ``_assert_line_requires`` is the SDK's own check of a message's keys (private in 0.54.9).
         """
         self._assert_line_requires(message_dict, requires={"stream", "version"})
         stream = message_dict["stream"]
         if stream not in self.mapper.stream_maps:
             raise KeyError(stream)  # before its SCHEMA: the reader reports the line in one sentence
-        if self.run.mirror is not None and self.config.get("process_activate_version_messages", True):
-            self.run.mirror.activated(stream)  # the tap's stream, whatever the stream maps call it
+        if self.config.get("process_activate_version_messages", True):
+            self.run.activated(stream)  # the tap's stream, whatever the stream maps call it
 
     def _aliases(self, stream: str) -> list[str]:
         """The names a tap's stream has after the stream maps (``__alias__``), its records' stream names."""
         return [stream_map.stream_alias for stream_map in self.mapper.stream_maps.get(stream, [])] or [stream]
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
+        """The SDK's handling, then what mirror mode learns from the SCHEMA.
+
+        singer-sdk 0.54.9 has no public hook for "a SCHEMA arrived" (the sink is created
+        only for a new or changed schema); no upstream issue found.
+        """
         super()._process_schema_message(message_dict)
         self._plain_streams.clear()  # a SCHEMA may bring new maps and sinks
-        if self.run.mirror is not None:
-            for alias in self._aliases(message_dict["stream"]):
-                self.run.mirror.fed(message_dict["stream"], alias)
-            if message_dict.get("bookmark_properties"):
-                self.run.mirror.incremental_schema(message_dict["stream"])
+        stream = message_dict["stream"]
+        self.run.schema_read(stream, self._aliases(stream), bool(message_dict.get("bookmark_properties")))
 
     def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         """A RECORD of a stream with no stream map: the SDK's steps, without their per-record costs.
@@ -200,10 +206,15 @@ class TargetKlaviyo(Target):
         checked, tallied, processed, counted, drained when the batch is full, and
         every sink drained when records are older than the SDK's limit. Any other
         stream goes through the SDK unchanged.
+
+        The SDK's private names it calls, all of singer-sdk 0.54.9 (meltano/sdk#1181):
+        ``_remove_sdc_metadata_from_record``, ``_validate_and_parse``,
+        ``_singer_validate_message``, ``_handle_max_record_age`` and ``_sinks_active``
+        (see :meth:`_plain_sink`). The parity test (``tests/test_target.py``) runs a
+        segment both ways and compares the outcomes.
         """
         stream = message_dict["stream"]
-        if self.run.mirror is not None:
-            self.run.mirror.record_from(stream)
+        self.run.record_from(stream)
         sink = self._plain_streams.get(stream) or self._plain_sink(stream)
         if sink is None:
             super()._process_record_message(message_dict)
@@ -239,8 +250,8 @@ class TargetKlaviyo(Target):
         return sink
 
     def process_endofpipe(self) -> None:
+        # The connection check ran with the first sink, or runs in finish() for an input with no stream.
         with self.run.guard():
-            self.run.start()
             super().process_endofpipe()
             self.run.finish()
 
@@ -312,36 +323,6 @@ class TargetKlaviyo(Target):
             sys.exit(128 + interrupted.signum)
 
 
-DRAIN_SECONDS = 5.0
-
-
-def drain_pipe(stream: t.IO[str], seconds: float) -> None:
-    """Read and discard what the tap still writes, for at most ``seconds``, before a failed run exits.
-
-    A target that exits while the tap is writing leaves the tap a broken pipe: under
-    ``meltano run`` a wrong key's one-sentence error was followed by some 150 lines of the
-    tap's ``BrokenPipeError`` tracebacks. A tap that finishes within the time ends
-    cleanly, and the sentence stays the last word; nothing read here is used. Only a
-    pipe is drained: a file or a terminal has no writer to spare.
-    """
-    try:
-        descriptor = stream.fileno()
-        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-            return
-    except (OSError, ValueError, AttributeError):
-        return
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([descriptor], [], [], left)
-        if not ready:
-            return
-        try:
-            if not os.read(descriptor, 1 << 16):
-                return  # the tap closed its end
-        except OSError:
-            return
-
-
 def _void_plan_of(config: object) -> None:
     """A run whose config fails its checks still supersedes its loader's plan, where that can be
     told: an apply by hand after it must not carry out the plan of the run before it."""
@@ -363,31 +344,6 @@ def _void_plan_of(config: object) -> None:
         PlanFiles(plan or default_plan_path(api_url, list_id.strip() if list_id else None, routing)).void()
     except (SettingsError, OSError, ValueError, TypeError, AttributeError, RuntimeError):
         return  # nothing can be told: the run fails anyway, and with it the pipeline
-
-
-def read_config_file(path: str) -> dict[str, t.Any]:
-    """A ``--config`` file as JSON settings, or one sentence on why it is not (never its content)."""
-    where = f"--config {path!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunError(f"{where}: there is no such file.") from None
-    except IsADirectoryError:
-        raise RunError(f"{where} is a folder; name the JSON config file.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-        raise RunError(f"{where} cannot be read ({reason}).") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunError(
-            f"{where} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}."
-        ) from None
-    except RecursionError:
-        raise RunError(f"{where} is not a config: it is nested too deeply.") from None
-    if not isinstance(config, dict):
-        raise RunError(f"{where} holds JSON that is not an object of settings.")
-    return config
 
 
 def _hide_secret_value(message: str) -> str:

@@ -10,7 +10,7 @@ from streams import SEGMENT_MAPPING, segment_messages
 from support import base_config, customers, members, run_in_process, schema, state
 
 from klaviyo_sandbox import FaultPlan
-from target_klaviyo.klaviyo.http import ErrorDetail, KlaviyoApiError, KlaviyoError
+from target_klaviyo.errors import ErrorDetail, KlaviyoApiError, KlaviyoError
 from target_klaviyo.target import TargetKlaviyo
 
 JOBS = "POST /api/profile-bulk-import-jobs"

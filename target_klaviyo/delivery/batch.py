@@ -152,33 +152,3 @@ class Sources:
             text = zlib.decompress(self._compressed).decode("utf-8", "surrogatepass")
             self._records = list[dict[str, Any] | str](text.split("\n"))
         return self._records[position]
-
-
-def describe_dry_run(pending: list[PendingProfile]) -> Iterator[str]:
-    """What would be sent, list by list, without personal data: sizes and attribute names."""
-    by_list: dict[str, list[PendingProfile]] = {}
-    for item in pending:
-        by_list.setdefault(item.list_id, []).append(item)
-    for list_id, items in by_list.items():
-        for chunk in split_for_jobs(items):
-            names = sorted({name for item in chunk for name in _attribute_names(item.attributes or {})})
-            consents = [item.consent for item in chunk if item.consent is not None]
-            subscribe = (
-                f", and subscribe {len(consents)} of them to email marketing "
-                f"({sum(1 for consent in consents if consent.at)} with a consent date, as a historical import)"
-                if consents
-                else ""
-            )
-            yield (
-                f"Dry run: would submit an import job of {len(chunk)} profiles "
-                f"({len(job_body(list_id, chunk)):,} bytes) to list {list_id}, "
-                f"with attributes: {', '.join(names)}{subscribe}."
-            )
-
-
-def _attribute_names(attributes: dict[str, Any]) -> Iterator[str]:
-    for name, value in attributes.items():
-        if name in {"location", "properties"} and isinstance(value, dict):
-            yield from (f"{name}.{key}" for key in value)
-        else:
-            yield name

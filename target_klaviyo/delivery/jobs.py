@@ -16,18 +16,9 @@ from array import array
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-# run/run.py and sinks.py import these from here.
-from target_klaviyo.delivery.batch import MAX_PROFILES_PER_JOB as MAX_PROFILES_PER_JOB
-from target_klaviyo.delivery.batch import PendingProfile as PendingProfile
-from target_klaviyo.delivery.batch import SentProfile as SentProfile
-from target_klaviyo.delivery.batch import Sources, job_body
-from target_klaviyo.delivery.batch import describe_dry_run as describe_dry_run
-from target_klaviyo.delivery.batch import split_for_jobs as split_for_jobs
+from target_klaviyo.delivery.batch import PendingProfile, SentProfile, Sources, job_body
 from target_klaviyo.delivery.subscriptions import Subscriber
-
-# delivery/pipeline.py imports JobCancelled from here.
-from target_klaviyo.errors import JobCancelled as JobCancelled
-from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
+from target_klaviyo.errors import JobCancelled, KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo import endpoints
 from target_klaviyo.klaviyo.endpoints import IMPORT_JOB, IMPORT_JOB_CREATE
 from target_klaviyo.klaviyo.http import KlaviyoClient

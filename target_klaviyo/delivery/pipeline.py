@@ -15,6 +15,11 @@ settled (so the later record for a person still wins in Klaviyo; the run keeps i
 back, see :meth:`JobPipeline.busy`, while everyone else goes on), and polling stays
 within Klaviyo's budget for reading jobs (``MIN_POLL_INTERVAL``, well under its
 steady 150 a minute).
+
+Every value the threads share is read and written under one condition
+(``_changed``), the first failure included. :class:`KlaviyoDelivery` is the run's
+side of it: the :class:`~target_klaviyo.delivery.port.Delivery` that groups held
+profiles into jobs and feeds them to the pipeline.
 """
 
 from __future__ import annotations
@@ -24,22 +29,36 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol
 
-from target_klaviyo.delivery.jobs import BulkImporter, JobCancelled, PendingProfile, SubmittedJob
-from target_klaviyo.errors import RunError
-from target_klaviyo.klaviyo.http import KlaviyoError
+from target_klaviyo.delivery.batch import MAX_PROFILES_PER_JOB, PendingProfile, split_for_jobs
+from target_klaviyo.delivery.jobs import BulkImporter, JobEvents, SubmittedJob
+from target_klaviyo.errors import JobCancelled, RunError, WorkerFailed
+from target_klaviyo.klaviyo.endpoints import IMPORT_JOB
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.run.stop import StopSignal
 
 logger = logging.getLogger("target_klaviyo.delivery.pipeline")
+logger_run = logging.getLogger("target_klaviyo.run.run")  # what the run says of its jobs: its lines unchanged
 
-MIN_POLL_INTERVAL = 0.45
+MIN_POLL_INTERVAL = IMPORT_JOB.pace().interval  # the endpoint table says how far apart polls go
+
+
+class Importer(Protocol):
+    """What the pipeline needs of :class:`BulkImporter`: submit a chunk, poll a job, settle it."""
+
+    def submit(self, list_id: str, chunk: list[PendingProfile]) -> list[SubmittedJob]: ...
+
+    def poll(self, job: SubmittedJob) -> dict[str, Any] | None: ...
+
+    def settle(self, job: SubmittedJob, attributes: dict[str, Any]) -> None: ...
 
 
 class JobPipeline:
     def __init__(
         self,
-        submitter: BulkImporter,
-        settler: BulkImporter,
+        submitter: Importer,
+        settler: Importer,
         max_in_flight: int,
         stop: StopSignal,
         tick: Callable[[], None] = lambda: None,
@@ -59,7 +78,7 @@ class JobPipeline:
         self._settling_stopped = False
         self._threads: list[threading.Thread] = []
         self._last_poll = 0.0
-        self.failure: BaseException | None = None
+        self._failure: BaseException | None = None  # the first thing that went wrong in a thread
 
     @property
     def in_flight(self) -> int:
@@ -118,10 +137,16 @@ class JobPipeline:
                 self._tick()
             return not self._unfinished()
 
+    @property
+    def failure(self) -> BaseException | None:
+        with self._changed:
+            return self._failure
+
     def raise_failure(self) -> None:
         """Raise, on the reading thread, what went wrong while settling."""
-        if self.failure is not None:
-            raise self.failure
+        failure = self.failure
+        if failure is not None:
+            raise failure
 
     def abandon(self) -> None:
         """Stop settling: the run is ending and what is still in flight stays unconfirmed."""
@@ -130,6 +155,8 @@ class JobPipeline:
             self._changed.notify_all()
 
     def _start_threads(self) -> None:
+        """Start, with the first job, the submitting and the settling thread (daemons: a run that
+        ends with jobs unsettled does not wait for them; see :meth:`abandon`)."""
         if not self._threads:
             self._threads = [
                 threading.Thread(target=self._submit_all, name="submit-import-jobs", daemon=True),
@@ -159,10 +186,7 @@ class JobPipeline:
                     self._jobs.extend((number, job) for job in jobs)
                     self._changed.notify_all()
         except BaseException as error:
-            self._fail(error)
-            with self._changed:
-                self._settling_stopped = True
-                self._changed.notify_all()
+            self._stop_settling(error)
 
     def _settle_all(self) -> None:
         try:
@@ -175,10 +199,7 @@ class JobPipeline:
                     number, job = self._jobs[0]
                 self._settle_oldest(number, job)
         except BaseException as error:
-            self._fail(error)
-            with self._changed:
-                self._settling_stopped = True
-                self._changed.notify_all()
+            self._stop_settling(error)
 
     def _settle_oldest(self, number: int, job: SubmittedJob) -> None:
         while not self._abandoned.is_set():
@@ -206,13 +227,99 @@ class JobPipeline:
                     del self._newest_job_of[key]
             self._changed.notify_all()
 
+    def _stop_settling(self, error: BaseException) -> None:
+        with self._changed:
+            self._fail(error)
+            self._settling_stopped = True
+            self._changed.notify_all()
+
     def _fail(self, error: BaseException) -> None:
-        if self.failure is None:
-            self.failure = error if isinstance(error, RunError) else _unexpected(error)
-            logger.debug("Settling import jobs failed: %s", self.failure)
+        with self._changed:
+            if self._failure is None:
+                self._failure = error if isinstance(error, RunError) else _unexpected(error)
+                logger.debug("Settling import jobs failed: %s", self._failure)
 
 
-def _unexpected(error: BaseException) -> KlaviyoError:
-    failure = KlaviyoError(f"Settling import jobs failed unexpectedly: {type(error).__name__}.")
+def _unexpected(error: BaseException) -> WorkerFailed:
+    failure = WorkerFailed(f"Settling import jobs failed unexpectedly: {type(error).__name__}.")
     failure.__cause__ = error
     return failure
+
+
+class KlaviyoDelivery:
+    """The :class:`~target_klaviyo.delivery.port.Delivery` of a real run: held profiles into import jobs.
+
+    ``client`` submits jobs (the run shares it, on the submitting thread only once jobs
+    run); the delivery makes its own client for the settling thread, so that no
+    connection is used by two threads at once, and closes it.
+    """
+
+    keeps_attributes = False  # only the encoded profile is sent
+
+    def __init__(
+        self,
+        client: KlaviyoClient,
+        settler_client: KlaviyoClient,
+        events: JobEvents,
+        max_in_flight: int,
+        stop: StopSignal,
+        tick: Callable[[], None],
+    ) -> None:
+        self._settler_client = settler_client
+        self.pipeline = JobPipeline(
+            BulkImporter(client, events), BulkImporter(settler_client, events), max_in_flight, stop, tick
+        )
+
+    def send(self, pending: list[PendingProfile], full: int | None) -> list[PendingProfile]:
+        """Submit what may go now; hold back the people whose earlier record is in a job still running.
+
+        A person bound for two lists in one send goes to the first now and to the other once
+        that job has settled, so that their later record is applied last (with one list, no
+        person is pending twice). With ``full``, a remainder smaller than ``full`` waits too,
+        so that held-back profiles do not add a small job to every batch.
+        """
+        first: dict[str, PendingProfile] = {}
+        for item in pending:
+            if item.key not in first or item.order < first[item.key].order:
+                first[item.key] = item
+        ready = [item for item in pending if first[item.key] is item]
+        held = [item for item in pending if first[item.key] is not item]
+        free, busy = self.pipeline.busy(ready)
+        held += busy
+        by_list: dict[str, list[PendingProfile]] = {}
+        for item in free:
+            by_list.setdefault(item.list_id, []).append(item)
+        chunks = []
+        for list_id, items in by_list.items():
+            split = list(split_for_jobs(items, full or MAX_PROFILES_PER_JOB))
+            if full is not None and split and len(split[-1]) < full:
+                held += split.pop()
+            chunks += [(list_id, chunk) for chunk in split]
+        self.pipeline.submit(chunks)
+        return held
+
+    def raise_failure(self) -> None:
+        self.pipeline.raise_failure()
+
+    def wait(self) -> None:
+        self.pipeline.wait_all()
+        self.pipeline.raise_failure()
+
+    def abandon(self, grace: float | None) -> None:
+        pipeline = self.pipeline
+        in_flight = pipeline.in_flight
+        if grace is not None and in_flight and not pipeline.settling_stopped:
+            logger_run.info(
+                "Waiting up to %.0f s for %d import job(s) in flight to finish.", grace, in_flight
+            )
+            if not pipeline.wait_all(time.monotonic() + grace):
+                logger_run.warning(
+                    "%d import job(s) did not finish within %.0f s; their profiles are not confirmed "
+                    "and no STATE covers them, so the next run sends them again.",
+                    pipeline.in_flight,
+                    grace,
+                )
+        pipeline.abandon()
+
+    def close(self) -> None:
+        self._settler_client.close()

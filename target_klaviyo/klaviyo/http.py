@@ -36,10 +36,13 @@ import requests
 from target_klaviyo import __version__
 
 # run/ and delivery/pipeline.py import these three from here; the rest of the loader from errors.
-from target_klaviyo.errors import ConnectionFailed as ConnectionFailed
-from target_klaviyo.errors import ErrorDetail, LocalSetupError
-from target_klaviyo.errors import KlaviyoApiError as KlaviyoApiError
-from target_klaviyo.errors import KlaviyoError as KlaviyoError
+from target_klaviyo.errors import (
+    ConnectionFailed,
+    ErrorDetail,
+    KlaviyoApiError,
+    KlaviyoError,
+    LocalSetupError,
+)
 from target_klaviyo.klaviyo.lane import Exchange, Lane
 
 logger = logging.getLogger("target_klaviyo.klaviyo.http")

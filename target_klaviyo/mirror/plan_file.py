@@ -42,11 +42,11 @@ from target_klaviyo.errors import RunError
 from target_klaviyo.files import make_private_folders
 
 # run/run.py and target.py import ListPlan from here, and the planner ID.
-from target_klaviyo.mirror.plan_format import ID as ID
 from target_klaviyo.mirror.plan_format import (
     PLAN_FORMAT,
     PROGRESS_START,
     RUN_FORMAT,
+    ListPlan,
     Plan,
     begins_as,
     load_document,
@@ -57,7 +57,6 @@ from target_klaviyo.mirror.plan_format import (
     read_progress,
     run_text,
 )
-from target_klaviyo.mirror.plan_format import ListPlan as ListPlan
 from target_klaviyo.run.report import write_whole
 
 

@@ -45,10 +45,8 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from target_klaviyo.errors import KlaviyoError
-
 # run/run.py imports MirrorRefused from here.
-from target_klaviyo.errors import MirrorRefused as MirrorRefused
+from target_klaviyo.errors import KlaviyoError
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages

@@ -238,9 +238,11 @@ class RunReport:
     def tick(self) -> None:
         """Log a progress line when ``PROGRESS_INTERVAL`` seconds have passed since the last."""
         now = time.monotonic()
-        if now >= self._next_progress:
+        with self._lock:  # the reading and the settling thread both tick: one line per interval
+            if now < self._next_progress:
+                return
             self._next_progress = now + PROGRESS_INTERVAL
-            logger.info("%s", self.progress())
+        logger.info("%s", self.progress())
 
     def progress(self) -> str:
         elapsed = max(time.time() - self.started, 1e-9)

@@ -13,14 +13,14 @@ from target_klaviyo.delivery import jobs
 from target_klaviyo.delivery.batch import (
     PendingProfile,
     SentProfile,
-    describe_dry_run,
     job_body,
     split_for_jobs,
 )
+from target_klaviyo.delivery.dry_run import describe_dry_run
 from target_klaviyo.delivery.jobs import BulkImporter, SubmittedJob
-from target_klaviyo.errors import JobCancelled
+from target_klaviyo.errors import JobCancelled, KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo import endpoints
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.report import RunReport

@@ -15,8 +15,9 @@ from target_klaviyo.delivery.subscriptions import (
     requests_for,
     subscription_body,
 )
+from target_klaviyo.errors import KlaviyoError
 from target_klaviyo.klaviyo.endpoints import SUBSCRIBE
-from target_klaviyo.klaviyo.http import KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.records.consent import UNDATED, Consent
 from target_klaviyo.records.profile import Reject
 

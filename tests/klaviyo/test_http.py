@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from target_klaviyo.errors import KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo import http as client_module
-from target_klaviyo.klaviyo.http import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from target_klaviyo.klaviyo.http import KlaviyoClient
 
 KEY = "pk_scripted_secret_key_123"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from target_klaviyo.klaviyo.http import KlaviyoError
+from target_klaviyo.errors import KlaviyoError
 from target_klaviyo.klaviyo.paging import next_cursor
 from target_klaviyo.mirror.plan_format import ListPlan
 from target_klaviyo.mirror.planner import Mirror, member_paging

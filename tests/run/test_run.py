@@ -2,9 +2,10 @@
 
 import pytest
 
-from target_klaviyo.delivery.jobs import PendingProfile
+from target_klaviyo.delivery.batch import PendingProfile
+from target_klaviyo.errors import ProfileLimitReached
 from target_klaviyo.records.profile import Reject
-from target_klaviyo.run.run import ExportRun, ProfileLimitReached
+from target_klaviyo.run.run import ExportRun
 from target_klaviyo.settings.settings import Settings
 
 
@@ -40,7 +41,7 @@ def test_later_record_wins_and_earlier_is_counted_as_deduplicated():
     add(run, "a@example.com", plan="free")
     add(run, "A@Example.com", plan="pro")
     assert run.report.deduplicated == 1
-    [held] = run._pending.values()
+    [held] = run.batcher.held()
     assert held.record["plan"] == "pro"
 
 
@@ -95,7 +96,7 @@ def test_what_a_background_thread_reports_after_the_end_stays_out_of_the_report(
     record = {"email": "late@example.com"}
     item = PendingProfile.of(run.mapper.map(record), "s", record, run.ledger.open_record(), list_id="L")
     run.finish()
-    run.rejected(item, Reject("rejected_by_klaviyo", "too late"))
+    run.outcomes.rejected(item, Reject("rejected_by_klaviyo", "too late"))
     assert run.report.rejected_total == 0
     assert (
         not (tmp_path / "rejects.jsonl").exists() or "late@" not in (tmp_path / "rejects.jsonl").read_text()

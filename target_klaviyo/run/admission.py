@@ -1,0 +1,132 @@
+"""Who gets in: the per-run profile limit, people already seen, and one email per phone or external id.
+
+Runs on the reading thread only, except :meth:`Admissions.superseded`, which the
+settling thread asks (a job's consent must not outvote a later record of the same
+person); the order of each person's latest record is the one value shared, under
+its own lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from enum import Enum
+from typing import Any
+
+from target_klaviyo.records.mapping import ProfileMapper
+from target_klaviyo.records.profile import Profile, Reject
+from target_klaviyo.run.outcomes import Outcomes
+from target_klaviyo.run.seen import HashTable, hash64
+from target_klaviyo.settings.settings import Settings
+
+logger = logging.getLogger("target_klaviyo.run.run")  # the run's logger, as before the split
+
+
+class Admission(Enum):
+    NEW = "new"
+    REPEAT = "repeat"
+    OVER_LIMIT = "over_limit"
+
+
+class Admissions:
+    """The run's people, as 64-bit hashes in compact tables (see seen.py)."""
+
+    def __init__(self, settings: Settings, mapper: ProfileMapper) -> None:
+        self._settings = settings
+        self._mapper = mapper
+        self.limit_reached = False
+        self._profiles = HashTable(with_values=False)
+        self._phone_owner = HashTable(with_values=True)
+        self._external_owner = HashTable(with_values=True)
+        # With several lists, which lists each person was sent to (else the people are that).
+        self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
+        self._taken = 0
+        # Per person, the order of their latest record, for people with more than one: written
+        # here on the reading thread, read by the settling thread, hence the lock.
+        self._later_records: dict[int, int] = {}
+        self._later_lock = threading.Lock()
+
+    def admit(self, key: str, list_id: str, outcomes: Outcomes) -> Admission:
+        """Count a profile towards the limit the first time its email is seen in this run.
+
+        With several lists, a person already sent to another list is new to this one (it
+        is sent, not "sent again"), and still one profile towards the limit.
+        """
+        hashed = hash64(key)
+        membership = hash64(f"{list_id}\n{key}") if self._memberships is not None else 0
+        if self._memberships is not None:
+            if membership in self._memberships:
+                return Admission.REPEAT
+            if hashed in self._profiles:
+                self._memberships.setdefault(membership)
+                return Admission.NEW
+        elif hashed in self._profiles:
+            return Admission.REPEAT
+        limit = self._settings.max_profiles
+        if limit and len(self._profiles) >= limit:
+            if not self.limit_reached:
+                self.limit_reached = True
+                self._warn_limit()
+            return Admission.OVER_LIMIT
+        self._profiles.setdefault(hashed)
+        if self._memberships is not None:
+            self._memberships.setdefault(membership)
+        outcomes.distinct()
+        return Admission.NEW
+
+    def seen(self, key: str) -> bool:
+        return hash64(key) in self._profiles
+
+    def take(self, key: str, seen_before: bool) -> int:
+        """The order of an admitted profile among the run's records; a repeat supersedes the earlier."""
+        self._taken += 1
+        if seen_before:
+            # A later record of someone already taken (for any list: consent is the profile's):
+            # an earlier job's consent must not outvote it.
+            with self._later_lock:
+                self._later_records[hash64(key)] = self._taken
+        return self._taken
+
+    def later_rejected(self, record: Any) -> None:
+        """A rejected record still says who it is for: any earlier consent of that person is superseded,
+        since what this later record would have said is unknown."""
+        if self._settings.consent_path is None or not isinstance(record, dict):
+            return
+        key = self._mapper.key_of(record)
+        if key is not None and self.seen(key):
+            self.take(key, seen_before=True)
+
+    def superseded(self, key: str, order: int) -> bool:
+        """Whether a later record of this person was read after the one taken at ``order``."""
+        with self._later_lock:
+            return self._later_records.get(hash64(key), order) > order
+
+    def one_person_per_phone(self, profile: Profile) -> Profile:
+        """Klaviyo identifies people by phone and external id too: one already given to another
+        email in this run is dropped.
+
+        Otherwise Klaviyo would merge the two emails into one profile (and one's consent would
+        become the other's).
+        """
+        person = hash64(profile.key)
+        for attribute, owners, reason in (
+            ("phone_number", self._phone_owner, "duplicate_phone"),
+            ("external_id", self._external_owner, "duplicate_external_id"),
+        ):
+            value = profile.resource["attributes"].get(attribute)
+            if value is None or owners.setdefault(hash64(f"{value}"), person) == person:
+                continue
+            detail = (
+                f"{attribute} is already the {attribute} of another email in this run; it was left out so "
+                "that Klaviyo does not merge the two people, and the profile was exported without it."
+            )
+            profile = profile.without(attribute, Reject(reason, detail))
+        return profile
+
+    def _warn_limit(self) -> None:
+        if self._settings.on_limit_exceeded == "truncate":
+            logger.warning(
+                "Reached max_profiles_per_run (%d); further new profiles are skipped and counted "
+                "(on_limit_exceeded: truncate).",
+                self._settings.max_profiles,
+            )
