@@ -173,7 +173,9 @@ class RunReport:
             raise RunError(
                 f"rejects_path cannot be written: {error.strerror or type(error).__name__}."
             ) from None
-        self._rejects_file = os.fdopen(descriptor, "a", encoding="utf-8")
+        # Closed at once: the first reject opens it again to append, so a run that is made but
+        # never run (or never rejects) holds no open file.
+        os.close(descriptor)
 
     def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
         """Count a reject; a rejected record also goes to the rejects file, one line each.
