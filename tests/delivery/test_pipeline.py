@@ -15,7 +15,7 @@ from target_klaviyo.delivery import pipeline as pipeline_module
 from target_klaviyo.delivery.batch import PendingProfile
 from target_klaviyo.delivery.jobs import SubmittedJob
 from target_klaviyo.delivery.pipeline import JobPipeline
-from target_klaviyo.errors import JobCancelled, KlaviyoError, WorkerFailed
+from target_klaviyo.errors import JobCancelled, WorkerFailed
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.run.stop import StopSignal
 from target_klaviyo.settings.settings import Settings
@@ -163,7 +163,7 @@ def test_an_unexpected_answer_stops_settling_and_reaches_the_reading_thread():
     assert not pipe.wait_all(time.monotonic() + 5)
     with pytest.raises(WorkerFailed, match="Settling import jobs failed unexpectedly: KeyError"):
         pipe.raise_failure()
-    with pytest.raises(KlaviyoError):
+    with pytest.raises(WorkerFailed):
         pipe.submit([("L", [item("b@x.io")])])
 
 
