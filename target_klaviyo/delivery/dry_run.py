@@ -8,7 +8,9 @@ from typing import Any, Protocol
 
 from target_klaviyo.delivery.batch import PendingProfile, job_body, split_for_jobs
 
-logger = logging.getLogger("target_klaviyo.run.run")  # the run's logger: its lines are unchanged
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 
 class Exported(Protocol):

@@ -26,7 +26,9 @@ from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import dig, profile_position, split_refused
 from target_klaviyo.records.profile import Reject
 
-logger = logging.getLogger("target_klaviyo.delivery.jobs")
+logger = logging.getLogger(
+    "target_klaviyo.jobs"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 POLL_DELAYS = (0.2, 0.3, 0.5, 1.0, 1.0, 2.0)
 MAX_JOB_WAIT = 3600.0

@@ -38,8 +38,10 @@ from target_klaviyo.klaviyo.endpoints import IMPORT_JOB
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.run.stop import StopSignal
 
-logger = logging.getLogger("target_klaviyo.delivery.pipeline")
-logger_run = logging.getLogger("target_klaviyo.run.run")  # what the run says of its jobs: its lines unchanged
+logger = logging.getLogger(
+    "target_klaviyo.pipeline"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
+logger_run = logging.getLogger("target_klaviyo.run")  # what the run says of its jobs
 
 MIN_POLL_INTERVAL = IMPORT_JOB.pace().interval  # the endpoint table says how far apart polls go
 
@@ -123,7 +125,8 @@ class JobPipeline:
 
     @property
     def settling_stopped(self) -> bool:
-        return self._settling_stopped
+        with self._changed:
+            return self._settling_stopped
 
     def wait_all(self, deadline: float | None = None) -> bool:
         """Wait until every submitted job is settled (True), settling stopped, or ``deadline`` passed."""

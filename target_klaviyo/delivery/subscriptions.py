@@ -48,7 +48,9 @@ from target_klaviyo.klaviyo.refused import lacks_scopes, scopes_needed, split_re
 from target_klaviyo.records.consent import Consent
 from target_klaviyo.records.profile import Reject
 
-logger = logging.getLogger("target_klaviyo.delivery.subscriptions")
+logger = logging.getLogger(
+    "target_klaviyo.subscriptions"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 MAX_PROFILES_PER_REQUEST = SUBSCRIBE.max_items
 CHECKED_PER_REQUEST = LIST_PROFILES.page_size  # emails per consent look-up: one full page each

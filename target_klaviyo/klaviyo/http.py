@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -34,8 +35,6 @@ from urllib.parse import urlsplit
 import requests
 
 from target_klaviyo import __version__
-
-# run/ and delivery/pipeline.py import these three from here; the rest of the loader from errors.
 from target_klaviyo.errors import (
     ConnectionFailed,
     ErrorDetail,
@@ -45,7 +44,9 @@ from target_klaviyo.errors import (
 )
 from target_klaviyo.klaviyo.lane import Exchange, Lane
 
-logger = logging.getLogger("target_klaviyo.klaviyo.http")
+logger = logging.getLogger(
+    "target_klaviyo.client"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 JSON_API = "application/vnd.api+json"
 TIMEOUT = (10.0, 60.0)
@@ -193,6 +194,8 @@ class KlaviyoClient:
         self._proxies = _proxies(self.api_url)
         self._verify = _ca_bundle()
         self._lane = Lane(self._new_session())
+        self._lanes = threading.Lock()  # the lane is swapped by the thread that gave up a try
+        self._closed = False
 
     @property
     def session(self) -> requests.Session:
@@ -208,7 +211,17 @@ class KlaviyoClient:
         return session
 
     def close(self) -> None:
-        self._lane.close()
+        with self._lanes:
+            self._closed = True
+            self._lane.close()
+
+    def _replace_lane(self) -> None:
+        """A Session is not thread-safe: a try given up keeps its own, and nothing else uses it."""
+        with self._lanes:
+            self._lane.close()
+            self._lane = Lane(self._new_session())
+            if self._closed:  # a try after close still runs, and its Session is closed after it
+                self._lane.close()
 
     def get(
         self, path: str, params: dict[str, Any] | None = None, *, budget: float = MAX_RETRY_SECONDS
@@ -334,13 +347,17 @@ class KlaviyoClient:
         finish on its own with its Session, and the next try goes out on a fresh lane."""
         options = {"params": params, "data": body, "headers": headers, "timeout": TIMEOUT}
         exchange = Exchange(method, self.api_url + path, options)
-        self._lane.send(exchange)
-        with self._waiting():
-            finished = exchange.done.wait(limit)
+        with self._lanes:
+            lane = self._lane
+        lane.send(exchange)
+        finished = False
+        try:
+            with self._waiting():
+                finished = exchange.done.wait(limit)
+        finally:
+            if not finished:  # given up, or the wait was interrupted by a stop: the try keeps its lane
+                self._replace_lane()
         if not finished:
-            # A Session is not thread-safe: the abandoned try keeps its own, and nothing else uses it.
-            self._lane.close()
-            self._lane = Lane(self._new_session())
             raise requests.Timeout(f"no complete answer within {limit:.0f} s")
         result = exchange.outcome
         if isinstance(result, BaseException):

@@ -73,7 +73,8 @@ class Lane:
             if self._serving:
                 self._wake.notify()
                 return
-        self.session.close()
+            # Under the lock: no thread can start a try on the Session while it closes.
+            self.session.close()
 
     def _serve(self) -> None:
         while True:
@@ -81,10 +82,10 @@ class Lane:
                 if not self._pending and not self._closed:
                     self._wake.wait(LANE_IDLE_SECONDS)
                 if not self._pending:  # idle for a while, or closed: a try sent after close still runs
+                    if self._closed:
+                        # Closed by this thread, the Session's only user, before another may start.
+                        self.session.close()
                     self._serving = False
-                    closed = self._closed
-                    break
+                    return
                 exchange = self._pending.popleft()
             exchange.run(self.session)
-        if closed:
-            self.session.close()

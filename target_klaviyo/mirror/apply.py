@@ -42,7 +42,9 @@ from target_klaviyo.settings.environment import parse_variable, property_kinds
 from target_klaviyo.settings.schema import CONFIG_SCHEMA
 from target_klaviyo.settings.settings import Settings, SettingsError
 
-logger = logging.getLogger("target_klaviyo.mirror.apply")
+logger = logging.getLogger(
+    "target_klaviyo.apply_mirror"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 ENV_PREFIX = "TARGET_KLAVIYO_"
 

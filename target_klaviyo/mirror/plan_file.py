@@ -71,11 +71,6 @@ class PlanFiles:
         self.progress_path = path.with_name(path.name + ".progress")
         self._lock: TextIO | None = None
 
-    @property
-    def siblings(self) -> list[Path]:
-        """Every file this plan owns, for the check that no other output names one of them."""
-        return [self.path, self.marker, self.lock_path, self.progress_path]
-
     # The folder and the files in it
 
     def prepare(self) -> None:

@@ -45,7 +45,6 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-# run/run.py imports MirrorRefused from here.
 from target_klaviyo.errors import KlaviyoError
 from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
 from target_klaviyo.klaviyo.http import KlaviyoClient
@@ -58,7 +57,9 @@ from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.values import get_path
 from target_klaviyo.run.seen import HashTable, hash64
 
-logger = logging.getLogger("target_klaviyo.mirror.planner")
+logger = logging.getLogger(
+    "target_klaviyo.mirror"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
 # An address inside other text: no spaces, brackets, quotes or separators around its "@".

@@ -19,7 +19,9 @@ from target_klaviyo.run.outcomes import Outcomes
 from target_klaviyo.run.seen import HashTable, hash64
 from target_klaviyo.settings.settings import Settings
 
-logger = logging.getLogger("target_klaviyo.run.run")  # the run's logger, as before the split
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 
 class Admission(Enum):

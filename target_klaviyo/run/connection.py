@@ -15,7 +15,9 @@ from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.refused import and_list
 from target_klaviyo.settings.settings import Settings
 
-logger = logging.getLogger("target_klaviyo.run.run")  # the run's logger, as before the split
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 # The connection check retries for at most this long: a wrong api_url is said within 15 s, while
 # requests later in the run keep the client's long budget for Klaviyo's passing troubles.
 CHECK_BUDGET = 8.0

@@ -17,7 +17,9 @@ from target_klaviyo.mirror.planner import Mirror
 from target_klaviyo.run.report import RunReport
 from target_klaviyo.settings.settings import Settings
 
-logger = logging.getLogger("target_klaviyo.run.run")  # the run's logger, as before the split
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 
 def void_older_plan(settings: Settings) -> None:

@@ -30,7 +30,9 @@ from target_klaviyo.records.profile import Reject
 from target_klaviyo.run.report import RunReport
 from target_klaviyo.run.state import StateLedger
 
-logger = logging.getLogger("target_klaviyo.run.outcomes")
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 
 class Outcomes:
@@ -58,15 +60,20 @@ class Outcomes:
         logger.debug("%s arrived after the run's report was final: not counted.", what)
         return False
 
-    # The reading thread. It closes the books itself (:meth:`close`), so whatever it reports comes
-    # before that: no check, and no lock of this object on the per-record path (the report's and
-    # the ledger's own locks order its writes against the worker threads').
+    # The reading thread. It closes the books itself (:meth:`close`), so whatever it counts comes
+    # before that: no lock of this object on the per-record path (the report's and the ledger's own
+    # locks order its writes against the worker threads'). Only a reject writes to a file, and it
+    # checks the books too, so that nothing reopens the rejects file once it is closed.
 
     def read(self) -> None:
         self.report.count_read()
 
     def reject(self, stream: str, record: Any, reject: Reject, *, counted: bool = True) -> None:
         """A record rejected (or, ``counted=False``, a value dropped from an exported profile)."""
+        if self._closed:  # set by this same thread: no lock needed to read it
+            with self._lock:
+                self._open("A reject")
+            return
         self.report.reject(stream, record, reject, counted=counted)
 
     def distinct(self) -> None:

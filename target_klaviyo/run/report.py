@@ -28,7 +28,9 @@ from target_klaviyo.files import make_private_folders
 from target_klaviyo.records.profile import Reject
 from target_klaviyo.records.values import Unrepresentable, to_json_value
 
-logger = logging.getLogger("target_klaviyo.run.report")
+logger = logging.getLogger(
+    "target_klaviyo.report"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 PROGRESS_INTERVAL = 10.0
 PRIVATE = 0o600  # the rejects file and the report hold personal data or describe it
 
@@ -61,7 +63,9 @@ class RunReport:
         self.exported_to: Counter[str] = Counter()  # per list
         self.subscribed_to: Counter[str] = Counter()  # per list: subscribed to email marketing
         self.mirrored: dict[str, dict[str, Any]] = {}  # per list, in mirror mode: what became of it
-        self.run_id: str | None = None  # in mirror mode: the run its plan must come from (mirror_plan.py)
+        self.run_id: str | None = (
+            None  # in mirror mode: the run its plan must come from (mirror/plan_file.py)
+        )
         self.deduplicated = 0
         self.sent_again = 0
         self.skipped_over_limit = 0

@@ -43,7 +43,9 @@ from target_klaviyo.run.state import StateLedger
 from target_klaviyo.run.stop import RunInterrupted, StopSignal
 from target_klaviyo.settings.settings import Settings
 
-logger = logging.getLogger("target_klaviyo.run.run")
+logger = logging.getLogger(
+    "target_klaviyo.run"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
 
 class ExportRun:

@@ -28,7 +28,9 @@ from singer_sdk.singerlib.json import serialize_json
 
 from target_klaviyo.errors import RunError
 
-logger = logging.getLogger("target_klaviyo.run.state")
+logger = logging.getLogger(
+    "target_klaviyo.state"
+)  # the name its lines had before the modules moved into rooms: users' log filters keep working
 _NOTHING = object()  # no STATE yet; ``None`` is a value a tap may send
 
 

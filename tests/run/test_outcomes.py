@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any
 
 from target_klaviyo.delivery.batch import PendingProfile, record_of
 from target_klaviyo.records.profile import Reject
+from target_klaviyo.run.outcomes import Outcomes
+from target_klaviyo.run.report import RunReport
 from target_klaviyo.run.run import ExportRun
+from target_klaviyo.run.state import StateLedger
 from target_klaviyo.settings.settings import Settings
 
 
@@ -58,3 +62,14 @@ def test_a_reject_arriving_while_the_run_ends_stays_out_of_both_the_report_and_t
     counted = json.loads(report_path.read_text())["counts"]["rejected"]
     assert len(lines) == counted == run.report.rejected_total == 0
     assert run.outcomes.late == 1
+
+
+def test_a_reject_the_reading_thread_reports_after_the_end_reopens_nothing(tmp_path):
+    report = RunReport(rejects_path=tmp_path / "rejects.jsonl")
+    report.start_rejects()
+    outcomes = Outcomes(report, StateLedger(io.StringIO()), lambda key, order: False)
+    outcomes.close("failed")
+    outcomes.reject("people", {"id": 1}, Reject("missing_email", "no email"))
+    assert report.rejected_total == 0
+    assert (tmp_path / "rejects.jsonl").read_text() == ""
+    assert outcomes.late == 1

@@ -90,7 +90,7 @@ def test_progress_line_every_interval(monkeypatch, caplog):
     report.exported = 40
     report.job_ids += ["J1", "J2"]
     report.jobs_in_flight = 1
-    with caplog.at_level("INFO", logger="target_klaviyo.run.report"):
+    with caplog.at_level("INFO", logger="target_klaviyo.report"):
         report.tick()
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith("Progress: 50 records read (")
@@ -100,7 +100,7 @@ def test_progress_line_every_interval(monkeypatch, caplog):
 
 def test_no_progress_line_before_the_interval(caplog):
     report = RunReport()
-    with caplog.at_level("INFO", logger="target_klaviyo.run.report"):
+    with caplog.at_level("INFO", logger="target_klaviyo.report"):
         report.tick()
     assert caplog.records == []
 
