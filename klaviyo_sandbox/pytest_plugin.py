@@ -10,15 +10,20 @@ Installed with target-klaviyo and registered as a pytest plugin (entry point
 
 Each is a :class:`RunningSandbox`: its ``url`` and ``api_key`` go into the pipeline's
 configuration (``config()`` gives target-klaviyo's), and ``members()``, ``profiles()``,
-``jobs()`` and ``requests`` read back what the pipeline did.
+``jobs()`` and ``requests`` read back what the pipeline did. Each sandbox is a new
+Klaviyo account, so ``config()`` gives it a ledger of its own (``ledger_path``, in a
+temporary folder removed with the sandbox): runs against one sandbox share it.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +43,7 @@ class RunningSandbox:
     server: SandboxServer
     api_key: str
     list_id: str
+    ledger_path: str  # target-klaviyo's ledger for this sandbox (see config())
 
     @property
     def url(self) -> str:
@@ -45,7 +51,13 @@ class RunningSandbox:
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """target-klaviyo's settings for this sandbox (``api_key``, ``api_url``, ``list_id``), and more."""
-        return {"api_key": self.api_key, "api_url": self.url, "list_id": self.list_id, **overrides}
+        return {
+            "api_key": self.api_key,
+            "api_url": self.url,
+            "list_id": self.list_id,
+            "ledger_path": self.ledger_path,
+            **overrides,
+        }
 
     def env(self) -> dict[str, str]:
         """The same as ``TARGET_KLAVIYO_*`` variables, for ``meltano run`` or ``--config=ENV``."""
@@ -53,6 +65,7 @@ class RunningSandbox:
             "TARGET_KLAVIYO_API_KEY": self.api_key,
             "TARGET_KLAVIYO_API_URL": self.url,
             "TARGET_KLAVIYO_LIST_ID": self.list_id,
+            "TARGET_KLAVIYO_LEDGER_PATH": self.ledger_path,
         }
 
     def add_list(self, list_id: str, name: str | None = None) -> None:
@@ -143,7 +156,8 @@ def start_sandbox(
         faults=faults or FaultPlan(),
         record_requests=True,
     )
-    return RunningSandbox(SandboxServer(settings).start(), api_key, lists[0] if lists else "")
+    ledger = f"{tempfile.mkdtemp(prefix='klaviyo-sandbox-ledger-')}/ledger.sqlite"
+    return RunningSandbox(SandboxServer(settings).start(), api_key, lists[0] if lists else "", ledger)
 
 
 @pytest.fixture
@@ -159,6 +173,7 @@ def klaviyo_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
     yield factory
     for sandbox in started:
         sandbox.server.stop()
+        shutil.rmtree(Path(sandbox.ledger_path).parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -15,9 +15,11 @@ SANDBOX_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 [ -s "$WORK/port" ] || { cat "$WORK/sandbox.log"; exit 1; }
 
+# A new sandbox each time, so a new ledger each time (a ledger serves one api_url).
 cat >"$WORK/local.json" <<JSON
 {"api_url": "http://127.0.0.1:$(cat "$WORK/port")",
- "rejects_path": "$WORK/rejects.jsonl", "report_path": "$WORK/report.json"}
+ "rejects_path": "$WORK/rejects.jsonl", "report_path": "$WORK/report.json",
+ "ledger_path": "$WORK/ledger.sqlite"}
 JSON
 
 echo "== target-klaviyo (STATE on stdout, logs on stderr)"

@@ -9,6 +9,7 @@ look: the input, this machine, the run's own limits, or Klaviyo::
     │   ├── RecordBeforeSchemaError      also the SDK's RecordsWithoutSchemaException
     │   └── KeyPropertyMissingError      also the SDK's MissingKeyPropertiesError
     ├── LocalSetupError              this machine's setup: a proxy variable, a CA bundle
+    ├── LedgerError                  the ledger cannot be used: unreadable, another account's, in use
     ├── ProfileLimitReached          max_profiles_per_run with on_limit_exceeded fail (a local limit)
     ├── TooManyRejects               more than max_reject_fraction of the records rejected
     ├── MirrorRefused                mirroring a list could be wrong, so it was left as it is
@@ -27,7 +28,7 @@ signal. None of these messages quotes a record's content or the API key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # An email inside Klaviyo's words: hidden before they are logged or raised.
 EMAIL_LIKE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
@@ -42,6 +43,10 @@ class RunError(Exception):
 
 class LocalSetupError(RunError):
     """Something on this machine stops the run before Klaviyo is asked anything (a proxy, a CA bundle)."""
+
+
+class LedgerError(RunError):
+    """The ledger (ledger/) cannot be read, written or locked; the run stops rather than send blind."""
 
 
 class ProfileLimitReached(RunError):
@@ -82,6 +87,18 @@ class KlaviyoApiError(KlaviyoError):
         self.method = method
         self.path = path
         self.status = status
+        # Klaviyo's words travel on (a refused profile's reject line quotes them): a key Klaviyo
+        # echoed is hidden here, once, for every use.
+        if secret:
+            errors = [
+                replace(
+                    error,
+                    code=error.code.replace(secret, "[api key]"),
+                    detail=error.detail.replace(secret, "[api key]"),
+                    pointer=error.pointer.replace(secret, "[api key]") if error.pointer else error.pointer,
+                )
+                for error in errors
+            ]
         self.errors = errors
         first = errors[0] if errors else None
         detail = f"{first.code}: {first.detail}" if first else "no error detail"

@@ -118,11 +118,11 @@ class KlaviyoSink(BatchSink):
         # (no upstream issue found); it has just checked this record.
         problem = self._validator.problem if isinstance(self._validator, RecordCheck) else None
         if problem:
-            run.reject(self.stream_name, record, Reject("schema_violation", problem))
+            run.reject(self.stream_name, record, Reject("schema_violation", problem), self.list_id)
             return
         profile = run.mapper.map(record)
         if isinstance(profile, Reject):
-            run.reject(self.stream_name, record, profile)
+            run.reject(self.stream_name, record, profile, self.list_id)
             return
         run.add(profile, self.stream_name, record, context.get(SOURCE_LINE, record), self.list_id)
 

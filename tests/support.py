@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -111,6 +112,15 @@ def singer_text(messages: list[dict]) -> str:
     return "".join(json.dumps(message) + "\n" for message in messages)
 
 
+# Each sandbox is a new Klaviyo account: its own ledger, in a folder of this test session's.
+LEDGERS = Path(tempfile.mkdtemp(prefix="target-klaviyo-test-ledgers-"))
+
+
+def ledger_path(server: SandboxServer) -> str:
+    """The ledger of the runs against ``server``: shared by them, no one else's."""
+    return str(LEDGERS / f"{server.url.rsplit(':', 1)[-1]}-{id(server):x}.sqlite")
+
+
 def base_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
     """A config for the sandbox. Tests of rejects send mostly bad records, so ``max_reject_fraction``
     is off here; the tests of that setting (test_first_use.py) give it themselves."""
@@ -119,6 +129,7 @@ def base_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
         "list_id": LIST_ID,
         "api_url": server.url,
         "max_reject_fraction": 1,
+        "ledger_path": ledger_path(server),
         **overrides,
     }
 

@@ -48,6 +48,8 @@ class PendingProfile:
     consent: Consent | None = None
     # The address as imported, for the subscription (the key is lower case; Klaviyo keeps the case).
     email: str = ""
+    digest: bytes = bytes(16)  # with a ledger, what the ledger records once Klaviyo confirms it
+    verdict: str = ""  # with a ledger, what it said of this person when first taken (as counted)
 
     @classmethod
     def of(
@@ -60,6 +62,8 @@ class PendingProfile:
         list_id: str = "",
         order: int = 0,
         describe: bool = False,
+        digest: bytes = bytes(16),
+        verdict: str = "",
     ) -> PendingProfile:
         attributes = profile.resource["attributes"] if describe else None
         email = profile.resource["attributes"]["email"] if profile.consent is not None else ""
@@ -74,6 +78,8 @@ class PendingProfile:
             order,
             profile.consent,
             email,
+            digest,
+            verdict,
         )
 
     @property

@@ -48,8 +48,16 @@ class JobEvents(Protocol):
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
     def job_done(
-        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
-    ) -> None: ...
+        self,
+        job: SubmittedJob,
+        imported_epochs: list[int],
+        unmatched_failures: int,
+        subscribed: int,
+        confirmed: list[int],
+    ) -> None:
+        """A job settled. ``confirmed`` are the positions of the profiles Klaviyo holds as sent: imported,
+        and with their consent sent if they had one (all or nothing when a failure is not named)."""
+        ...
 
     def value_dropped(self, item: SentProfile, reject: Reject) -> None: ...
 
@@ -72,6 +80,8 @@ class SubmittedJob:
         self.keys = [item.key for item in chunk]
         self.epochs = array("q", [item.epoch for item in chunk])
         self._streams = [item.stream for item in chunk]
+        # With a ledger, what each profile's digest is (16 bytes each), to record it once confirmed.
+        self._digests = b"".join(item.digest for item in chunk)
         self._sources = Sources([item.source for item in chunk])
         self.consents = {
             position: (item.email, item.consent, item.order)
@@ -85,6 +95,12 @@ class SubmittedJob:
     @property
     def size(self) -> int:
         return len(self.keys)
+
+    def digest(self, position: int) -> bytes:
+        return self._digests[16 * position : 16 * position + 16]
+
+    def stream(self, position: int) -> str:
+        return self._streams[position]
 
     def profile(self, position: int) -> SentProfile:
         return SentProfile(
@@ -178,6 +194,7 @@ class BulkImporter:
         rejected = self._reject_import_errors(job) if failed else set()
         unmatched = max(0, failed - len(rejected))
         imported = [epoch for position, epoch in enumerate(job.epochs) if position not in rejected]
+        refusals = _Refusals(job, self.events)
         consenting = []
         for position, (email, consent, order) in job.consents.items():
             if position in rejected:
@@ -185,7 +202,7 @@ class BulkImporter:
             if self.events.superseded(job.list_id, job.keys[position], order):
                 # The person's later record in this run decides: its own job subscribes them if it
                 # consents too, and a later "no consent" is never overridden by an earlier "yes".
-                _Refusals(job, self.events).subscription_refused(
+                refusals.subscription_refused(
                     position,
                     Reject(
                         "consent_superseded",
@@ -198,7 +215,6 @@ class BulkImporter:
         if unmatched and consenting:
             # Klaviyo says some profiles failed without naming them: any consenting one may be among
             # them (not imported, so not a member), and doubt means no subscription.
-            refusals = _Refusals(job, self.events)
             for position, _, _ in consenting:
                 refusals.subscription_refused(
                     position,
@@ -209,8 +225,14 @@ class BulkImporter:
                     ),
                 )
             consenting = []
-        subscribed = self.subscriber.subscribe(job.list_id, consenting, _Refusals(job, self.events))
-        self.events.job_done(job, imported, unmatched, subscribed)
+        subscribed = self.subscriber.subscribe(job.list_id, consenting, refusals)
+        # A failure Klaviyo does not name could be anyone's: then nobody of the job is confirmed.
+        confirmed = (
+            []
+            if unmatched
+            else [p for p in range(job.size) if p not in rejected and p not in refusals.positions]
+        )
+        self.events.job_done(job, imported, unmatched, subscribed, confirmed)
         logger.info(
             "Import job %s complete: %d profiles imported, %d failed%s.",
             job.id,
@@ -230,7 +252,8 @@ class BulkImporter:
             position = self._position_for(attributes, job.size, by_email)
             if position is None or position in rejected:
                 continue
-            detail = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}".strip()[:1000]
+            words = f"{attributes.get('code', 'error')}: {attributes.get('detail', '')}"
+            detail = self.client.hide_key(words).strip()[:1000]
             self.events.rejected(job.profile(position), Reject("rejected_by_klaviyo", detail))
             rejected.add(position)
         return rejected
@@ -270,6 +293,11 @@ class _Refusals:
     def __init__(self, job: SubmittedJob, events: JobEvents) -> None:
         self.job = job
         self.events = events
+        self.positions: set[int] = set()  # whose consent was not sent for now: not confirmed as sent
 
     def subscription_refused(self, position: int, reject: Reject) -> None:
+        # An unsubscribe that stands in Klaviyo is the answer to this very profile, and would be again:
+        # the profile is confirmed as it is (new consent, with a later date, changes its digest).
+        if reject.reason != "unsubscribed_in_klaviyo":
+            self.positions.add(position)
         self.events.value_dropped(self.job.profile(position), reject)

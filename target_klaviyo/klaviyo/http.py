@@ -210,6 +210,10 @@ class KlaviyoClient:
         session.headers.update(self._headers)
         return session
 
+    def hide_key(self, text: str) -> str:
+        """Klaviyo's words with the API key hidden, should Klaviyo have echoed it (for a file we write)."""
+        return text.replace(self._secret, "[api key]") if self._secret else text
+
     def close(self) -> None:
         with self._lanes:
             self._closed = True

@@ -12,7 +12,10 @@ people is checked here:
   applied only if it belongs to that latest run, to the ``api_url`` and the lists of
   the config it is applied with, and, when it was made under ``meltano run``, to that
   same ``meltano run`` (``MELTANO_PARENT_CONTEXT_UUID``, which Meltano 4.4.1 gives every
-  block of one invocation). A plan copied aside and put back after a newer run is refused.
+  block of one invocation). A plan copied aside and put back after a newer run is refused,
+  and so is a plan and its marker put back together (after a newer run, or after the plan
+  was applied): a file put back has a status-change time (``st_ctime``, which no user can
+  set) later than the time its run recorded in it.
 - **Only ours, only private.** The plan and the marker begin with their format name,
   so a path that holds another file is refused rather than deleted; the folder is
   created owner-only (0700, whatever the umask), and an existing folder others may
@@ -43,6 +46,7 @@ from target_klaviyo.files import make_private_folders
 
 # run/run.py and target.py import ListPlan from here, and the planner ID.
 from target_klaviyo.mirror.plan_format import (
+    CLOCK_SKEW,
     PLAN_FORMAT,
     PROGRESS_START,
     RUN_FORMAT,
@@ -234,6 +238,12 @@ class PlanFiles:
                 f"{where} is not from the latest mirror run of this config (a newer run has started since, "
                 "or the plan was copied here); nothing was removed: run the pipeline again."
             )
+        for path in (self.path, self.marker):
+            if path.stat().st_ctime > plan.created_at + CLOCK_SKEW:
+                raise RunError(
+                    f"{where} or its marker was put there after its run wrote it (restored, copied or "
+                    "edited); nothing was removed: run the pipeline again."
+                )
         if plan.pipeline != pipeline:
             raise RunError(
                 f"{where} was made in another meltano run than this one (or outside meltano); nothing was "

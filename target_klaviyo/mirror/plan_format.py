@@ -114,7 +114,12 @@ def parse_plan(document: dict[str, Any], where: str, now: float) -> Plan:
         pipeline = document.get("pipeline")
         if pipeline is not None and not isinstance(pipeline, str):
             raise ValueError("no pipeline")
-        if not isinstance(created_at, (int, float)) or isinstance(created_at, bool):
+        # A Unix time this target could have written: an integer of any size would overflow below.
+        if (
+            not isinstance(created_at, (int, float))
+            or isinstance(created_at, bool)
+            or not 0 < created_at < 2**40
+        ):
             raise ValueError("no time")
         lists: dict[str, ListPlan] = {}
         entries = document["lists"]

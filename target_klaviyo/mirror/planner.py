@@ -91,7 +91,11 @@ class Mirror:
         self._resumed: set[str] = set()  # tap streams whose full-table sync this run resumes
         # Bookmarks that cast doubt, kept to match against streams whose SCHEMA comes after them.
         self._doubtful_bookmarks: set[tuple[str, bool, bool]] = set()
+        self._unreadable_state = False  # a STATE whose bookmarks are not an object: doubt for every list
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
+        # Per planned list, the emails of the members its plan removes: the ledger forgets them
+        # before the plan is written, so if they come back they are sent (docs/ledger.md).
+        self.leaving: dict[str, list[str]] = {}
 
     # While reading
 
@@ -141,11 +145,17 @@ class Mirror:
         Bookmarks are keyed by the tap's stream id, which may be the stream's name with a
         prefix (``<database>-<table>``): a key that ends with a stream's name counts for it.
         """
-        if not isinstance(value, Mapping):
-            return
+        if value is None:
+            return  # no state at all (a tap's first STATE before any bookmark): nothing said
         # Singer keeps bookmarks under "bookmarks"; a tap that keeps them at the top level is read too.
-        bookmarks = value.get("bookmarks", {k: v for k, v in value.items() if k not in STATE_HEADERS})
+        bookmarks = (
+            value.get("bookmarks", {k: v for k, v in value.items() if k not in STATE_HEADERS})
+            if isinstance(value, Mapping)
+            else value
+        )
         if not isinstance(bookmarks, Mapping):
+            # Bookmarks that are not an object may say anything (incremental, resumed): doubt.
+            self._unreadable_state = True
             return
         for key, bookmark in bookmarks.items():
             changes, resumes = incremental(bookmark), resuming(bookmark)
@@ -240,6 +250,11 @@ class Mirror:
                 f"stream {stream!r}, which stream_lists sends to it, did not appear in this run, so its "
                 "people may still be in the segment"
             )
+        if self._unreadable_state:
+            return (
+                "the tap's STATE holds bookmarks that are not an object, so this run cannot tell a full "
+                "extract from an incremental or resumed one"
+            )
         sources = sorted({source for stream in routed for source in self._sources_of.get(stream, {stream})})
         for source in sources:
             if not self._records_from[source]:
@@ -282,7 +297,7 @@ class Mirror:
         plan = ListPlan(list_id, 0)
         path = LIST_PROFILES.at(id=list_id)
         # A member read twice (paging over a list that changes) is kept if any reading keeps it.
-        chosen: dict[str, None] = {}
+        chosen: dict[str, str] = {}  # profile id -> its email
         read = HashTable(with_values=False)
         for member in self._members(client, list_id):
             plan.members += 1
@@ -306,8 +321,9 @@ class Mirror:
             elif self.kept(list_id, email):
                 chosen.pop(profile_id, None)
             elif not again:
-                chosen[profile_id] = None
+                chosen[profile_id] = email
         plan.remove = list(chosen)
+        self.leaving[list_id] = list(chosen.values())
         # Every member to remove was there before the run (this run's profiles are all kept).
         plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
         return plan

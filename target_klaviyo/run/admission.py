@@ -79,6 +79,12 @@ class Admissions:
     def seen(self, key: str) -> bool:
         return hash64(key) in self._profiles
 
+    def seen_in(self, key: str, list_id: str) -> bool:
+        """Whether this person was already taken for this list in this run."""
+        if self._memberships is None:
+            return self.seen(key)
+        return hash64(f"{list_id}\n{key}") in self._memberships
+
     def take(self, key: str, seen_before: bool) -> int:
         """The order of an admitted profile among the run's records; a repeat supersedes the earlier."""
         self._taken += 1

@@ -27,10 +27,22 @@ class Batcher:
         """Keep a profile for the next send; a later record for the same email replaces it."""
         replaced = self._pending.get((item.list_id, item.key))
         if replaced is not None:
+            item.verdict = item.verdict or replaced.verdict
             self._outcomes.replaced(replaced.epoch)
         elif admission is Admission.REPEAT:
             self._outcomes.sent_again()
         self._pending[item.list_id, item.key] = item
+
+    def withdraw(self, list_id: str, key: str) -> bool:
+        """Drop the held profile of this person for this list, if it is still held (not yet sent):
+        a later record said it need not be sent after all. The dropped one counts as merged."""
+        held = self._pending.pop((list_id, key), None)
+        if held is None:
+            return False
+        if held.verdict:
+            self._outcomes.sent_as(list_id, held.verdict, -1)  # not sent after all
+        self._outcomes.replaced(held.epoch)
+        return True
 
     def send(self, full: int | None = None) -> None:
         """Hand the held profiles to the delivery; what it holds back waits for a later send.

@@ -8,6 +8,7 @@ the removal guard's measure.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from target_klaviyo.errors import ConnectionFailed, KlaviyoApiError, KlaviyoError
 from target_klaviyo.klaviyo.endpoints import LIST
@@ -23,17 +24,32 @@ logger = logging.getLogger(
 CHECK_BUDGET = 8.0
 
 
-def check_lists(client: KlaviyoClient, settings: Settings, *, counts: bool) -> dict[str, int]:
-    """Check every list of the run; with ``counts``, return the profile count Klaviyo gives for each."""
-    found: dict[str, int] = {}
+class ListsFound(NamedTuple):
+    """What the check learnt of each list: its profile count (when asked) and when it was created."""
+
+    counts: dict[str, int]
+    created: dict[str, str | None]
+
+
+def check_lists(client: KlaviyoClient, settings: Settings, *, counts: bool) -> ListsFound:
+    """Check every list of the run; with ``counts``, also read the profile count Klaviyo gives for each.
+
+    The creation time tells the ledger whether a list is still the one it knows.
+    """
+    found = ListsFound({}, {})
     for list_id in settings.lists:
-        count = _check_list(client, settings, list_id, counts=counts)
-        if count is not None:
-            found[list_id] = count
+        attributes = _check_list(client, settings, list_id, counts=counts)
+        count = attributes.get("profile_count")
+        if counts and isinstance(count, int) and not isinstance(count, bool):
+            found.counts[list_id] = count
+        created = attributes.get("created")
+        found.created[list_id] = created if isinstance(created, str) and created else None
     return found
 
 
-def _check_list(client: KlaviyoClient, settings: Settings, list_id: str, *, counts: bool) -> int | None:
+def _check_list(
+    client: KlaviyoClient, settings: Settings, list_id: str, *, counts: bool
+) -> dict[str, object]:
     setting = "list_id" if list_id == settings.list_id else "stream_lists"
     try:
         params = {"additional-fields[list]": "profile_count"} if counts else None
@@ -56,10 +72,9 @@ def _check_list(client: KlaviyoClient, settings: Settings, list_id: str, *, coun
             raise KlaviyoError(msg) from None
         raise
     logger.info("Connected to Klaviyo at %s; list %s found.", settings.api_url, list_id)
-    count = ((answer.get("data") or {}).get("attributes") or {}).get("profile_count")
-    if counts and isinstance(count, int) and not isinstance(count, bool):
-        return count
-    return None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    attributes = data.get("attributes") if isinstance(data, dict) else None
+    return attributes if isinstance(attributes, dict) else {}
 
 
 def _scopes(settings: Settings) -> str:

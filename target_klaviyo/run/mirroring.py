@@ -66,7 +66,9 @@ class MirrorRun:
         refusals: list[str] = []
         plans = []
         for list_id in mirror.lists:
-            reason = mirror.why_not(list_id, report.exported_to[list_id])
+            # Unchanged profiles are ones Klaviyo confirmed before, as they are (the ledger's).
+            confirmed = report.exported_to[list_id] + report.unchanged_to[list_id]
+            reason = mirror.why_not(list_id, confirmed)
             if reason is not None:
                 left.append(f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}.")
                 report.mirror_outcome(list_id, f"not mirrored: {reason}")
@@ -102,6 +104,12 @@ class MirrorRun:
         if failures:
             raise MirrorRefused(failures[-1])  # no plan: the pipeline failed, so nothing is removed
         self._plans = plans  # written once the report and the final STATE are (see write_plan)
+
+    def leaving(self) -> dict[str, list[str]]:
+        """Per list the plan will hold, the emails of the members it removes."""
+        if self._plans is None or self._settings.dry_run:
+            return {}
+        return {plan.list_id: self.mirror.leaving.get(plan.list_id, []) for plan in self._plans}
 
     def write_plan(self) -> None:
         """The removals for target-klaviyo-mirror; even an empty plan says this run was complete.

@@ -43,11 +43,17 @@ class Outcomes:
     """
 
     def __init__(
-        self, report: RunReport, ledger: StateLedger, superseded: Callable[[str, int], bool]
+        self,
+        report: RunReport,
+        ledger: StateLedger,
+        superseded: Callable[[str, int], bool],
+        confirmed: Callable[[SubmittedJob, list[int]], None] | None = None,
     ) -> None:
         self.report = report
         self.ledger = ledger
         self._superseded = superseded
+        # Records what Klaviyo confirmed in the profile ledger (ledger/ledger.py), when there is one.
+        self._confirmed = confirmed
         self._lock = threading.Lock()
         self._closed = False
         self.late = 0  # outcomes that arrived after close: dropped, their records not confirmed
@@ -79,6 +85,14 @@ class Outcomes:
     def distinct(self) -> None:
         """A person new to this run."""
         self.report.count_distinct()
+
+    def unchanged(self, list_id: str) -> None:
+        """A profile the ledger has confirmed as it is: not sent, final at once."""
+        self.report.count_unchanged(list_id)
+
+    def sent_as(self, list_id: str, verdict: str, count: int = 1) -> None:
+        """A person on their way to a list, as the ledger knew them: new, changed or due (-1: withdrawn)."""
+        self.report.count_sent_as(list_id, verdict, count)
 
     def sent_again(self) -> None:
         """A later record of someone already sent: it is sent again, not merged."""
@@ -129,8 +143,18 @@ class Outcomes:
                 self.report.reject(item.stream, record, reject, counted=False)
 
     def job_done(
-        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
+        self,
+        job: SubmittedJob,
+        imported_epochs: list[int],
+        unmatched_failures: int,
+        subscribed: int,
+        confirmed: list[int],
     ) -> None:
+        # The ledger first, in its own transaction and outside the lock: it records what Klaviyo holds,
+        # whatever became of the run meanwhile. A failure to write it fails the run before this job's
+        # STATE: nothing is lost, its profiles are only sent again.
+        if self._confirmed is not None:
+            self._confirmed(job, confirmed)
         with self._lock:
             if not self._open(f"Import job {job.id}'s result"):
                 return

@@ -1,8 +1,8 @@
 """What a run did: its counts, the rejects file, the summary line and the JSON report.
 
-Every record read ends in exactly one place: exported, merged into a later record
-of the same profile (deduplicated), rejected with a reason, or skipped over the
-profile limit. ``RunReport.unaccounted`` is zero at the end of every complete run;
+Every record read ends in exactly one place: exported, unchanged (the ledger has
+it confirmed, so it was not sent), merged into a later record of the same profile
+(deduplicated), rejected with a reason, or skipped over the profile limit. ``RunReport.unaccounted`` is zero at the end of every complete run;
 after a failed or interrupted run it counts the records whose export was never
 confirmed (held, or in a job that did not finish), which no STATE covers.
 
@@ -54,9 +54,15 @@ def _as_json(value: Any) -> Any:
 
 
 class RunReport:
-    def __init__(self, rejects_path: Path | None = None, *, dry_run: bool = False) -> None:
+    def __init__(
+        self, rejects_path: Path | None = None, *, dry_run: bool = False, ledger: bool = False
+    ) -> None:
         self.started = time.time()
         self.dry_run = dry_run
+        self.ledger = ledger  # whether the run reads a ledger: then unchanged profiles are not sent
+        self.unchanged_to: Counter[str] = Counter()  # per list: not sent, the ledger has them confirmed
+        # Per list, what the ledger said of each person sent: new, changed, or due again.
+        self.sent_as: dict[str, Counter[str]] = {}
         self.distinct_profiles = 0
         self.read = 0
         self.exported = 0
@@ -87,9 +93,29 @@ class RunReport:
         return sum(self.rejected.values())
 
     @property
+    def unchanged(self) -> int:
+        return sum(self.unchanged_to.values())
+
+    @property
     def unaccounted(self) -> int:
-        """Records read but not yet exported, merged, rejected or skipped (pending in a batch)."""
-        return self.read - self.exported - self.deduplicated - self.rejected_total - self.skipped_over_limit
+        """Records read but not yet exported, unchanged, merged, rejected or skipped (pending in a batch)."""
+        return (
+            self.read
+            - self.exported
+            - self.unchanged
+            - self.deduplicated
+            - self.rejected_total
+            - self.skipped_over_limit
+        )
+
+    def count_unchanged(self, list_id: str) -> None:
+        with self._lock:
+            self.unchanged_to[list_id] += 1
+
+    def count_sent_as(self, list_id: str, verdict: str, count: int = 1) -> None:
+        """What the ledger said of a person on their way to a list: new, changed or due."""
+        with self._lock:
+            self.sent_as.setdefault(list_id, Counter())[verdict] += count
 
     def count_read(self) -> None:
         with self._lock:
@@ -276,6 +302,8 @@ class RunReport:
             if self.dry_run
             else f"{self.exported:,} exported{lists}{again if self.sent_again else ''}"
         )
+        if self.unchanged:
+            exported += f", {self.unchanged:,} unchanged (not sent: Klaviyo confirmed them before)"
         unconfirmed = (
             f", {self.unaccounted:,} not confirmed (no STATE covers them; the next run sends them again)"
             if self.unaccounted
@@ -314,6 +342,7 @@ class RunReport:
             "counts": {
                 "read": self.read,
                 "exported": self.exported,
+                "unchanged": self.unchanged,
                 "distinct_profiles": self.distinct_profiles,
                 "deduplicated": self.deduplicated,
                 "sent_again": self.sent_again,
@@ -340,15 +369,35 @@ class RunReport:
     def _lists(self) -> dict[str, dict[str, Any]]:
         """Per list: profiles exported and subscribed; in mirror mode, members removed and why."""
         lists: dict[str, dict[str, Any]] = {}
-        for list_id in sorted({*self.exported_to, *self.subscribed_to, *self.mirrored}):
+        for list_id in sorted({*self.exported_to, *self.subscribed_to, *self.mirrored, *self.unchanged_to}):
             entry: dict[str, Any] = {
                 "exported": self.exported_to[list_id],
                 "subscribed": self.subscribed_to[list_id],
             }
+            if self.ledger:
+                sent_as = self.sent_as.get(list_id, Counter())
+                entry.update(
+                    unchanged=self.unchanged_to[list_id],
+                    ledger={verdict: sent_as[verdict] for verdict in ("new", "changed", "due")},
+                )
             if list_id in self.mirrored:
                 entry.update(removed=0, mirror=self.mirrored[list_id])
             lists[list_id] = entry
         return lists
+
+    def dry_run_lines(self) -> list[str]:
+        """A dry run with a ledger, per list: what it would add, update, leave and (mirror) remove."""
+        lines = []
+        for list_id, entry in self._lists().items():
+            ledger = entry.get("ledger", {})
+            mirror = entry.get("mirror") or {}
+            remove = f", remove {mirror['to_remove']:,}" if mirror.get("to_remove") is not None else ""
+            lines.append(
+                f"Dry run, list {list_id}: would add {ledger.get('new', 0):,}, update "
+                f"{ledger.get('changed', 0) + ledger.get('due', 0):,} ({ledger.get('due', 0):,} of them "
+                f"unchanged but due again), leave {entry.get('unchanged', 0):,} unchanged{remove}."
+            )
+        return lines
 
     def write(self, path: Path) -> None:
         write_whole(path, json.dumps(self.as_dict(), indent=2) + "\n", "report_path")

@@ -30,6 +30,8 @@ from target_klaviyo.delivery.pipeline import KlaviyoDelivery
 from target_klaviyo.delivery.port import Delivery
 from target_klaviyo.errors import ProfileLimitReached, RunError, TooManyRejects
 from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.ledger.known import Verdict
+from target_klaviyo.ledger.ledger import Ledger
 from target_klaviyo.mirror.planner import Mirror
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Profile, Reject
@@ -55,16 +57,24 @@ class ExportRun:
         self._aliases = aliases or (lambda stream: [stream])
         self.mapper = ProfileMapper(settings)
         # A dry run is decided here, once: it writes no STATE, and its delivery only describes.
-        self.report = RunReport(settings.rejects_path, dry_run=settings.dry_run)
-        self.admissions = Admissions(settings, self.mapper)
-        self.outcomes = Outcomes(
-            self.report, StateLedger(emit=not settings.dry_run), self.admissions.superseded
+        self.report = RunReport(
+            settings.rejects_path, dry_run=settings.dry_run, ledger=settings.ledger is not None
         )
-        self.stop = StopSignal()
-        # Mirror mode reads lists even in a dry run (to say what it would remove).
+        self.admissions = Admissions(settings, self.mapper)
+        # Mirror mode reads lists even in a dry run (to say what it would remove). First: whatever
+        # fails next, no older plan outlives this run.
         self.mirroring = MirrorRun(settings, self.report) if settings.mirror else None
         if self.mirroring is None:
             void_older_plan(settings)
+        # The profile ledger is opened, locked and read in start(), before any record is sent.
+        self.profiles = Ledger(settings) if settings.ledger is not None else None
+        self.outcomes = Outcomes(
+            self.report,
+            StateLedger(emit=not settings.dry_run),
+            self.admissions.superseded,
+            self.profiles.confirmed if self.profiles is not None else None,
+        )
+        self.stop = StopSignal()
         self.client = self._client() if not settings.dry_run or settings.mirror else None
         self.delivery = self._delivery()
         self.batcher = Batcher(self.delivery, self.outcomes)
@@ -118,10 +128,14 @@ class ExportRun:
             return
         self._started = True
         if self.client is None:
+            if self.profiles is not None:
+                self.profiles.load(None)  # a dry run takes the ledger as it is
             return
-        counts = check_lists(self.client, self.settings, counts=self.mirror is not None)
+        found = check_lists(self.client, self.settings, counts=self.mirror is not None)
         if self.mirror is not None:
-            self.mirror.members_before.update(counts)  # the removal guard's measure
+            self.mirror.members_before.update(found.counts)  # the removal guard's measure
+        if self.profiles is not None:
+            self.profiles.load(None if self.settings.dry_run else found.created)
 
     # Records
 
@@ -131,10 +145,17 @@ class ExportRun:
         self.report.tick()
         self.delivery.raise_failure()
 
-    def reject(self, stream: str, record: Any, reject: Reject) -> None:
-        """A record that will not be exported; it is final at once."""
+    def reject(self, stream: str, record: Any, reject: Reject, list_id: str) -> None:
+        """A record that will not be exported; it is final at once.
+
+        In mirror mode every address anywhere in it keeps its member of ``list_id``: a record
+        without an email at email_property may carry one elsewhere (``Email`` for ``email``),
+        and a person whose record was rejected is still in the segment.
+        """
         self.outcomes.reject(stream, record, reject)
         self.admissions.later_rejected(record)
+        if self.mirror is not None:
+            self.mirror.keep_any(list_id, record)
 
     def list_for(self, stream: str) -> str:
         """The list a stream goes to; a stream with none is a configuration error, before its records."""
@@ -165,6 +186,23 @@ class ExportRun:
         """
         admissions = self.admissions
         seen_before = admissions.seen(profile.key)
+        digest, counted = bytes(16), ""
+        if self.profiles is not None:
+            # What is compared is what would be sent: after a phone or external id of another
+            # email is left out (claiming them for this person, who is in the segment either way).
+            profile = admissions.one_person_per_phone(profile)
+            verdict, digest = self.profiles.verdict(list_id, profile)
+            taken = admissions.seen_in(profile.key, list_id)
+            # A later record of someone taken: unchanged, it is not sent only if the earlier one is
+            # still held (and is dropped); once that one is sent, this one must follow it and win.
+            if verdict is Verdict.UNCHANGED and (not taken or self.batcher.withdraw(list_id, profile.key)):
+                for dropped in profile.dropped:
+                    self.outcomes.reject(stream, record, dropped, counted=False)
+                self.outcomes.unchanged(list_id)
+                return
+            if not taken:
+                counted = verdict.value
+                self.outcomes.sent_as(list_id, counted)
         admission = admissions.admit(profile.key, list_id, self.outcomes)
         if admission is Admission.OVER_LIMIT:
             limit = self.settings.max_profiles
@@ -186,6 +224,8 @@ class ExportRun:
             list_id=list_id,
             order=order,
             describe=self.delivery.keeps_attributes,
+            digest=digest,
+            verdict=counted,
         )
         self.batcher.hold(item, admission)
 
@@ -340,16 +380,25 @@ class ExportRun:
                     self.report.skipped_over_limit,
                     self.settings.max_profiles,
                 )
+            if self.settings.dry_run and self.profiles is not None:
+                for line in self.report.dry_run_lines():
+                    logger.info("%s", line)
             logger.info("%s", self.report.summary())
             reported = True
         finally:
             try:
                 self.ledger.stop()  # writes the final STATE, after the summary
                 if reported and outcome == "complete" and self.mirroring is not None:
+                    # The ledger forgets who the plan removes first: should that fail, no plan is
+                    # written, and nobody removed stays "confirmed" to be skipped if they come back.
+                    if self.profiles is not None:
+                        self.profiles.forget(self.mirroring.leaving())
                     self.mirroring.write_plan()
             finally:
                 self.delivery.close()
                 if self.client is not None:
                     self.client.close()
+                if self.profiles is not None:
+                    self.profiles.close()
                 if self.mirroring is not None:
                     self.mirroring.unlock()

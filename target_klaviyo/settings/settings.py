@@ -68,6 +68,9 @@ class Settings:
     max_removal_fraction: float
     max_reject_fraction: float
     mirror_plan_path: Path
+    ledger: LedgerPlace | None  # None with use_ledger false
+    resync_after_days: int
+    full_refresh: bool
 
     @property
     def mirror(self) -> bool:
@@ -95,6 +98,8 @@ class Settings:
             msg = "consented_at_property is set without consent_property, which says who consented."
             raise SettingsError(msg)
         outputs = {"rejects_path": self.rejects_path, "report_path": self.report_path}
+        if self.ledger is not None and self.ledger.path is not None:
+            outputs[self.ledger.setting] = self.ledger.path
         if self.mirror:
             plan = self.mirror_plan_path
             outputs["mirror_plan_path"] = plan
@@ -157,7 +162,71 @@ class Settings:
             max_removal_fraction=float(config["mirror_max_removal_fraction"]),
             max_reject_fraction=float(config["max_reject_fraction"]),
             mirror_plan_path=_mirror_plan_path(config, api_url, list_id, stream_lists),
+            ledger=_ledger_place(raw, config),
+            resync_after_days=config["resync_after_days"],
+            full_refresh=bool(config["full_refresh"]),
         )
+
+
+@dataclass(frozen=True)
+class LedgerPlace:
+    """Where the ledger lives: a SQLAlchemy ``url``; ``path`` is its file when it is SQLite.
+
+    ``setting`` names it in sentences (``ledger_path`` or ``ledger_url``); a ``ledger_url``
+    may hold a password, so sentences never show it.
+    """
+
+    url: str
+    path: Path | None
+    setting: str
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"LedgerPlace(setting={self.setting!r}, path={self.path!r})"
+
+
+def _ledger_place(raw: Mapping[str, Any], config: Mapping[str, Any]) -> LedgerPlace | None:
+    """The ledger's place: ``ledger_url`` when set, else the SQLite file ``ledger_path``."""
+    if not config["use_ledger"]:
+        return None
+    url = raw.get("ledger_url")
+    if not url:
+        path = _output_path(config["ledger_path"], "ledger_path")
+        assert path is not None  # ledger_path has a default
+        return LedgerPlace(f"sqlite:///{path.absolute()}", path, "ledger_path")
+    # The SDK fills in ledger_path's default, so only another path is one the user set too.
+    if raw.get("ledger_path") not in (None, "", DEFAULTS["ledger_path"]):
+        msg = "ledger_path and ledger_url are both set; set one (ledger_url for a database, ledger_path for a file)."
+        raise SettingsError(msg)
+    return _ledger_url(url)
+
+
+def _ledger_url(value: str) -> LedgerPlace:
+    """A SQLite or PostgreSQL SQLAlchemy URL; a sentence about it never shows it (it may hold a password)."""
+    from sqlalchemy.engine import make_url  # SQLAlchemy comes with singer-sdk; imported only when used
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        msg = (
+            "ledger_url is not a SQLAlchemy database URL (such as postgresql+psycopg://user@host/db); "
+            "its value is not shown because it may hold a password."
+        )
+        raise SettingsError(msg) from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            msg = "ledger_url names an in-memory SQLite database, which forgets everything at the end of the run; name a file."
+            raise SettingsError(msg)
+        path = _output_path(url.database, "ledger_url")
+        assert path is not None
+        return LedgerPlace(f"sqlite:///{path.absolute()}", path, "ledger_url")
+    if backend == "postgresql":
+        if url.get_driver_name() == "psycopg2" and "+" not in url.drivername:
+            url = url.set(drivername="postgresql+psycopg")  # psycopg 3, the [postgres] extra
+        return LedgerPlace(url.render_as_string(hide_password=False), None, "ledger_url")
+    msg = f"ledger_url is a {backend} URL; the ledger lives in SQLite or PostgreSQL."
+    raise SettingsError(msg)
 
 
 def routing_digest(api_url: str, list_id: str | None, stream_lists: Mapping[str, str]) -> str:

@@ -19,7 +19,7 @@ from target_klaviyo.delivery.batch import (
 from target_klaviyo.delivery.dry_run import describe_dry_run
 from target_klaviyo.delivery.jobs import BulkImporter, SubmittedJob
 from target_klaviyo.errors import JobCancelled, KlaviyoApiError, KlaviyoError
-from target_klaviyo.klaviyo import endpoints
+from target_klaviyo.klaviyo import endpoints, http
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Reject
@@ -48,7 +48,12 @@ class Recorder:
         self.report.reject(item.stream, item.record, reject)
 
     def job_done(
-        self, job: SubmittedJob, imported_epochs: list[int], unmatched_failures: int, subscribed: int
+        self,
+        job: SubmittedJob,
+        imported_epochs: list[int],
+        unmatched_failures: int,
+        subscribed: int,
+        confirmed: list[int],
     ) -> None:
         self.report.count_exported(len(imported_epochs) - unmatched_failures, job.list_id)
         self.report.count_subscribed(subscribed, job.list_id)
@@ -156,6 +161,34 @@ def test_import_errors_become_rejects_with_klaviyos_detail(sandbox_factory, tmp_
     assert all("email domain does not accept mail" in line["detail"] for line in lines)
     pages = [r for r in server.recorded if r.spec_path == "/api/profile-bulk-import-jobs/{id}/import-errors"]
     assert len(pages) == 3
+
+
+def test_an_api_key_klaviyo_echoes_never_reaches_the_rejects_file(sandbox_factory, tmp_path, monkeypatch):
+    """Found by the hostile review of issue 16: Klaviyo's words are quoted in reject lines."""
+    server = sandbox_factory(fail_domains=("bounce.example.net",), refuse_domains=("refused.example.org",))
+    bulk = importer(server, report := RunReport(tmp_path / "rejects.jsonl"))
+    errors = bulk._import_errors
+
+    def echoing(job_id: str, size: int):
+        for error in errors(job_id, size):
+            error["attributes"]["detail"] += f" (key {API_KEY})"
+            yield error
+
+    monkeypatch.setattr(bulk, "_import_errors", echoing)
+    parse = http.parse_errors
+    monkeypatch.setattr(
+        http,
+        "parse_errors",
+        lambda response: [dataclasses.replace(e, detail=f"{e.detail} {API_KEY}") for e in parse(response)],
+    )
+    import_all(
+        bulk, [pending("ok@example.com"), pending("x@bounce.example.net"), pending("y@refused.example.org")]
+    )
+    report.close()
+    text = (tmp_path / "rejects.jsonl").read_text()
+    assert report.rejected == {"rejected_by_klaviyo": 2}
+    assert API_KEY not in text
+    assert text.count("[api key]") == 2
 
 
 def test_a_request_level_error_is_not_blamed_on_profiles(sandbox):

@@ -58,6 +58,7 @@ def test_sample_pipeline(sandbox_factory, tmp_path):
     assert report["counts"] == {
         "read": 30,
         "exported": 24,
+        "unchanged": 0,
         "distinct_profiles": 25,
         "deduplicated": 2,
         "sent_again": 0,

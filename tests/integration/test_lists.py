@@ -47,7 +47,11 @@ def test_two_streams_go_to_two_lists(sandbox_factory, tmp_path):
     assert counts["exported"] == 4
     assert counts["sent_again"] == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["lists"] == {CHURN: {"exported": 2, "subscribed": 0}, VIP: {"exported": 2, "subscribed": 0}}
+    new = {"unchanged": 0, "ledger": {"new": 2, "changed": 0, "due": 0}}
+    assert report["lists"] == {
+        CHURN: {"exported": 2, "subscribed": 0, **new},
+        VIP: {"exported": 2, "subscribed": 0, **new},
+    }
     assert report["lists_touched"] == sorted([CHURN, VIP])
     lists_of_jobs = [job.body["data"]["relationships"]["lists"]["data"][0]["id"] for job in bulk_jobs(server)]
     assert set(lists_of_jobs) == {VIP, CHURN}

@@ -17,6 +17,7 @@ from support import (
     TARGET_BIN,
     assert_requests_match_spec,
     environment_without_settings,
+    ledger_path,
     members,
     record,
     run_cli,
@@ -49,6 +50,7 @@ def config(server, tmp_path, **overrides):
         "sync_mode": "mirror",
         "report_path": str(tmp_path / "report.json"),
         "mirror_plan_path": str(tmp_path / "plan" / "mirror-plan.json"),
+        "ledger_path": ledger_path(server),
         **overrides,
     }
 
@@ -368,6 +370,28 @@ def test_a_list_whose_records_were_all_rejected_is_never_emptied(sandbox_factory
         in result.stderr
     )
     assert len(members(server, VIP)) == 2
+
+
+def test_a_rejected_record_keeps_every_address_anywhere_in_it(sandbox_factory, tmp_path):
+    """Found by the hostile review of issue 16: addresses under ``Email`` while email_property is
+    ``email`` are rejected (missing_email), and were then planned for removal."""
+    server = sandbox_factory(lists=(VIP,))
+    seed(server, VIP, "a@example.com", "churn0@example.com", "churn1@example.com", "left@example.com")
+    messages = [
+        schema("vip"),
+        activate("vip"),
+        record("vip", id=1, email="a@example.com"),
+        record("vip", id=2, email=None, Email="churn0@example.com"),
+        record("vip", id=3, notes={"contact": ["Churn One <CHURN1@example.com>"]}),
+        record("vip", id=4, first_name="nobody"),  # no address anywhere: keeps no one
+        state(1),
+    ]
+    overrides = {"stream_lists": {"vip": VIP}, "mirror_max_removal_fraction": 1, "max_reject_fraction": 1}
+    result = run_cli(config(server, tmp_path, **overrides), messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    assert set(members(server, VIP)) == {"a@example.com", "churn0@example.com", "churn1@example.com"}
+    assert report(tmp_path)["counts"]["rejected"] == 3
 
 
 def test_a_large_list_is_read_page_by_page_and_removed_a_thousand_at_a_time(sandbox_factory, tmp_path):
@@ -937,7 +961,9 @@ def test_a_later_upsert_run_of_the_same_loader_voids_the_plan(sandbox_factory, t
         run_cli(cfg, [*head, record("vip", id=1, email="a@example.com"), state(1)], tmp_path).returncode == 0
     )
     (tmp_path / "u").mkdir()
-    upsert = {**cfg, "sync_mode": "upsert"}
+    # With the ledger on, the upsert run is refused at the list's lock (tests/integration/test_ledger.py);
+    # without it, the two runs overlap, and the plan must not survive.
+    upsert = {**cfg, "sync_mode": "upsert", "use_ledger": False}
     assert (
         run_cli(
             upsert, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "u"
@@ -990,7 +1016,9 @@ def test_an_upsert_run_during_a_mirror_run_voids_the_plan_that_run_writes(sandbo
     mirroring.send([*head, record("vip", id=1, email="a@example.com")])
     mirroring.wait_for(lambda: "Connected to Klaviyo" in mirroring.stderr)
     (tmp_path / "u").mkdir()
-    upsert = {**cfg, "sync_mode": "upsert"}
+    # With the ledger on, the upsert run is refused at the list's lock (tests/integration/test_ledger.py);
+    # without it, the two runs overlap, and the plan must not survive.
+    upsert = {**cfg, "sync_mode": "upsert", "use_ledger": False}
     assert (
         run_cli(
             upsert, [*head, record("vip", id=2, email="b@example.com"), state(2)], tmp_path / "u"

@@ -64,6 +64,17 @@ def test_only_the_latest_run_of_this_config_for_its_url_and_lists(tmp_path):
     refused(files, "is not from the latest mirror run of this config")
 
 
+def test_a_plan_and_its_marker_put_back_together_are_refused(tmp_path):
+    """Found by the hostile review of issue 16: both files restored from a copy, after a newer run
+    or after the plan was applied. Here the run "wrote" them two minutes ago, and they were
+    put back now."""
+    files, _ = written(tmp_path)
+    document = json.loads(files.path.read_text())
+    document["created_at"] -= 120
+    files.path.write_text(json.dumps(document))
+    refused(files, "or its marker was put there after its run wrote it")
+
+
 @pytest.mark.parametrize(
     ("changes", "text"),
     [
@@ -105,6 +116,7 @@ def test_every_value_is_checked(tmp_path, changes, text):
         '"members_before": 1e400',
         '"created_at": NaN',
         '"created_at": Infinity',
+        '"created_at": -' + "9" * 400,  # an integer: no float can hold it, and none is made
         '"deep": ' + "[" * 100_000 + "]" * 100_000,
     ],
 )

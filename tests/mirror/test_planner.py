@@ -221,3 +221,14 @@ def test_a_state_that_keeps_its_bookmarks_at_the_top_level_is_read_too():
     full(whole, "vip", "V", "a@b.co")
     whole.state({"bookmarks": {"vip": {}, "other": {"replication_key": "x"}}})  # the SDK's full table
     assert whole.why_not("V", 1) is None
+
+
+@pytest.mark.parametrize("value", [{"bookmarks": [{"vip": {"updated_at": "x"}}]}, ["vip"], "vip", 5])
+def test_a_state_whose_bookmarks_are_not_an_object_leaves_every_list_as_it_is(value):
+    """Found by the hostile review of issue 16: such a STATE was ignored, so a list was mirrored."""
+    mirror = Mirror(("email",), 0.5, {})
+    full(mirror, "vip", "V", "a@b.co")
+    mirror.state(value)
+    assert (mirror.why_not("V", 1) or "").startswith("the tap's STATE holds bookmarks that are not an object")
+    mirror.state({"bookmarks": {}})  # a later readable STATE does not take the doubt back
+    assert mirror.why_not("V", 1) is not None

@@ -1,0 +1,85 @@
+"""The ledger in memory for one run: per list, who Klaviyo confirmed, with what, and when.
+
+A list's entries are one :class:`~target_klaviyo.run.seen.HashTable`: the person's
+first 8 bytes as the key, and as the value the digest's first 6 bytes beside the day
+it was confirmed (16 bits, days since 2020-01-01), so a million people cost about 32
+MB. See :mod:`.digest` for what a collision costs.
+
+A profile is *due* again once Klaviyo has not confirmed it for ``resync_after_days``.
+So that an unchanged segment confirmed in one night does not fall due all on one
+night, each person falls due on a day of their own in the second half of that time
+(from its hash): a nightly run sends about ``1 / (resync_after_days / 2)`` of them at
+most, and none is left longer than ``resync_after_days``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from enum import Enum
+
+from target_klaviyo.run.seen import HashTable
+
+EPOCH = dt.date(2020, 1, 1)
+MOST_DAYS = (1 << 16) - 1
+DIGEST_BITS = 48
+
+
+class Verdict(Enum):
+    NEW = "new"  # not in the ledger for this list
+    CHANGED = "changed"  # in it, with another digest
+    DUE = "due"  # in it, unchanged, but not confirmed for resync_after_days
+    UNCHANGED = "unchanged"  # in it, unchanged and recent: not sent
+
+
+def day_number(moment: float) -> int:
+    """The day of a Unix time, as the ledger counts days in memory."""
+    day = (dt.datetime.fromtimestamp(moment, dt.timezone.utc).date() - EPOCH).days
+    return min(max(day, 0), MOST_DAYS)
+
+
+def memory_key(person: bytes) -> int:
+    return int.from_bytes(person[:8], "big") or 1  # 0 is the table's empty slot
+
+
+def memory_digest(digest: bytes) -> int:
+    return int.from_bytes(digest[: DIGEST_BITS // 8], "big")
+
+
+class Known:
+    """What the ledger holds for the run's lists, read once at the start; never written during the run."""
+
+    def __init__(self, resync_after_days: int, today: int, *, full_refresh: bool = False) -> None:
+        self._resync = resync_after_days
+        self._today = today
+        self._full_refresh = full_refresh
+        self._lists: dict[str, HashTable] = {}
+
+    def add(self, list_id: str, person: bytes, digest: bytes, confirmed_day: int) -> None:
+        table = self._lists.get(list_id)
+        if table is None:
+            table = self._lists[list_id] = HashTable(with_values=True)
+        table.setdefault(memory_key(person), (memory_digest(digest) << 16) | confirmed_day)
+
+    def size(self, list_id: str) -> int:
+        table = self._lists.get(list_id)
+        return len(table) if table is not None else 0
+
+    def verdict(self, list_id: str, person: bytes, digest: bytes) -> Verdict:
+        table = self._lists.get(list_id)
+        if table is None:
+            return Verdict.NEW
+        key = memory_key(person)
+        if key not in table:
+            return Verdict.NEW
+        value = table.setdefault(key)
+        if value >> 16 != memory_digest(digest):
+            return Verdict.CHANGED
+        if self._full_refresh or self._today - (value & 0xFFFF) >= self._due_after(key):
+            return Verdict.DUE
+        return Verdict.UNCHANGED
+
+    def _due_after(self, key: int) -> int:
+        """Days after which this person is sent again: in the second half of resync_after_days."""
+        share = (key & 0xFFFF) / 0x10000  # from the person's hash: the same every run
+        return max(1, math.ceil(self._resync * (1 - share / 2)))

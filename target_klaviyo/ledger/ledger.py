@@ -1,0 +1,118 @@
+"""The run's ledger: opened, locked and read after the connection check, written per job.
+
+The rule, enforced in :meth:`Ledger.confirmed`: a person enters the ledger for a list
+only once Klaviyo confirmed what was sent for them there (their import job complete,
+not among its import errors, their consent sent if they had one), and each job's
+people are written in one transaction. So a run killed at any moment leaves only what
+Klaviyo holds; what was in flight is simply sent again. A dry run reads the ledger
+and never writes it (nor creates it, nor locks it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from target_klaviyo.ledger.digest import digest_of, person_of
+from target_klaviyo.ledger.known import Known, Verdict, day_number
+from target_klaviyo.ledger.store import LedgerStore
+from target_klaviyo.records.emails import normalize_email
+from target_klaviyo.records.profile import Profile
+from target_klaviyo.settings.settings import Settings
+
+logger = logging.getLogger("target_klaviyo.ledger")
+
+
+class ConfirmedJob(Protocol):
+    """What the ledger reads of a settled job (:class:`~target_klaviyo.delivery.jobs.SubmittedJob`)."""
+
+    list_id: str
+    keys: list[str]
+
+    def digest(self, position: int) -> bytes: ...
+
+    def stream(self, position: int) -> str: ...
+
+
+class Ledger:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.ledger is not None
+        self._settings = settings
+        self._read_only = settings.dry_run
+        self._store: LedgerStore | None = None
+        self.known = Known(
+            settings.resync_after_days, day_number(time.time()), full_refresh=settings.full_refresh
+        )
+        self._where = settings.ledger.setting
+        self._closed = False
+
+    def load(self, created: Mapping[str, str | None] | None) -> None:
+        """Read every list's people; ``created`` is when Klaviyo says each list was created (None in a
+        dry run, which asks Klaviyo nothing and takes the ledger as it is).
+
+        The ledger is opened here, at the first SCHEMA once Klaviyo answered, not when the target
+        is built: a run whose api_url or key is wrong creates no ledger bound to that api_url, and
+        a target object that never runs (the SDK's test runner builds several) holds no lock.
+        """
+        assert self._settings.ledger is not None
+        self._store = store = LedgerStore(
+            self._settings.ledger, self._settings.api_url, read_only=self._read_only
+        )
+        if not self._read_only:
+            store.lock(self._settings.lists)
+        for list_id in self._settings.lists:
+            if created is not None:
+                when = created.get(list_id)
+                if not when:
+                    logger.warning(
+                        "Klaviyo gave no creation time for list %s, so the ledger cannot tell it is the list "
+                        "it knows: all its profiles are sent this run.",
+                        list_id,
+                    )
+                    continue
+                if store.bind_list(list_id, when):
+                    logger.warning(
+                        "List %s was created again since the ledger last saw it (Klaviyo gives another creation "
+                        "time): its ledger was emptied, and all its profiles are sent this run.",
+                        list_id,
+                    )
+                    continue
+            for person, digest, confirmed_at in store.rows(list_id):
+                self.known.add(list_id, person, digest, day_number(confirmed_at))
+            logger.info(
+                "The ledger (%s) knows %d people of list %s%s.",
+                self._where,
+                self.known.size(list_id),
+                list_id,
+                " (full_refresh: all are sent again)" if self._settings.full_refresh else "",
+            )
+
+    def verdict(self, list_id: str, profile: Profile) -> tuple[Verdict, bytes]:
+        """Whether this profile must be sent to this list, and its digest (kept to record it later)."""
+        digest = digest_of(profile.encoded, profile.consent)
+        return self.known.verdict(list_id, person_of(profile.key), digest), digest
+
+    def confirmed(self, job: ConfirmedJob, positions: list[int]) -> None:
+        """Klaviyo confirmed these profiles of a job: record them, in one transaction."""
+        if self._read_only or self._closed or self._store is None:
+            return  # a job settled after the run ended (past stop_grace_seconds): only sent again next time
+        now = int(time.time())
+        rows = [(person_of(job.keys[p]), job.digest(p), now, job.stream(p)) for p in positions]
+        self._store.confirm(job.list_id, rows)
+
+    def forget(self, leaving: Mapping[str, list[str]]) -> None:
+        """Mirror will remove these members (emails as Klaviyo holds them): drop them from the ledger, so
+        that if they come back unchanged they are sent. An address that does not normalise was never
+        a key of this target's, so it is in no ledger."""
+        if self._read_only or self._closed or self._store is None:
+            return
+        for list_id, emails in leaving.items():
+            keys = [key.lower() for key in map(normalize_email, emails) if isinstance(key, str)]
+            self._store.forget(list_id, [person_of(key) for key in keys])
+
+    def close(self) -> None:
+        self._closed = True
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,358 @@
+"""The ledger's database: its tables, whose it is, each list's lock, and one transaction per job.
+
+The same SQLAlchemy Core code serves SQLite (``ledger_path``, the default) and
+PostgreSQL (``ledger_url``), so the two give the same results. The tables are named
+``target_klaviyo_ledger_*``, so that the ledger can live in a database that holds
+other things (Meltano's system database, say)::
+
+    target_klaviyo_ledger_meta      name, value: the format, the account URL
+    target_klaviyo_ledger_lists     list_id, list_created: the list as Klaviyo created it
+    target_klaviyo_ledger_profiles  list_id, person, digest, confirmed_at, stream
+
+A ledger serves one Klaviyo account URL. A list's rows are bound to the moment
+Klaviyo says the list was created: a list deleted and created again under the same
+id (or a new sandbox) starts with no rows, since nobody is in it yet.
+
+Every failure is a :class:`~target_klaviyo.errors.LedgerError` of one sentence that
+names the setting; a ``ledger_url`` is never shown, as it may hold a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from target_klaviyo import __version__
+from target_klaviyo.errors import LedgerError
+from target_klaviyo.files import make_private_folders
+from target_klaviyo.settings.settings import LedgerPlace
+
+logger = logging.getLogger("target_klaviyo.ledger")
+
+FORMAT = 1  # the tables' layout; a ledger of a higher format comes from a newer target-klaviyo
+SQLITE_BUSY_SECONDS = 30  # two runs on different lists share the file: one waits for the other's write
+PRIVATE_FILE = 0o600
+FORGET_CHUNK = 500  # people per DELETE: under SQLite's 999 bound parameters of old versions
+
+TABLES = MetaData()
+META = Table(
+    "target_klaviyo_ledger_meta",
+    TABLES,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+LISTS = Table(
+    "target_klaviyo_ledger_lists",
+    TABLES,
+    Column("list_id", String(64), primary_key=True),
+    Column("list_created", String(64), nullable=False),
+)
+PROFILES = Table(
+    "target_klaviyo_ledger_profiles",
+    TABLES,
+    Column("list_id", String(64), primary_key=True),
+    Column("person", LargeBinary(16), primary_key=True),
+    Column("digest", LargeBinary(16), nullable=False),
+    Column("confirmed_at", BigInteger, nullable=False),
+    Column("stream", Text, nullable=False),
+)
+Row = tuple[bytes, bytes, int, str]  # person, digest, confirmed_at (Unix seconds), stream
+
+
+def _cause(error: BaseException) -> str:
+    """The database's own words, first line only (never a statement's parameters)."""
+    original = getattr(error, "orig", None) or error
+    words = str(original).strip().splitlines()
+    return (words[0] if words else type(original).__name__)[:200]
+
+
+class LedgerStore:
+    """One ledger database, opened for one run; ``read_only`` (a dry run) creates and writes nothing."""
+
+    def __init__(self, place: LedgerPlace, account_url: str, *, read_only: bool) -> None:
+        self._place = place
+        self._where = f"ledger_path {str(place.path)!r}" if place.setting == "ledger_path" else "ledger_url"
+        self._read_only = read_only
+        self._lock_files: list[IO[bytes]] = []
+        self._lock_connection: Connection | None = None
+        self.empty = False  # a dry run with no ledger yet: every profile is new
+        if read_only and place.path is not None and not place.path.exists():
+            self.empty = True
+            self._engine: Engine | None = None
+            return
+        self._engine = self._connect()
+        try:
+            self._check(account_url)
+        except LedgerError:
+            self.close()
+            raise
+
+    # Opening
+
+    def _connect(self) -> Engine:
+        place = self._place
+        if place.path is not None and not self._read_only:
+            try:
+                make_private_folders(place.path.parent)
+                os.close(os.open(place.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE))
+            except OSError as error:
+                raise LedgerError(
+                    f"The ledger ({self._where}) cannot be created: {error.strerror or type(error).__name__}."
+                ) from None
+        try:
+            if place.path is not None:
+                engine = create_engine(place.url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(place.url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as error:
+            extra = (
+                " (install target-klaviyo[postgres] for PostgreSQL)" if isinstance(error, ImportError) else ""
+            )
+            raise LedgerError(
+                f"The ledger ({self._where}) cannot be opened{extra}: {_cause(error)}."
+            ) from None
+        return engine
+
+    def _check(self, account_url: str) -> None:
+        """The ledger is this target's, of a format it reads, and this account's; a new one is created."""
+        try:
+            with self._begin() as connection:
+                names = set(inspect(connection).get_table_names())
+                ours = {table.name for table in TABLES.sorted_tables}
+                if not names & ours:
+                    if self._read_only:
+                        self.empty = True
+                        return
+                    self._create(connection, account_url)
+                    return
+                if not ours <= names:
+                    raise self._corrupt("some of its tables are missing")
+                rows = connection.execute(select(META.c.name, META.c.value)).all()
+                meta = {str(row[0]): str(row[1]) for row in rows}
+        except SQLAlchemyError as error:
+            raise LedgerError(
+                f"The ledger ({self._where}) cannot be read: {_cause(error)}; move it away to start a new "
+                "ledger (the next run then sends everyone once), or set use_ledger to false."
+            ) from None
+        try:
+            found = int(meta.get("format", ""))
+        except ValueError:
+            raise self._corrupt("it says no format") from None
+        if found > FORMAT:
+            raise LedgerError(
+                f"The ledger ({self._where}) was written by a newer target-klaviyo ({meta.get('created_by', '?')}, "
+                f"format {found}); this one reads format {FORMAT}: upgrade target-klaviyo, or give it another ledger."
+            )
+        if meta.get("account_url") != account_url:
+            raise LedgerError(
+                f"The ledger ({self._where}) belongs to another Klaviyo account URL, not api_url {account_url}: "
+                "give each account its own ledger_path or ledger_url."
+            )
+
+    def _create(self, connection: Connection, account_url: str) -> None:
+        try:
+            TABLES.create_all(connection)
+            connection.execute(
+                META.insert(),
+                [
+                    {"name": "format", "value": str(FORMAT)},
+                    {"name": "account_url", "value": account_url},
+                    {"name": "created_by", "value": f"target-klaviyo {__version__}"},
+                ],
+            )
+        except SQLAlchemyError as error:
+            raise LedgerError(
+                f"The ledger's tables cannot be created ({self._where}): {_cause(error)}; give the database "
+                "role the right to create tables, or set use_ledger to false."
+            ) from None
+        logger.info("Created a new ledger (%s).", self._where)
+
+    def _corrupt(self, what: str) -> LedgerError:
+        return LedgerError(
+            f"The ledger ({self._where}) is not a target-klaviyo ledger, or is damaged ({what}); move it "
+            "away to start a new ledger, or set use_ledger to false."
+        )
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        assert self._engine is not None
+        with self._engine.begin() as connection:
+            yield connection
+
+    # Locks: one run at a time per list
+
+    def lock(self, list_ids: Iterable[str]) -> None:
+        """Hold each list's lock until :meth:`close`; a list another run holds is one sentence, at once.
+
+        PostgreSQL: a session advisory lock, on a connection kept for the run. SQLite: a file lock
+        beside the database. Either ends with the process, however it ends.
+        """
+        for list_id in list_ids:
+            if not self._lock_one(list_id):
+                self.close()
+                raise LedgerError(
+                    f"List {list_id}'s ledger is in use by another run of target-klaviyo ({self._where}); "
+                    "this run stops before sending anything: run them one after another."
+                )
+
+    def _lock_one(self, list_id: str) -> bool:
+        number = int.from_bytes(hashlib.blake2b(list_id.encode(), digest_size=8).digest(), "big", signed=True)
+        if self._place.path is None:
+            try:
+                if self._lock_connection is None:
+                    assert self._engine is not None
+                    self._lock_connection = self._engine.connect()
+                taken = self._lock_connection.execute(
+                    text("SELECT pg_try_advisory_lock(:number)"), {"number": number}
+                ).scalar()
+                self._lock_connection.commit()
+            except SQLAlchemyError as error:
+                raise LedgerError(f"The ledger ({self._where}) cannot be locked: {_cause(error)}.") from None
+            return bool(taken)
+        folder = Path(f"{self._place.path}.locks")
+        try:
+            make_private_folders(folder)
+            handle = open(  # noqa: SIM115 - held open until the run ends: the lock is the open file
+                os.open(
+                    folder / f"{number & 0xFFFFFFFFFFFF:012x}",
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                    PRIVATE_FILE,
+                ),
+                "r+b",
+            )
+        except OSError as error:
+            raise LedgerError(
+                f"The ledger ({self._where}) cannot be locked: {error.strerror or type(error).__name__}."
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._lock_files.append(handle)
+        return True
+
+    # Lists and rows
+
+    def bind_list(self, list_id: str, created: str) -> bool:
+        """Bind the list's rows to the list Klaviyo has now; True if they were of another (and are gone)."""
+        try:
+            with self._begin() as connection:
+                known = connection.execute(
+                    select(LISTS.c.list_created).where(LISTS.c.list_id == list_id)
+                ).scalar()
+                if known == created:
+                    return False
+                connection.execute(delete(PROFILES).where(PROFILES.c.list_id == list_id))
+                connection.execute(delete(LISTS).where(LISTS.c.list_id == list_id))
+                connection.execute(LISTS.insert(), {"list_id": list_id, "list_created": created})
+                return known is not None
+        except SQLAlchemyError as error:
+            raise self._failed("written", error) from None
+
+    def rows(self, list_id: str) -> Iterator[tuple[bytes, bytes, int]]:
+        """Every person the ledger holds for the list: person, digest, confirmed_at."""
+        if self.empty:
+            return
+        query = select(PROFILES.c.person, PROFILES.c.digest, PROFILES.c.confirmed_at).where(
+            PROFILES.c.list_id == list_id
+        )
+        try:
+            with self._begin() as connection:
+                for person, digest, confirmed_at in connection.execution_options(yield_per=20_000).execute(
+                    query
+                ):
+                    yield bytes(person), bytes(digest), int(confirmed_at)
+        except SQLAlchemyError as error:
+            raise self._failed("read", error) from None
+
+    def forget(self, list_id: str, persons: list[bytes]) -> None:
+        """Drop these people of the list, in one transaction (a mirror plan removes them)."""
+        if not persons:
+            return
+        assert not self._read_only
+        try:
+            with self._begin() as connection:
+                for start in range(0, len(persons), FORGET_CHUNK):
+                    chunk = persons[start : start + FORGET_CHUNK]
+                    connection.execute(
+                        delete(PROFILES).where(PROFILES.c.list_id == list_id, PROFILES.c.person.in_(chunk))
+                    )
+        except SQLAlchemyError as error:
+            raise self._failed("written", error) from None
+
+    def confirm(self, list_id: str, rows: list[Row]) -> None:
+        """Record what Klaviyo confirmed of one job, in one transaction: all of it, or (killed) none."""
+        if not rows:
+            return
+        assert self._engine is not None
+        assert not self._read_only
+        insert = (postgresql if self._engine.dialect.name == "postgresql" else sqlite).insert(PROFILES)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[PROFILES.c.list_id, PROFILES.c.person],
+            set_={
+                "digest": insert.excluded.digest,
+                "confirmed_at": insert.excluded.confirmed_at,
+                "stream": insert.excluded.stream,
+            },
+        )
+        values: list[dict[str, Any]] = [
+            {"list_id": list_id, "person": person, "digest": digest, "confirmed_at": at, "stream": stream}
+            for person, digest, at, stream in rows
+        ]
+        try:
+            with self._begin() as connection:
+                connection.execute(upsert, values)
+        except SQLAlchemyError as error:
+            raise self._failed("written", error) from None
+
+    def _failed(self, what: str, error: SQLAlchemyError) -> LedgerError:
+        return LedgerError(f"The ledger ({self._where}) cannot be {what}: {_cause(error)}.")
+
+    def close(self) -> None:
+        """Release the locks and the connections."""
+        for handle in self._lock_files:
+            handle.close()
+        self._lock_files = []
+        if self._lock_connection is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._lock_connection.close()
+            self._lock_connection = None
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    """WAL: a reader (a dry run) never waits for a writer, and a killed run leaves the last
+    committed job. ``synchronous NORMAL`` keeps each commit through a crash of the process."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

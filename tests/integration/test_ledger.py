@@ -1,0 +1,396 @@
+"""The ledger against the sandbox, through the real CLI, on SQLite and on PostgreSQL.
+
+Each test runs the same runs on both backends (the ``ledger_place`` fixture), so the two
+give the same results. What was sent is read from the import jobs the sandbox received.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from support import (
+    API_KEY,
+    LIST_ID,
+    TARGET_BIN,
+    base_config,
+    bulk_jobs,
+    customers,
+    environment_without_settings,
+    members,
+    record,
+    run_cli,
+    schema,
+    singer_text,
+    state,
+)
+
+Place = Callable[[], dict[str, str]]
+
+
+def ledger_config(server: Any, place: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    config = base_config(server, **place, **overrides)
+    if "ledger_url" in place:
+        del config["ledger_path"]
+    return config
+
+
+def sent(server: Any, since: int = 0) -> list[str]:
+    """The emails of every profile the sandbox accepted in an import job, after the first ``since`` jobs."""
+    return [
+        profile["attributes"]["email"]
+        for job in bulk_jobs(server)[since:]
+        if job.status == 202
+        for profile in job.body["data"]["attributes"]["profiles"]["data"]
+    ]
+
+
+def ledger_rows(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """(list_id, confirmed_at) of every person in the ledger."""
+    url = config.get("ledger_url") or f"sqlite:///{config['ledger_path']}"
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT list_id, confirmed_at FROM target_klaviyo_ledger_profiles")
+        ).all()
+    engine.dispose()
+    return [(list_id, at) for list_id, at in rows]
+
+
+def report(tmp_path) -> dict[str, Any]:
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+def run(config: dict[str, Any], messages: list[dict], tmp_path, **kwargs: Any) -> Any:
+    result = run_cli({**config, "report_path": str(tmp_path / "report.json")}, messages, tmp_path, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_an_unchanged_segment_sends_nothing_and_a_change_sends_exactly_it(
+    sandbox, ledger_place: Place, tmp_path
+):
+    config = ledger_config(sandbox, ledger_place())
+    segment = [schema(), *customers(30), state(30)]
+    run(config, segment, tmp_path)
+    assert len(sent(sandbox)) == 30
+    jobs = len(bulk_jobs(sandbox))
+
+    again = run(config, segment, tmp_path)
+    assert len(bulk_jobs(sandbox)) == jobs  # not one import job
+    assert report(tmp_path)["counts"]["unchanged"] == 30
+    assert report(tmp_path)["lists"][LIST_ID]["ledger"] == {"new": 0, "changed": 0, "due": 0}
+    assert (
+        "30 records read = 0 exported, 30 unchanged (not sent: Klaviyo confirmed them before)" in again.stderr
+    )
+    assert again.states[-1] == state(30)["value"]
+
+    changed = [schema(), *customers(30), state(30)]
+    changed[4]["record"]["first_name"] = "Renamed"  # person3
+    changed.insert(-1, record(id=99, email="new@example.com", first_name="New"))
+    run(config, changed, tmp_path)
+    assert sorted(sent(sandbox, jobs)) == ["new@example.com", "person3@example.com"]
+    assert members(sandbox)["person3@example.com"]["properties"]["first_name"] == "Renamed"
+    assert report(tmp_path)["lists"][LIST_ID]["ledger"] == {"new": 1, "changed": 1, "due": 0}
+
+
+def test_a_change_of_mapping_or_custom_properties_sends_the_profiles_it_changes(
+    sandbox, ledger_place: Place, tmp_path
+):
+    config = ledger_config(sandbox, ledger_place())
+    segment = [schema(), *customers(5), record(id=9, email="planned@example.com", plan="gold"), state(6)]
+    run(config, segment, tmp_path)
+    jobs = len(bulk_jobs(sandbox))
+    # Only the one profile with a plan changes when plan is no longer a custom property.
+    run({**config, "custom_properties": ["id", "first_name"]}, segment, tmp_path)
+    assert sent(sandbox, jobs) == ["planned@example.com"]
+    jobs = len(bulk_jobs(sandbox))
+    run({**config, "custom_properties": ["id", "first_name"]}, segment, tmp_path)
+    assert sent(sandbox, jobs) == []
+    # Mapping first_name as a Klaviyo attribute changes everyone who has one.
+    mapped = {
+        **config,
+        "custom_properties": ["id", "first_name"],
+        "property_mapping": {"first_name": "first_name"},
+    }
+    run(mapped, segment, tmp_path)
+    assert sorted(sent(sandbox, jobs)) == [f"person{i}@example.com" for i in range(5)]
+
+
+def test_a_later_record_of_the_same_person_decides(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place())
+    twice = [
+        schema(),
+        record(id=1, email="ada@example.com", first_name="Old"),
+        record(id=1, email="ADA@example.com", first_name="Ada"),
+        state(1),
+    ]
+    run(config, twice, tmp_path)
+    jobs = len(bulk_jobs(sandbox))
+    run(config, twice, tmp_path)  # the earlier record differs from the ledger, the later one does not
+    assert sent(sandbox, jobs) == []
+    assert report(tmp_path)["counts"]["deduplicated"] == 1
+    assert report(tmp_path)["counts"]["unchanged"] == 1
+    assert report(tmp_path)["counts"]["unaccounted"] == 0
+
+
+def test_profiles_klaviyo_refused_never_enter_the_ledger(sandbox_factory, ledger_place: Place, tmp_path):
+    server = sandbox_factory(fail_domains=("bounce.example.net",), refuse_domains=("refused.example.org",))
+    config = ledger_config(server, ledger_place())
+    segment = [
+        schema(),
+        *customers(3),
+        record(id=7, email="failed@bounce.example.net"),
+        record(id=8, email="refused@refused.example.org"),
+        state(5),
+    ]
+    run(config, segment, tmp_path)
+    assert len(ledger_rows(config)) == 3
+    jobs = len(bulk_jobs(server))
+    run(config, segment, tmp_path)  # both are sent again (the refused one is refused again)
+    assert sent(server, jobs) == ["failed@bounce.example.net"]
+    assert report(tmp_path)["counts"]["rejected_by_reason"] == {"rejected_by_klaviyo": 2}
+    assert report(tmp_path)["counts"]["unchanged"] == 3
+    assert len(ledger_rows(config)) == 3
+
+
+@pytest.mark.parametrize("kill_after_states", [1, 3])
+def test_sigkill_then_a_rerun_loses_nothing_and_resends_at_most_what_was_in_flight(
+    sandbox_factory, live, ledger_place: Place, tmp_path, kill_after_states
+):
+    batch, total, in_flight = 400, 4000, 2
+    server = sandbox_factory(job_delay=0.3)
+    config = ledger_config(
+        server, ledger_place(), batch_size_rows=batch, max_jobs_in_flight=in_flight, max_profiles_per_run=0
+    )
+    messages = [schema()]
+    for position in range(0, total, batch):
+        messages += [*customers(batch, start=position), state(position + batch)]
+    first = live(config)
+    first.send(messages[: len(messages) * 2 // 3])
+    first.wait_for(lambda: len(first.states) >= kill_after_states)
+    first.process.send_signal(signal.SIGKILL)
+    first.wait()
+    sent_first = set(sent(server))
+    before = len(bulk_jobs(server))
+
+    run(config, messages, tmp_path)  # the whole segment again, as a full-table tap sends it
+    sent_again = set(sent(server, before)) & sent_first
+    assert len(sent_again) <= in_flight * batch
+    assert len(members(server)) == total
+    assert len(ledger_rows(config)) == total
+
+
+def test_resync_after_days_sends_again_who_was_not_confirmed_for_that_long(
+    sandbox, ledger_place: Place, tmp_path
+):
+    config = ledger_config(sandbox, ledger_place(), resync_after_days=2)
+    segment = [schema(), *customers(4), state(4)]
+    run(config, segment, tmp_path)
+    url = config.get("ledger_url") or f"sqlite:///{config['ledger_path']}"
+    engine = create_engine(url)
+    with engine.begin() as connection:  # person0 and person1 were confirmed three days ago
+        rows = connection.execute(text("SELECT person FROM target_klaviyo_ledger_profiles")).all()
+        for (person,) in rows[:2]:
+            connection.execute(
+                text("UPDATE target_klaviyo_ledger_profiles SET confirmed_at = :at WHERE person = :p"),
+                {"at": int(time.time()) - 3 * 86400, "p": person},
+            )
+    engine.dispose()
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)
+    assert len(sent(sandbox, jobs)) == 2
+    assert report(tmp_path)["lists"][LIST_ID]["ledger"]["due"] == 2
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)  # confirmed again today: unchanged
+    assert sent(sandbox, jobs) == []
+
+
+def test_full_refresh_sends_everyone_once_and_use_ledger_false_keeps_none(
+    sandbox, ledger_place: Place, tmp_path
+):
+    config = ledger_config(sandbox, ledger_place())
+    segment = [schema(), *customers(6), state(6)]
+    run(config, segment, tmp_path)
+    jobs = len(bulk_jobs(sandbox))
+    run({**config, "full_refresh": True}, segment, tmp_path)
+    assert len(sent(sandbox, jobs)) == 6
+    jobs = len(bulk_jobs(sandbox))
+    # For one run, from the environment: Meltano passes TARGET_KLAVIYO_FULL_REFRESH as the setting;
+    # in a shell pipeline, --config ENV reads it beside the config file.
+    (tmp_path / "config.json").write_text(
+        json.dumps({**config, "report_path": str(tmp_path / "report.json")})
+    )
+    once = subprocess.run(
+        [str(TARGET_BIN), "--config", str(tmp_path / "config.json"), "--config", "ENV"],
+        input=singer_text(segment).encode(),
+        capture_output=True,
+        env={**environment_without_settings(), "TARGET_KLAVIYO_FULL_REFRESH": "true"},
+        timeout=120,
+        check=False,
+    )
+    assert once.returncode == 0, once.stderr.decode()
+    assert len(sent(sandbox, jobs)) == 6
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)
+    assert sent(sandbox, jobs) == []
+
+    off = {**base_config(sandbox), "use_ledger": False, "ledger_path": str(tmp_path / "never.sqlite")}
+    jobs = len(bulk_jobs(sandbox))
+    run(off, segment, tmp_path)
+    run(off, segment, tmp_path)
+    assert len(sent(sandbox, jobs)) == 12
+    assert not (tmp_path / "never.sqlite").exists()
+    assert "unchanged" not in report(tmp_path)["lists"][LIST_ID]
+
+
+def test_truncate_exports_a_large_segment_over_successive_runs(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place(), max_profiles_per_run=10, on_limit_exceeded="truncate")
+    segment = [schema(), *customers(25), state(25)]
+    seen: list[list[str]] = []
+    for _ in range(3):
+        jobs = len(bulk_jobs(sandbox))
+        run(config, segment, tmp_path)
+        seen.append(sent(sandbox, jobs))
+    assert [len(batch) for batch in seen] == [10, 10, 5]
+    assert sorted(email for batch in seen for email in batch) == sorted(
+        f"person{i}@example.com" for i in range(25)
+    )
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)
+    assert sent(sandbox, jobs) == []
+
+
+def test_a_second_run_on_the_same_list_is_refused_in_one_sentence(
+    sandbox, live, ledger_place: Place, tmp_path
+):
+    config = ledger_config(sandbox, ledger_place())
+    first = live(config)
+    first.send([schema(), *customers(2)])
+    first.wait_for(lambda: "people of list" in first.stderr)
+    second = run_cli(config, [schema(), *customers(2)], tmp_path)
+    assert second.returncode == 1
+    assert (
+        f"List {LIST_ID}'s ledger is in use by another run of target-klaviyo"
+        in second.stderr.splitlines()[-1]
+    )
+    assert "Traceback" not in second.stderr
+    first.close_input()
+    assert first.wait() == 0, first.stderr
+
+
+def test_a_dry_run_reads_the_ledger_and_never_writes_it(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place())
+    run(config, [schema(), *customers(4), state(4)], tmp_path)
+    rows = ledger_rows(config)
+    changed = [schema(), *customers(5), state(5)]
+    changed[1]["record"]["first_name"] = "Changed"
+    result = run({**config, "dry_run": True}, changed, tmp_path)
+    assert (
+        f"Dry run, list {LIST_ID}: would add 1, update 1 (0 of them unchanged but due again), leave 3 unchanged."
+        in (result.stderr)
+    )
+    assert ledger_rows(config) == rows
+    assert sent(sandbox, 1) == []
+
+
+def test_a_dry_run_without_a_ledger_creates_none(sandbox, tmp_path):
+    path = tmp_path / "state" / "ledger.sqlite"
+    result = run(
+        {**base_config(sandbox), "ledger_path": str(path), "dry_run": True},
+        [schema(), *customers(2)],
+        tmp_path,
+    )
+    assert "would add 2, update 0" in result.stderr
+    assert not path.parent.exists()
+
+
+def test_a_list_created_again_is_sent_whole(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place())
+    segment = [schema(), *customers(3), state(3)]
+    run(config, segment, tmp_path)
+    store = sandbox.store
+    with store._database.transaction() as db:  # the list deleted and made again under its id
+        db.execute("UPDATE lists SET created = ? WHERE id = ?", ("2030-01-01T00:00:00+00:00", LIST_ID))
+        db.execute("DELETE FROM memberships WHERE list_id = ?", (LIST_ID,))
+    jobs = len(bulk_jobs(sandbox))
+    result = run(config, segment, tmp_path)
+    assert len(sent(sandbox, jobs)) == 3
+    assert "was created again since the ledger last saw it" in result.stderr
+    assert len(members(sandbox)) == 3
+
+
+def test_a_run_that_cannot_reach_klaviyo_creates_no_ledger(sandbox, tmp_path):
+    """A typo in api_url, then the right one: the first run must not bind a ledger to the typo."""
+    path = tmp_path / "ledger.sqlite"
+    config = base_config(sandbox, ledger_path=str(path))
+    wrong = run_cli({**config, "api_url": "http://127.0.0.1:9"}, [schema(), *customers(2)], tmp_path)
+    assert wrong.returncode == 1
+    assert "Cannot reach Klaviyo at api_url http://127.0.0.1:9" in wrong.stderr.splitlines()[-1]
+    assert not path.exists()
+    run(config, [schema(), *customers(2)], tmp_path)
+    assert len(ledger_rows(config)) == 2
+
+
+def test_an_unusable_ledger_is_one_sentence_before_any_record_is_sent(sandbox, tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all " * 200)
+    result = run_cli(base_config(sandbox, ledger_path=str(garbage)), [schema(), *customers(2)], tmp_path)
+    assert result.returncode == 1
+    assert "cannot be read: file is not a database" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert bulk_jobs(sandbox) == []
+
+    theirs = tmp_path / "theirs.sqlite"
+    run(base_config(sandbox, ledger_path=str(theirs)), [schema(), *customers(1)], tmp_path)
+    with sqlite3.connect(theirs) as db:
+        db.execute(
+            "UPDATE target_klaviyo_ledger_meta SET value = 'https://a.klaviyo.com' WHERE name = 'account_url'"
+        )
+    result = run_cli(base_config(sandbox, ledger_path=str(theirs)), [schema(), *customers(2)], tmp_path)
+    assert result.returncode == 1
+    assert "belongs to another Klaviyo account URL" in result.stderr.splitlines()[-1]
+    assert API_KEY not in result.stderr
+
+
+def test_mirror_counts_unchanged_profiles_as_confirmed(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place(), sync_mode="mirror", mirror_max_removal_fraction=1)
+    activate = {"type": "ACTIVATE_VERSION", "stream": "customers", "version": 1}
+    run(config, [schema(), activate, *customers(4)], tmp_path)
+    result = run(config, [schema(), activate, *customers(3)], tmp_path)  # person3 left; the rest unchanged
+    assert report(tmp_path)["lists"][LIST_ID]["mirror"]["to_remove"] == 1
+    assert "Planned to remove 1 of the 4 members" in result.stderr
+
+
+def test_who_a_mirror_plan_removes_is_sent_again_when_they_come_back(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(
+        sandbox,
+        ledger_place(),
+        sync_mode="mirror",
+        mirror_max_removal_fraction=1,
+        mirror_plan_path=str(tmp_path / "plan" / "plan.json"),
+    )
+    activate = {"type": "ACTIVATE_VERSION", "stream": "customers", "version": 1}
+    run(config, [schema(), activate, *customers(4)], tmp_path)
+    run(config, [schema(), activate, *customers(3)], tmp_path)  # person3 left
+    assert len(ledger_rows(config)) == 3, "the ledger forgot who the plan removes"
+    applied = subprocess.run(
+        [str(TARGET_BIN.with_name("target-klaviyo-mirror")), "--config", str(tmp_path / "config.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment_without_settings(),
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "person3@example.com" not in members(sandbox)
+    jobs = len(bulk_jobs(sandbox))
+    run(config, [schema(), activate, *customers(4)], tmp_path)  # person3 is back, unchanged
+    assert sent(sandbox, jobs) == ["person3@example.com"]
+    assert "person3@example.com" in members(sandbox)

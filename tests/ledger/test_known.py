@@ -1,0 +1,56 @@
+"""The ledger in memory: new, changed, due again or unchanged, and when each person falls due."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from target_klaviyo.ledger.digest import digest_of, person_of
+from target_klaviyo.ledger.known import Known, Verdict, day_number
+
+TODAY = day_number(1_800_000_000)
+
+
+def known(resync: int = 7, *, full_refresh: bool = False) -> Known:
+    table = Known(resync, TODAY, full_refresh=full_refresh)
+    table.add("L1", person_of("ada@example.com"), digest_of(b'{"a":1}', None), TODAY - 1)
+    return table
+
+
+def test_verdicts() -> None:
+    table = known()
+    ada, same, other = person_of("ada@example.com"), digest_of(b'{"a":1}', None), digest_of(b'{"a":2}', None)
+    assert table.verdict("L1", ada, same) is Verdict.UNCHANGED
+    assert table.verdict("L1", ada, other) is Verdict.CHANGED
+    assert table.verdict("L1", person_of("bob@example.com"), same) is Verdict.NEW
+    assert table.verdict("L2", ada, same) is Verdict.NEW  # each list is its own
+    assert known(full_refresh=True).verdict("L1", ada, same) is Verdict.DUE
+
+
+@given(st.emails(), st.integers(min_value=1, max_value=365))
+def test_everyone_falls_due_in_the_second_half_of_resync_after_days(email: str, resync: int) -> None:
+    person, digest = person_of(email.lower()), digest_of(b"{}", None)
+    due = []
+    for age in range(resync + 2):
+        table = Known(resync, TODAY)
+        table.add("L1", person, digest, TODAY - age)
+        due.append(table.verdict("L1", person, digest) is Verdict.DUE)
+    first = due.index(True)
+    assert all(due[first:])  # once due, due
+    assert first == first_due_age(person, resync) <= resync  # never left longer than resync_after_days
+    assert 2 * first >= resync  # and never in its first half
+
+
+def first_due_age(person: bytes, resync: int) -> int:
+    digest = digest_of(b"{}", None)
+    for age in range(resync + 1):
+        table = Known(resync, TODAY)
+        table.add("L1", person, digest, TODAY - age)
+        if table.verdict("L1", person, digest) is Verdict.DUE:
+            return age
+    raise AssertionError("never due")
+
+
+def test_people_fall_due_on_days_of_their_own() -> None:
+    days = {first_due_age(person_of(f"p{n}@example.com"), 30) for n in range(500)}
+    assert days == set(range(16, 31))  # spread over the whole second half, not all on one day

@@ -1,0 +1,152 @@
+"""The ledger's database on SQLite and PostgreSQL alike: format, account, lists, locks, rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from target_klaviyo.errors import LedgerError
+from target_klaviyo.ledger.store import FORMAT, LedgerStore
+from target_klaviyo.settings.settings import LedgerPlace, Settings
+
+URL = "https://a.klaviyo.com"
+
+
+def place_of(overrides: dict[str, str]) -> LedgerPlace:
+    settings = Settings.from_config({"api_key": "pk_x", "list_id": "L1", **overrides})
+    assert settings.ledger is not None
+    return settings.ledger
+
+
+def row(n: int, digest: int = 0, at: int = 1_700_000_000) -> tuple[bytes, bytes, int, str]:
+    return n.to_bytes(16, "big"), digest.to_bytes(16, "big"), at, "customers"
+
+
+def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[str, str]]) -> None:
+    place = place_of(ledger_place())
+    store = LedgerStore(place, URL, read_only=False)
+    assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
+    store.confirm("L1", [row(1), row(2)])
+    store.confirm("L1", [row(2, digest=9, at=1_800_000_000)])  # the later confirmation wins
+    store.confirm("L2", [row(1)])
+    store.close()
+    again = LedgerStore(place, URL, read_only=True)
+    assert sorted(again.rows("L1")) == [
+        (row(1)[0], row(1)[1], 1_700_000_000),
+        (row(2)[0], row(2, 9)[1], 1_800_000_000),
+    ]
+    assert len(list(again.rows("L2"))) == 1
+    again.close()
+
+
+def test_a_list_created_again_starts_empty(ledger_place: Callable[[], dict[str, str]]) -> None:
+    store = LedgerStore(place_of(ledger_place()), URL, read_only=False)
+    store.bind_list("L1", "2026-01-01T00:00:00+00:00")
+    store.confirm("L1", [row(1)])
+    assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
+    assert len(list(store.rows("L1"))) == 1
+    assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
+    assert list(store.rows("L1")) == []
+    store.close()
+
+
+def test_another_accounts_ledger_is_one_sentence(ledger_place: Callable[[], dict[str, str]]) -> None:
+    place = place_of(ledger_place())
+    LedgerStore(place, URL, read_only=False).close()
+    with pytest.raises(LedgerError, match=r"belongs to another Klaviyo account URL, not api_url http://127"):
+        LedgerStore(place, "http://127.0.0.1:9999", read_only=False)
+
+
+def test_a_newer_format_is_refused(ledger_place: Callable[[], dict[str, str]]) -> None:
+    place = place_of(ledger_place())
+    LedgerStore(place, URL, read_only=False).close()
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE target_klaviyo_ledger_meta SET value = :v WHERE name = 'format'"),
+            {"v": str(FORMAT + 1)},
+        )
+    engine.dispose()
+    with pytest.raises(LedgerError, match="written by a newer target-klaviyo"):
+        LedgerStore(place, URL, read_only=False)
+
+
+def test_missing_tables_are_a_damaged_ledger(ledger_place: Callable[[], dict[str, str]]) -> None:
+    place = place_of(ledger_place())
+    LedgerStore(place, URL, read_only=False).close()
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE target_klaviyo_ledger_lists"))
+    engine.dispose()
+    with pytest.raises(LedgerError, match="not a target-klaviyo ledger, or is damaged"):
+        LedgerStore(place, URL, read_only=True)
+
+
+def test_a_second_run_on_a_list_is_refused_until_the_first_ends(
+    ledger_place: Callable[[], dict[str, str]],
+) -> None:
+    place = place_of(ledger_place())
+    first = LedgerStore(place, URL, read_only=False)
+    first.lock(["L1", "L2"])
+    other = LedgerStore(place, URL, read_only=False)
+    other.lock(["L3"])  # another list: no wait
+    second = LedgerStore(place, URL, read_only=False)
+    with pytest.raises(LedgerError, match=r"List L2's ledger is in use by another run of target-klaviyo"):
+        second.lock(["L2"])
+    first.close()
+    third = LedgerStore(place, URL, read_only=False)
+    third.lock(["L1", "L2"])
+    third.close()
+    other.close()
+
+
+def test_a_file_that_is_not_a_database_is_one_sentence(tmp_path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"this is not a database, just text of some kind\n" * 100)
+    with pytest.raises(LedgerError, match=r"cannot be read: file is not a database; move it away"):
+        LedgerStore(place_of({"ledger_path": str(path)}), URL, read_only=False)
+
+
+def test_a_dry_run_creates_nothing(tmp_path) -> None:
+    path = tmp_path / "deep" / "ledger.sqlite"
+    store = LedgerStore(place_of({"ledger_path": str(path)}), URL, read_only=True)
+    assert store.empty
+    assert list(store.rows("L1")) == []
+    store.close()
+    assert not (tmp_path / "deep").exists()
+
+
+def test_the_ledger_file_and_its_folder_are_private(tmp_path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite"
+    LedgerStore(place_of({"ledger_path": str(path)}), URL, read_only=False).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_ledger_url_is_never_shown(postgres_database: Callable[[], str]) -> None:
+    url = postgres_database().replace("target_klaviyo_test@", "target_klaviyo_test_wrong@", 1)
+    place = place_of({"ledger_url": url})
+    with pytest.raises(LedgerError) as raised:
+        LedgerStore(place, URL, read_only=False)
+    assert "ledger_url" in str(raised.value)
+    assert "target_klaviyo_test_wrong" not in str(raised.value).replace(
+        'user "target_klaviyo_test_wrong"', ""
+    )
+    assert ":target_klaviyo_test@" not in str(raised.value)
+
+
+def test_a_database_that_refuses_new_tables_is_one_sentence(
+    postgres_database: Callable[[], str],
+) -> None:
+    # A read-only session stands for a role without the right to create tables.
+    place = place_of({"ledger_url": postgres_database() + "?options=-cdefault_transaction_read_only%3Don"})
+    with pytest.raises(
+        LedgerError, match=r"^The ledger's tables cannot be created \(ledger_url\): .*read-only"
+    ) as raised:
+        LedgerStore(place, URL, read_only=False)
+    assert str(raised.value).endswith("or set use_ledger to false.")
+    assert "\n" not in str(raised.value)
