@@ -103,6 +103,9 @@ class TargetKlaviyo(Target):
         except SettingsError as error:
             _void_plan_of(self.config)
             raise ConfigValidationError(str(error), errors=[str(error)]) from None
+        except BaseException:
+            _void_plan_of(self.config)  # however the settings fail, an older plan must not outlive this run
+            raise
         self.run = ExportRun(self.settings, self._aliases)
         self._input = self.message_reader if isinstance(self.message_reader, SingerInput) else None
         if self._input is not None:

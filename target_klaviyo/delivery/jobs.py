@@ -138,7 +138,12 @@ class BulkImporter:
                 chunk = self._without_refused(chunk, error)
                 continue
             job_id = dig(answer, "data", "id")
-            if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            # A job id is logged and written to the report: one that holds the key is no job id.
+            if (
+                not isinstance(job_id, str)
+                or not JOB_ID.match(job_id)
+                or self.client.hide_key(job_id) != job_id
+            ):
                 raise KlaviyoError(
                     f"Klaviyo accepted POST {IMPORT_JOB_CREATE.path} but returned no job id of the form it documents."
                 )

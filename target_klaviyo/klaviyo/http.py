@@ -41,6 +41,7 @@ from target_klaviyo.errors import (
     KlaviyoApiError,
     KlaviyoError,
     LocalSetupError,
+    redact,
 )
 from target_klaviyo.klaviyo.lane import Exchange, Lane
 
@@ -95,8 +96,12 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def parse_errors(response: requests.Response) -> list[ErrorDetail]:
-    """Klaviyo's ``errors[]``, tolerating bodies of any shape (what does not fit is left out)."""
+def parse_errors(response: requests.Response, secret: str = "") -> list[ErrorDetail]:
+    """Klaviyo's ``errors[]``, tolerating bodies of any shape (what does not fit is left out).
+
+    ``secret`` (the API key) is hidden before each text is cut to length: a key cut in two
+    would no longer be found, and most of it would be shown.
+    """
     try:
         errors = response.json().get("errors")
     except (ValueError, AttributeError, RecursionError):
@@ -108,9 +113,9 @@ def parse_errors(response: requests.Response) -> list[ErrorDetail]:
             pointer = source.get("pointer") if isinstance(source, dict) else None
             parsed.append(
                 ErrorDetail(
-                    code=str(error.get("code") or "error")[:100],
-                    detail=str(error.get("detail") or error.get("title") or "")[:1000],
-                    pointer=pointer if isinstance(pointer, str) else None,
+                    code=redact(str(error.get("code") or "error"), secret)[:100],
+                    detail=redact(str(error.get("detail") or error.get("title") or ""), secret)[:1000],
+                    pointer=redact(pointer, secret) if isinstance(pointer, str) else None,
                 )
             )
     return parsed
@@ -318,15 +323,19 @@ class KlaviyoClient:
             raise KlaviyoError(msg)
         if response.status_code == 429:
             raise _Transient(
-                KlaviyoApiError(method, path, 429, parse_errors(response), self._secret),
+                KlaviyoApiError(method, path, 429, parse_errors(response, self._secret), self._secret),
                 _retry_after(response),
             )
         if response.status_code in TRANSIENT_STATUSES:
             raise _Transient(
-                KlaviyoApiError(method, path, response.status_code, parse_errors(response), self._secret)
+                KlaviyoApiError(
+                    method, path, response.status_code, parse_errors(response, self._secret), self._secret
+                )
             )
         if response.status_code >= 400:
-            raise KlaviyoApiError(method, path, response.status_code, parse_errors(response), self._secret)
+            raise KlaviyoApiError(
+                method, path, response.status_code, parse_errors(response, self._secret), self._secret
+            )
         if not response.content:
             return None
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from enum import Enum
 
 from target_klaviyo.run.seen import HashTable
@@ -32,10 +33,13 @@ class Verdict(Enum):
     UNCHANGED = "unchanged"  # in it, unchanged and recent: not sent
 
 
+EPOCH_SECONDS = int(dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+DAY_SECONDS = 86_400  # Unix time has no leap seconds: every UTC day is this long
+
+
 def day_number(moment: float) -> int:
     """The day of a Unix time, as the ledger counts days in memory."""
-    day = (dt.datetime.fromtimestamp(moment, dt.timezone.utc).date() - EPOCH).days
-    return min(max(day, 0), MOST_DAYS)
+    return min(max(int(moment - EPOCH_SECONDS) // DAY_SECONDS, 0), MOST_DAYS)
 
 
 def memory_key(person: bytes) -> int:
@@ -55,11 +59,27 @@ class Known:
         self._full_refresh = full_refresh
         self._lists: dict[str, HashTable] = {}
 
-    def add(self, list_id: str, person: bytes, digest: bytes, confirmed_day: int) -> None:
-        table = self._lists.get(list_id)
-        if table is None:
-            table = self._lists[list_id] = HashTable(with_values=True)
-        table.setdefault(memory_key(person), (memory_digest(digest) << 16) | confirmed_day)
+    def load(self, list_id: str, expected: int, chunks: Iterable[list[tuple[bytes, bytes, int]]]) -> None:
+        """Take in the list's rows as the ledger holds them: (person, digest, confirmed_at).
+
+        The loop is written out (no call per row; the keys are :func:`memory_key` and
+        :func:`memory_digest`): it runs for every person of every list at the start of every run.
+        A confirmation dated after today (a clock that was wrong) or before 2020 counts as
+        long ago, so that person is due at once. A value of the wrong kind raises TypeError,
+        ValueError or OverflowError.
+        """
+        table = self._lists[list_id] = HashTable(with_values=True, expected=expected)
+        store, number = table.setdefault, int.from_bytes
+        epoch, day, today, digest_bytes = EPOCH_SECONDS, DAY_SECONDS, self._today, DIGEST_BITS // 8
+        for chunk in chunks:
+            for person, digest, confirmed_at in chunk:
+                confirmed_day = (int(confirmed_at) - epoch) // day
+                if not 0 <= confirmed_day <= today:
+                    confirmed_day = 0
+                store(
+                    number(person[:8], "big") or 1,
+                    (number(digest[:digest_bytes], "big") << 16) | confirmed_day,
+                )
 
     def size(self, list_id: str) -> int:
         table = self._lists.get(list_id)

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from target_klaviyo.ledger.digest import digest_of, person_of
-from target_klaviyo.ledger.known import Known, Verdict, day_number
+from target_klaviyo.ledger.known import Known, Verdict, day_number, memory_key
 from target_klaviyo.ledger.store import LedgerStore
 from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.profile import Profile
+from target_klaviyo.run.seen import HashTable
 from target_klaviyo.settings.settings import Settings
 
 logger = logging.getLogger("target_klaviyo.ledger")
@@ -47,6 +48,7 @@ class Ledger:
         )
         self._where = settings.ledger.setting
         self._closed = False
+        self._members: dict[str, HashTable] = {}  # per list a mirror run read whole: its members
 
     def load(self, created: Mapping[str, str | None] | None) -> None:
         """Read every list's people; ``created`` is when Klaviyo says each list was created (None in a
@@ -79,8 +81,10 @@ class Ledger:
                         list_id,
                     )
                     continue
-            for person, digest, confirmed_at in store.rows(list_id):
-                self.known.add(list_id, person, digest, day_number(confirmed_at))
+            try:
+                self.known.load(list_id, store.count(list_id), store.rows(list_id))
+            except (TypeError, ValueError, OverflowError):
+                raise store.damaged(f"a row of list {list_id} holds a value of the wrong kind") from None
             logger.info(
                 "The ledger (%s) knows %d people of list %s%s.",
                 self._where,
@@ -111,6 +115,43 @@ class Ledger:
         for list_id, emails in leaving.items():
             keys = [key.lower() for key in map(normalize_email, emails) if isinstance(key, str)]
             self._store.forget(list_id, [person_of(key) for key in keys])
+
+    def member(self, list_id: str, email: str) -> None:
+        """A mirror run read this member of the list (see :meth:`forget_absent`)."""
+        if self._read_only:
+            return  # a dry run forgets nobody
+        table = self._members.get(list_id)
+        if table is None:
+            table = self._members[list_id] = HashTable(with_values=False)
+        key = normalize_email(email)
+        if isinstance(key, str):
+            table.setdefault(memory_key(person_of(key.lower())))
+
+    def forget_absent(self) -> None:
+        """Forget who the ledger holds for a list a mirror run read whole but who is not in it.
+
+        Someone removed by another hand (in Klaviyo, by another tool, by a mirror run with
+        use_ledger false or with another ledger) would otherwise be skipped as unchanged until
+        resync_after_days; forgotten, they are sent by the next run. A collision of the 8-byte
+        keys can only keep someone in the ledger: they are then sent within resync_after_days.
+        """
+        if self._read_only or self._closed or self._store is None:
+            return
+        for list_id, members in self._members.items():
+            absent = [
+                person
+                for chunk in self._store.rows(list_id)
+                for person, _, _ in chunk
+                if memory_key(person) not in members
+            ]
+            if absent:
+                self._store.forget(list_id, [bytes(person) for person in absent])
+                logger.warning(
+                    "%s people the ledger held for list %s are not in it (removed by another hand since "
+                    "this target put them there): the ledger forgot them, so the next run sends them again.",
+                    f"{len(absent):,}",
+                    list_id,
+                )
 
     def close(self) -> None:
         self._closed = True

@@ -42,7 +42,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from target_klaviyo.errors import KlaviyoError
@@ -292,8 +292,13 @@ class Mirror:
             return "Klaviyo accepted none of this run's profiles for it, and mirror never empties a list"
         return None
 
-    def plan(self, client: KlaviyoClient, list_id: str) -> ListPlan:
-        """Read the list and choose the members to remove: every member with an email this run did not see."""
+    def plan(
+        self, client: KlaviyoClient, list_id: str, on_member: Callable[[str], None] | None = None
+    ) -> ListPlan:
+        """Read the list and choose the members to remove: every member with an email this run did not see.
+
+        ``on_member`` is told each member's email as it is read (the ledger learns who is in the list).
+        """
         plan = ListPlan(list_id, 0)
         path = LIST_PROFILES.at(id=list_id)
         # A member read twice (paging over a list that changes) is kept if any reading keeps it.
@@ -315,6 +320,8 @@ class Mirror:
             email = attributes.get("email")
             again = hash64(profile_id) in read
             read.setdefault(hash64(profile_id))
+            if on_member is not None and isinstance(email, str):
+                on_member(email)
             if not isinstance(email, str) or not email.strip():
                 plan.without_email += 1  # no record of this pipeline can ever keep it: never removed
                 chosen.pop(profile_id, None)

@@ -7,7 +7,9 @@ no older plan outlives this run, and this run is the one a plan must come from
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from target_klaviyo.errors import MirrorRefused, RunError
 from target_klaviyo.klaviyo.http import KlaviyoClient
@@ -44,13 +46,19 @@ class MirrorRun:
         report.run_id = self.plan_files.start_run()
         self._plans: list[ListPlan] | None = None  # what the run will write to its plan, once complete
 
-    def plan(self, client: KlaviyoClient, limit_reached: bool) -> None:
+    def plan(
+        self,
+        client: KlaviyoClient,
+        limit_reached: bool,
+        member: Callable[[str, str], None] | None = None,
+    ) -> None:
         """Plan the removals that make each list equal to this run's profiles for it, where that is safe.
 
         Every list is read and planned; the plans within the removal guard are written for
         target-klaviyo-mirror (a dry run only logs them). A list this run did not see whole
         is left as it is with a warning; the run fails if that is true of every list, or if
-        any list would lose more than the removal guard allows.
+        any list would lose more than the removal guard allows. ``member`` is told each
+        (list, email) read.
         """
         mirror, report, dry_run = self.mirror, self._report, self._settings.dry_run
         if limit_reached:
@@ -73,7 +81,7 @@ class MirrorRun:
                 left.append(f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}.")
                 report.mirror_outcome(list_id, f"not mirrored: {reason}")
                 continue
-            plan = mirror.plan(client, list_id)
+            plan = mirror.plan(client, list_id, functools.partial(member, list_id) if member else None)
             refusal = mirror.refusal(plan)
             if refusal is not None:
                 report.mirror_outcome(

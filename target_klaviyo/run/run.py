@@ -310,7 +310,8 @@ class ExportRun:
         self._check_rejects()
         if self.mirroring is not None:
             assert self.client is not None  # mirror mode reads lists, even in a dry run
-            self.mirroring.plan(self.client, self.limit_reached)
+            member = self.profiles.member if self.profiles is not None else None
+            self.mirroring.plan(self.client, self.limit_reached, member)
         self._end("complete")
 
     def _warn_unmatched_stream_lists(self) -> None:
@@ -393,6 +394,7 @@ class ExportRun:
                     # written, and nobody removed stays "confirmed" to be skipped if they come back.
                     if self.profiles is not None:
                         self.profiles.forget(self.mirroring.leaving())
+                        self.profiles.forget_absent()
                     self.mirroring.write_plan()
             finally:
                 self.delivery.close()

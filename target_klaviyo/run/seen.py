@@ -28,10 +28,11 @@ def hash64(text: str) -> int:
 class HashTable:
     """64-bit keys, each with a 64-bit value (``with_values``) or none: a set or a dict of ints."""
 
-    def __init__(self, *, with_values: bool) -> None:
+    def __init__(self, *, with_values: bool, expected: int = 0) -> None:
+        """``expected``: how many keys are coming, so that they go in without growing the table."""
         self._with_values = with_values
         self._size = 0
-        self._allocate(1 << 10)
+        self._allocate(max(1 << 10, 1 << (2 * expected).bit_length()))
 
     def _allocate(self, capacity: int) -> None:
         self._mask = capacity - 1

@@ -99,7 +99,11 @@ class Settings:
             raise SettingsError(msg)
         outputs = {"rejects_path": self.rejects_path, "report_path": self.report_path}
         if self.ledger is not None and self.ledger.path is not None:
-            outputs[self.ledger.setting] = self.ledger.path
+            ledger = self.ledger.path
+            outputs["ledger_path"] = ledger
+            # SQLite's files beside the database, and the ledger's lock folder (ledger.store).
+            for suffix in ("-wal", "-shm", "-journal", ".locks"):
+                outputs[f"ledger_path (its {suffix} file)"] = ledger.with_name(ledger.name + suffix)
         if self.mirror:
             plan = self.mirror_plan_path
             outputs["mirror_plan_path"] = plan
@@ -191,7 +195,12 @@ def _ledger_place(raw: Mapping[str, Any], config: Mapping[str, Any]) -> LedgerPl
     url = raw.get("ledger_url")
     if not url:
         path = _output_path(config["ledger_path"], "ledger_path")
-        assert path is not None  # ledger_path has a default
+        if path is None:
+            msg = (
+                f"ledger_path is empty: name the ledger's file (the default is {DEFAULTS['ledger_path']}), "
+                "or set use_ledger to false."
+            )
+            raise SettingsError(msg)
         return LedgerPlace(f"sqlite:///{path.absolute()}", path, "ledger_path")
     # The SDK fills in ledger_path's default, so only another path is one the user set too.
     if raw.get("ledger_path") not in (None, "", DEFAULTS["ledger_path"]):

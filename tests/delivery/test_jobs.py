@@ -179,7 +179,9 @@ def test_an_api_key_klaviyo_echoes_never_reaches_the_rejects_file(sandbox_factor
     monkeypatch.setattr(
         http,
         "parse_errors",
-        lambda response: [dataclasses.replace(e, detail=f"{e.detail} {API_KEY}") for e in parse(response)],
+        lambda response, secret="": [
+            dataclasses.replace(e, detail=f"{e.detail} {API_KEY}") for e in parse(response, secret)
+        ],
     )
     import_all(
         bulk, [pending("ok@example.com"), pending("x@bounce.example.net"), pending("y@refused.example.org")]
@@ -189,6 +191,15 @@ def test_an_api_key_klaviyo_echoes_never_reaches_the_rejects_file(sandbox_factor
     assert report.rejected == {"rejected_by_klaviyo": 2}
     assert API_KEY not in text
     assert text.count("[api key]") == 2
+
+
+def test_a_job_id_that_holds_the_api_key_is_refused_in_one_sentence(sandbox_factory, monkeypatch):
+    """Found by the second hostile review of issue 16: job ids are logged and reported."""
+    bulk = importer(sandbox_factory(), RunReport())
+    monkeypatch.setattr(bulk.client, "post", lambda path, body: {"data": {"id": API_KEY}})
+    with pytest.raises(KlaviyoError, match="returned no job id of the form it documents") as raised:
+        import_all(bulk, [pending("a@example.com")])
+    assert API_KEY not in str(raised.value)
 
 
 def test_a_request_level_error_is_not_blamed_on_profiles(sandbox):

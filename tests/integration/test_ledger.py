@@ -394,3 +394,65 @@ def test_who_a_mirror_plan_removes_is_sent_again_when_they_come_back(sandbox, le
     run(config, [schema(), activate, *customers(4)], tmp_path)  # person3 is back, unchanged
     assert sent(sandbox, jobs) == ["person3@example.com"]
     assert "person3@example.com" in members(sandbox)
+
+
+def test_a_member_removed_by_another_hand_is_sent_once_a_mirror_run_has_read_the_list(
+    sandbox, ledger_place: Place, tmp_path
+):
+    """Found by the second hostile review of issue 16: a mirror run with use_ledger false, another
+    ledger or a hand in Klaviyo removes someone; the ledger still holds them as confirmed."""
+    config = ledger_config(sandbox, ledger_place(), sync_mode="mirror", mirror_max_removal_fraction=1)
+    activate = {"type": "ACTIVATE_VERSION", "stream": "customers", "version": 1}
+    segment = [schema(), activate, *customers(4)]
+    run(config, segment, tmp_path)
+    gone = [row["id"] for row in sandbox.store.members(LIST_ID, 0, 100)][3:]
+    sandbox.store.remove_members(LIST_ID, gone)  # person3, removed by another hand
+    assert "person3@example.com" not in members(sandbox)
+    result = run(config, segment, tmp_path)
+    assert "1 people the ledger held for list" in result.stderr
+    assert len(ledger_rows(config)) == 3
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)
+    assert sent(sandbox, jobs) == ["person3@example.com"]
+    assert "person3@example.com" in members(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("confirmed_at", "'yesterday'"), ("digest", "42"), ("person", "'ada'")]
+)
+def test_a_ledger_row_of_the_wrong_kind_is_a_damaged_ledger(sandbox, tmp_path, column, value):
+    """Found by the second hostile review of issue 16: these ended in a sentence blaming the input."""
+    ledger = tmp_path / "ledger.sqlite"
+    config = base_config(sandbox, ledger_path=str(ledger))
+    run(config, [schema(), *customers(2)], tmp_path)
+    with sqlite3.connect(ledger) as db:  # SQLite keeps whatever it is given; PostgreSQL's types would refuse
+        db.execute(
+            f"UPDATE target_klaviyo_ledger_profiles SET {column} = {value} "
+            "WHERE person = (SELECT person FROM target_klaviyo_ledger_profiles LIMIT 1)"
+        )
+    jobs = len(bulk_jobs(sandbox))
+    result = run_cli(config, [schema(), *customers(2)], tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert f"is damaged (a row of list {LIST_ID} holds a value of the wrong kind)" in last
+    assert "Traceback" not in result.stderr
+    assert len(bulk_jobs(sandbox)) == jobs
+
+
+def test_a_confirmation_dated_in_the_future_is_due_at_once(sandbox, ledger_place: Place, tmp_path):
+    config = ledger_config(sandbox, ledger_place())
+    segment = [schema(), *customers(3), state(3)]
+    run(config, segment, tmp_path)
+    engine = create_engine(config.get("ledger_url") or f"sqlite:///{config['ledger_path']}")
+    with engine.begin() as connection:  # a clock that was a month ahead when person0 was confirmed
+        person = connection.execute(text("SELECT person FROM target_klaviyo_ledger_profiles")).first()
+        assert person is not None
+        connection.execute(
+            text("UPDATE target_klaviyo_ledger_profiles SET confirmed_at = :at WHERE person = :p"),
+            {"at": int(time.time()) + 30 * 86400, "p": person[0]},
+        )
+    engine.dispose()
+    jobs = len(bulk_jobs(sandbox))
+    run(config, segment, tmp_path)
+    assert len(sent(sandbox, jobs)) == 1
+    assert report(tmp_path)["lists"][LIST_ID]["ledger"]["due"] == 1

@@ -335,6 +335,22 @@ def test_the_key_and_emails_echoed_in_an_error_are_hidden(scripted):
     assert "[api key]" in str(caught.value)
 
 
+@pytest.mark.parametrize("field", ["code", "detail", "pointer"])
+def test_a_key_echoed_where_an_error_is_cut_to_length_is_hidden_whole(scripted, field):
+    """Found by the second hostile review of issue 16: the key cut in two was no longer found."""
+    limit = {"code": 100, "detail": 1000, "pointer": 1000}[field]
+    echo = "x" * (limit - len(KEY) + 2) + KEY  # cut to length, all but the key's last 2 characters remain
+    body = error_body(400, "invalid", "bad", "/data/0")
+    body["errors"][0]["source" if field == "pointer" else field] = (
+        {"pointer": echo} if field == "pointer" else echo
+    )
+    _, client = scripted((400, {}, body))
+    with pytest.raises(KlaviyoApiError) as caught:
+        client.get("/x")
+    shown = " ".join([str(caught.value)] + [f"{e.code} {e.detail} {e.pointer}" for e in caught.value.errors])
+    assert KEY[:8] not in shown
+
+
 def test_an_http_url_never_goes_through_a_proxy(monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:3128")
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.2:3128")

@@ -21,6 +21,12 @@ def place_of(overrides: dict[str, str]) -> LedgerPlace:
     return settings.ledger
 
 
+def all_rows(store: LedgerStore, list_id: str) -> list[tuple[bytes, bytes, int]]:
+    rows = [tuple(found) for chunk in store.rows(list_id) for found in chunk]
+    assert len(rows) == store.count(list_id)
+    return rows  # type: ignore[return-value]
+
+
 def row(n: int, digest: int = 0, at: int = 1_700_000_000) -> tuple[bytes, bytes, int, str]:
     return n.to_bytes(16, "big"), digest.to_bytes(16, "big"), at, "customers"
 
@@ -34,11 +40,11 @@ def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[s
     store.confirm("L2", [row(1)])
     store.close()
     again = LedgerStore(place, URL, read_only=True)
-    assert sorted(again.rows("L1")) == [
+    assert sorted(all_rows(again, "L1")) == [
         (row(1)[0], row(1)[1], 1_700_000_000),
         (row(2)[0], row(2, 9)[1], 1_800_000_000),
     ]
-    assert len(list(again.rows("L2"))) == 1
+    assert len(all_rows(again, "L2")) == 1
     again.close()
 
 
@@ -47,9 +53,9 @@ def test_a_list_created_again_starts_empty(ledger_place: Callable[[], dict[str, 
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
     store.confirm("L1", [row(1)])
     assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
-    assert len(list(store.rows("L1"))) == 1
+    assert len(all_rows(store, "L1")) == 1
     assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
-    assert list(store.rows("L1")) == []
+    assert all_rows(store, "L1") == []
     store.close()
 
 
@@ -114,7 +120,7 @@ def test_a_dry_run_creates_nothing(tmp_path) -> None:
     path = tmp_path / "deep" / "ledger.sqlite"
     store = LedgerStore(place_of({"ledger_path": str(path)}), URL, read_only=True)
     assert store.empty
-    assert list(store.rows("L1")) == []
+    assert all_rows(store, "L1") == []
     store.close()
     assert not (tmp_path / "deep").exists()
 
@@ -150,3 +156,16 @@ def test_a_database_that_refuses_new_tables_is_one_sentence(
         LedgerStore(place, URL, read_only=False)
     assert str(raised.value).endswith("or set use_ledger to false.")
     assert "\n" not in str(raised.value)
+
+
+def test_a_ledger_that_fails_while_read_is_one_sentence(ledger_place: Callable[[], dict[str, str]]) -> None:
+    place = place_of(ledger_place())
+    store = LedgerStore(place, URL, read_only=False)
+    store.confirm("L1", [row(1)])
+    engine = create_engine(place.url)
+    with engine.begin() as connection:  # another hand drops the table the run reads
+        connection.execute(text("DROP TABLE target_klaviyo_ledger_profiles"))
+    engine.dispose()
+    with pytest.raises(LedgerError, match=r"^The ledger \(ledger_(path|url).*\) cannot be read: .*\.$"):
+        all_rows(store, "L1")
+    store.close()

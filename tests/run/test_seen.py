@@ -12,9 +12,13 @@ from target_klaviyo.run.seen import HashTable, hash64
 keys = st.integers(min_value=1, max_value=2**64 - 1)
 
 
-@given(st.lists(st.tuples(st.one_of(keys, st.integers(1, 40)), st.integers(0, 2**64 - 1)), max_size=3000))
-def test_the_table_is_a_dict_and_a_set(operations):
-    table, values, members = HashTable(with_values=True), {}, HashTable(with_values=False)
+@given(
+    st.lists(st.tuples(st.one_of(keys, st.integers(1, 40)), st.integers(0, 2**64 - 1)), max_size=3000),
+    st.integers(0, 5000),
+)
+def test_the_table_is_a_dict_and_a_set(operations, expected):
+    table, values = HashTable(with_values=True, expected=expected), {}
+    members = HashTable(with_values=False)
     reference: set[int] = set()
     for key, value in operations:
         assert table.setdefault(key, value) == values.setdefault(key, value)

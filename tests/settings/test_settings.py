@@ -276,6 +276,23 @@ def test_output_paths_that_are_links_special_files_or_the_same_file_are_refused(
         Settings.from_config({**BASE, "report_path": same, "rejects_path": same})
 
 
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal", ".locks"])
+def test_an_output_that_is_one_of_the_ledgers_files_is_refused(tmp_path, suffix):
+    """Found by the second hostile review of issue 16: SQLite deleted a report named like its -wal file."""
+    ledger = tmp_path / "ledger.sqlite"
+    config = {**BASE, "ledger_path": str(ledger), "report_path": f"{ledger}{suffix}"}
+    with pytest.raises(SettingsError, match=r"^report_path and ledger_path.* name the same file"):
+        Settings.from_config(config)
+
+
+def test_an_empty_ledger_path_is_one_sentence():
+    """Found by the second hostile review of issue 16 (an empty TARGET_KLAVIYO_LEDGER_PATH)."""
+    with pytest.raises(
+        SettingsError, match=r"^ledger_path is empty: name the ledger's file .*use_ledger to false\.$"
+    ):
+        Settings.from_config({**BASE, "ledger_path": ""})
+
+
 def test_port_zero_is_refused():
     with pytest.raises(SettingsError, match="has a port that is not a number from 1 to 65535"):
         Settings.from_config({**BASE, "api_url": "http://127.0.0.1:0"})
