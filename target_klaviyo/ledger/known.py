@@ -15,6 +15,7 @@ most, and none is left longer than ``resync_after_days``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable
 from enum import Enum
@@ -50,14 +51,21 @@ def memory_digest(digest: bytes) -> int:
     return int.from_bytes(digest[: DIGEST_BITS // 8], "big")
 
 
+@functools.cache
+def _due_after(resync_after_days: int) -> tuple[int, ...]:
+    """Days after which a person is sent again, by the low 16 bits of their key (the same every
+    run): spread over the second half of resync_after_days. Worked out once, not per profile."""
+    return tuple(max(1, math.ceil(resync_after_days * (1 - share / 0x10000 / 2))) for share in range(0x10000))
+
+
 class Known:
     """What the ledger holds for the run's lists, read once at the start; never written during the run."""
 
     def __init__(self, resync_after_days: int, today: int, *, full_refresh: bool = False) -> None:
-        self._resync = resync_after_days
         self._today = today
         self._full_refresh = full_refresh
         self._lists: dict[str, HashTable] = {}
+        self._due_after = _due_after(resync_after_days)
 
     def load(self, list_id: str, expected: int, chunks: Iterable[list[tuple[bytes, bytes, int]]]) -> None:
         """Take in the list's rows as the ledger holds them: (person, digest, confirmed_at).
@@ -90,16 +98,11 @@ class Known:
         if table is None:
             return Verdict.NEW
         key = memory_key(person)
-        if key not in table:
+        value = table.get(key)
+        if value is None:
             return Verdict.NEW
-        value = table.setdefault(key)
         if value >> 16 != memory_digest(digest):
             return Verdict.CHANGED
-        if self._full_refresh or self._today - (value & 0xFFFF) >= self._due_after(key):
+        if self._full_refresh or self._today - (value & 0xFFFF) >= self._due_after[key & 0xFFFF]:
             return Verdict.DUE
         return Verdict.UNCHANGED
-
-    def _due_after(self, key: int) -> int:
-        """Days after which this person is sent again: in the second half of resync_after_days."""
-        share = (key & 0xFFFF) / 0x10000  # from the person's hash: the same every run
-        return max(1, math.ceil(self._resync * (1 - share / 2)))

@@ -55,6 +55,13 @@ class HashTable:
     def __contains__(self, key: int) -> bool:
         return self._keys[self._slot(key)] == key
 
+    def get(self, key: int) -> int | None:
+        """The value stored for ``key`` (a table ``with_values``), or None: one probe."""
+        slot = self._slot(key)
+        if self._keys[slot] != key or self._values is None:
+            return None
+        return self._values[slot]
+
     def setdefault(self, key: int, value: int = 0) -> int:
         """The value stored for ``key``; if there is none, store ``value`` and return it."""
         slot = self._slot(key)

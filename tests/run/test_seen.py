@@ -21,6 +21,7 @@ def test_the_table_is_a_dict_and_a_set(operations, expected):
     members = HashTable(with_values=False)
     reference: set[int] = set()
     for key, value in operations:
+        assert table.get(key) == values.get(key)
         assert table.setdefault(key, value) == values.setdefault(key, value)
         members.setdefault(key)
         reference.add(key)
