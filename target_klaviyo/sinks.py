@@ -96,6 +96,7 @@ class KlaviyoSink(BatchSink):
         # setup(): singer-sdk 0.54.9's add_sink logs "Error initializing target sink" before
         # re-raising anything setup() raises, which would precede our one-sentence error.
         self.run.start()
+        self.run.use_list(self.list_id)
 
     def _parse_timestamps_in_record(
         self, record: dict[str, Any], schema: dict[str, Any], treatment: Any

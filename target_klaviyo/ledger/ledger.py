@@ -49,49 +49,61 @@ class Ledger:
         self._where = settings.ledger.setting
         self._closed = False
         self._members: dict[str, HashTable] = {}  # per list a mirror run read whole: its members
+        self._created: Mapping[str, str | None] | None = None
+        self._used: set[str] = set()  # the lists locked and read (see use)
 
     def load(self, created: Mapping[str, str | None] | None) -> None:
-        """Read every list's people; ``created`` is when Klaviyo says each list was created (None in a
-        dry run, which asks Klaviyo nothing and takes the ledger as it is).
+        """Open the ledger; ``created`` is when Klaviyo says each list was created (None in a dry run,
+        which asks Klaviyo nothing and takes the ledger as it is).
 
         The ledger is opened here, at the first SCHEMA once Klaviyo answered, not when the target
         is built: a run whose api_url or key is wrong creates no ledger bound to that api_url, and
         a target object that never runs (the SDK's test runner builds several) holds no lock.
         """
         assert self._settings.ledger is not None
-        self._store = store = LedgerStore(
-            self._settings.ledger, self._settings.api_url, read_only=self._read_only
-        )
+        self._store = LedgerStore(self._settings.ledger, self._settings.api_url, read_only=self._read_only)
+        self._created = created
+
+    def use(self, list_id: str) -> None:
+        """Lock the list and read its people, before the first record for it (once per list).
+
+        Only the lists this run sends to are locked, when their first stream arrives: loaders of
+        one project whose settings name the same lists, but whose streams go to different ones,
+        run at the same time.
+        """
+        store, created = self._store, self._created
+        if store is None or list_id in self._used:
+            return
+        self._used.add(list_id)
         if not self._read_only:
-            store.lock(self._settings.lists)
-        for list_id in self._settings.lists:
-            if created is not None:
-                when = created.get(list_id)
-                if not when:
-                    logger.warning(
-                        "Klaviyo gave no creation time for list %s, so the ledger cannot tell it is the list "
-                        "it knows: all its profiles are sent this run.",
-                        list_id,
-                    )
-                    continue
-                if store.bind_list(list_id, when):
-                    logger.warning(
-                        "List %s was created again since the ledger last saw it (Klaviyo gives another creation "
-                        "time): its ledger was emptied, and all its profiles are sent this run.",
-                        list_id,
-                    )
-                    continue
-            try:
-                self.known.load(list_id, store.count(list_id), store.rows(list_id))
-            except (TypeError, ValueError, OverflowError):
-                raise store.damaged(f"a row of list {list_id} holds a value of the wrong kind") from None
-            logger.info(
-                "The ledger (%s) knows %d people of list %s%s.",
-                self._where,
-                self.known.size(list_id),
-                list_id,
-                " (full_refresh: all are sent again)" if self._settings.full_refresh else "",
-            )
+            store.lock(list_id)
+        if created is not None:
+            when = created.get(list_id)
+            if not when:
+                logger.warning(
+                    "Klaviyo gave no creation time for list %s, so the ledger cannot tell it is the list "
+                    "it knows: all its profiles are sent this run.",
+                    list_id,
+                )
+                return
+            if store.bind_list(list_id, when):
+                logger.warning(
+                    "List %s was created again since the ledger last saw it (Klaviyo gives another creation "
+                    "time): its ledger was emptied, and all its profiles are sent this run.",
+                    list_id,
+                )
+                return
+        try:
+            self.known.load(list_id, store.count(list_id), store.rows(list_id))
+        except (TypeError, ValueError, OverflowError):
+            raise store.damaged(f"a row of list {list_id} holds a value of the wrong kind") from None
+        logger.info(
+            "The ledger (%s) knows %d people of list %s%s.",
+            self._where,
+            self.known.size(list_id),
+            list_id,
+            " (full_refresh: all are sent again)" if self._settings.full_refresh else "",
+        )
 
     def verdict(self, list_id: str, profile: Profile) -> tuple[Verdict, bytes]:
         """Whether this profile must be sent to this list, and its digest (kept to record it later)."""

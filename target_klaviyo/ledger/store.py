@@ -24,7 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -213,19 +213,17 @@ class LedgerStore:
 
     # Locks: one run at a time per list
 
-    def lock(self, list_ids: Iterable[str]) -> None:
-        """Hold each list's lock until :meth:`close`; a list another run holds is one sentence, at once.
+    def lock(self, list_id: str) -> None:
+        """Hold the list's lock until :meth:`close`; a list another run holds is one sentence, at once.
 
         PostgreSQL: a session advisory lock, on a connection kept for the run. SQLite: a file lock
         beside the database. Either ends with the process, however it ends.
         """
-        for list_id in list_ids:
-            if not self._lock_one(list_id):
-                self.close()
-                raise LedgerError(
-                    f"List {list_id}'s ledger is in use by another run of target-klaviyo ({self._where}); "
-                    "this run stops before sending anything: run them one after another."
-                )
+        if not self._lock_one(list_id):
+            raise LedgerError(
+                f"List {list_id}'s ledger is in use by another run of target-klaviyo ({self._where}); "
+                "this run stops before sending that list anything: run them one after another."
+            )
 
     def _lock_one(self, list_id: str) -> bool:
         number = int.from_bytes(hashlib.blake2b(list_id.encode(), digest_size=8).digest(), "big", signed=True)

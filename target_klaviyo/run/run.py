@@ -137,6 +137,11 @@ class ExportRun:
         if self.profiles is not None:
             self.profiles.load(None if self.settings.dry_run else found.created)
 
+    def use_list(self, list_id: str) -> None:
+        """A stream's records go to this list: the ledger locks and reads it first (after :meth:`start`)."""
+        if self.profiles is not None:
+            self.profiles.use(list_id)
+
     # Records
 
     def record_read(self) -> None:

@@ -286,6 +286,24 @@ def test_a_second_run_on_the_same_list_is_refused_in_one_sentence(
     assert first.wait() == 0, first.stderr
 
 
+def test_two_runs_whose_settings_name_the_same_lists_but_send_to_different_ones_run_at_once(
+    sandbox_factory, live, ledger_place: Place, tmp_path
+):
+    """Two loaders of one Meltano project inherit one stream_lists (seen in CI): only the lists a
+    run sends to are locked, when their stream arrives."""
+    server = sandbox_factory(lists=(LIST_ID, "VIPS01"))
+    config = ledger_config(server, ledger_place(), stream_lists={"vips": "VIPS01"})
+    first = live(config)
+    first.send([schema(), *customers(2)])  # customers -> list_id
+    first.wait_for(lambda: "people of list" in first.stderr)
+    vips = [schema("vips"), *(record("vips", id=i, email=f"vip{i}@example.com") for i in range(2))]
+    second = run_cli(config, vips, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert set(members(server, "VIPS01")) == {"vip0@example.com", "vip1@example.com"}
+    first.close_input()
+    assert first.wait() == 0, first.stderr
+
+
 def test_a_dry_run_reads_the_ledger_and_never_writes_it(sandbox, ledger_place: Place, tmp_path):
     config = ledger_config(sandbox, ledger_place())
     run(config, [schema(), *customers(4), state(4)], tmp_path)

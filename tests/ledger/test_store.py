@@ -96,15 +96,17 @@ def test_a_second_run_on_a_list_is_refused_until_the_first_ends(
 ) -> None:
     place = place_of(ledger_place())
     first = LedgerStore(place, URL, read_only=False)
-    first.lock(["L1", "L2"])
+    first.lock("L1")
+    first.lock("L2")
     other = LedgerStore(place, URL, read_only=False)
-    other.lock(["L3"])  # another list: no wait
+    other.lock("L3")  # another list: no wait
     second = LedgerStore(place, URL, read_only=False)
     with pytest.raises(LedgerError, match=r"List L2's ledger is in use by another run of target-klaviyo"):
-        second.lock(["L2"])
+        second.lock("L2")
     first.close()
     third = LedgerStore(place, URL, read_only=False)
-    third.lock(["L1", "L2"])
+    third.lock("L1")
+    third.lock("L2")
     third.close()
     other.close()
 
