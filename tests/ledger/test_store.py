@@ -103,6 +103,7 @@ def test_a_second_run_on_a_list_is_refused_until_the_first_ends(
     second = LedgerStore(place, URL, read_only=False)
     with pytest.raises(LedgerError, match=r"List L2's ledger is in use by another run of target-klaviyo"):
         second.lock("L2")
+    second.close()  # a refused lock leaves the store open: the run closes it as it ends
     first.close()
     third = LedgerStore(place, URL, read_only=False)
     third.lock("L1")
