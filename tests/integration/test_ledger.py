@@ -6,6 +6,7 @@ give the same results. What was sent is read from the import jobs the sandbox re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -368,7 +369,7 @@ def test_an_unusable_ledger_is_one_sentence_before_any_record_is_sent(sandbox, t
 
     theirs = tmp_path / "theirs.sqlite"
     run(base_config(sandbox, ledger_path=str(theirs)), [schema(), *customers(1)], tmp_path)
-    with sqlite3.connect(theirs) as db:
+    with contextlib.closing(sqlite3.connect(theirs)) as db, db:
         db.execute(
             "UPDATE target_klaviyo_ledger_meta SET value = 'https://a.klaviyo.com' WHERE name = 'account_url'"
         )
@@ -443,7 +444,10 @@ def test_a_ledger_row_of_the_wrong_kind_is_a_damaged_ledger(sandbox, tmp_path, c
     ledger = tmp_path / "ledger.sqlite"
     config = base_config(sandbox, ledger_path=str(ledger))
     run(config, [schema(), *customers(2)], tmp_path)
-    with sqlite3.connect(ledger) as db:  # SQLite keeps whatever it is given; PostgreSQL's types would refuse
+    with (
+        contextlib.closing(sqlite3.connect(ledger)) as db,
+        db,
+    ):  # SQLite keeps whatever it is given; PostgreSQL's types would refuse
         db.execute(
             f"UPDATE target_klaviyo_ledger_profiles SET {column} = {value} "
             "WHERE person = (SELECT person FROM target_klaviyo_ledger_profiles LIMIT 1)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 
@@ -133,7 +134,8 @@ def test_the_ledger_file_and_its_folder_are_private(tmp_path) -> None:
     LedgerStore(place_of({"ledger_path": str(path)}), URL, read_only=False).close()
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_a_ledger_url_is_never_shown(postgres_database: Callable[[], str]) -> None:
