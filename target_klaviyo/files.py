@@ -5,14 +5,17 @@ a list; a folder others may write to would let them replace either. ``mkdir``'s 
 is filtered by the umask (``umask 000`` makes 0777 folders), and ``parents=True``
 ignores the mode for the parents, so every missing level is created and chmodded here.
 The settings are checked before any input is read, without creating anything, by
-asking whether the writer's ``mkdir`` would succeed.
+asking whether the writer's ``mkdir`` would succeed. Locks held for a run are open files
+of their own (:func:`try_lock`).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from pathlib import Path
+from typing import IO
 
 PRIVATE_FOLDER = 0o700
 
@@ -69,3 +72,18 @@ def check_folder_creatable(folder: Path) -> None:
     for level in missing:
         if len(os.fsencode(level.name)) > longest:
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(level))
+
+
+def try_lock(path: Path) -> IO[bytes] | None:
+    """The file at ``path`` (created owner-only, never through a link) held under an exclusive
+    lock, or None if another process holds it; the lock lasts until the file is closed or the
+    process ends, however it ends. OSError if the file cannot be opened."""
+    handle = open(  # noqa: SIM115 - the caller keeps it open: the lock is the open file
+        os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "r+b"
+    )
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle

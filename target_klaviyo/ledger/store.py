@@ -20,7 +20,6 @@ names the setting; a ``ledger_url`` is never shown, as it may hold a password.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -51,7 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from target_klaviyo import __version__
 from target_klaviyo.errors import LedgerError
-from target_klaviyo.files import make_private_folders
+from target_klaviyo.files import make_private_folders, try_lock
 from target_klaviyo.settings.settings import LedgerPlace
 
 logger = logging.getLogger("target_klaviyo.ledger")
@@ -242,22 +241,12 @@ class LedgerStore:
         folder = Path(f"{self._place.path}.locks")
         try:
             make_private_folders(folder)
-            handle = open(  # noqa: SIM115 - held open until the run ends: the lock is the open file
-                os.open(
-                    folder / f"{number & 0xFFFFFFFFFFFF:012x}",
-                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                    PRIVATE_FILE,
-                ),
-                "r+b",
-            )
+            handle = try_lock(folder / f"{number & 0xFFFFFFFFFFFF:012x}")
         except OSError as error:
             raise LedgerError(
                 f"The ledger ({self._where}) cannot be locked: {error.strerror or type(error).__name__}."
             ) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+        if handle is None:
             return False
         self._lock_files.append(handle)
         return True

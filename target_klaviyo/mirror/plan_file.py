@@ -32,17 +32,16 @@ people is checked here:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from target_klaviyo.errors import RunError
-from target_klaviyo.files import make_private_folders
+from target_klaviyo.files import make_private_folders, try_lock
 
 # run/run.py and target.py import ListPlan from here, and the planner ID.
 from target_klaviyo.mirror.plan_format import (
@@ -73,7 +72,7 @@ class PlanFiles:
         self.marker = path.with_name(path.name + ".run")
         self.lock_path = path.with_name(path.name + ".lock")
         self.progress_path = path.with_name(path.name + ".progress")
-        self._lock: TextIO | None = None
+        self._lock: IO[bytes] | None = None
 
     # The folder and the files in it
 
@@ -133,19 +132,16 @@ class PlanFiles:
         if not self.path.parent.is_dir():
             raise self._no_plan()
         try:
-            handle = os.fdopen(os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+            handle = try_lock(self.lock_path)
         except OSError as error:
             raise RunError(
                 f"{self.setting}: {str(self.lock_path)!r} cannot be opened ({error.strerror})."
             ) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+        if handle is None:
             raise RunError(
                 f"Another target-klaviyo mirror run or target-klaviyo-mirror is using {str(self.path)!r}; "
                 f"{who} did nothing: run it again once the other has finished."
-            ) from None
+            )
         self._lock = handle
 
     def unlock(self) -> None:
