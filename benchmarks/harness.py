@@ -68,17 +68,24 @@ def run_target(
 ) -> tuple[Measurement, dict]:
     """Run a target-klaviyo command against a fresh sandbox on ``stream``; its measurement and report."""
     with sandbox(workdir, *sandbox_options) as url:
-        report = workdir / "report.json"
-        config = {
-            "api_key": API_KEY,
-            "list_id": LIST_ID,
-            "api_url": url,
-            "max_profiles_per_run": 0,
-            "report_path": str(report),
-            **settings,
-        }
-        (workdir / "config.json").write_text(json.dumps(config))
-        result = measure([target, "--config", str(workdir / "config.json")], stream, workdir / "target.log")
+        return run_against(url, target, stream, workdir, **settings)
+
+
+def run_against(
+    url: str, target: str, stream: Path, workdir: Path, **settings: object
+) -> tuple[Measurement, dict]:
+    """Run a target-klaviyo command against the sandbox at ``url`` on ``stream``; its measurement and report."""
+    report = workdir / "report.json"
+    config = {
+        "api_key": API_KEY,
+        "list_id": LIST_ID,
+        "api_url": url,
+        "max_profiles_per_run": 0,
+        "report_path": str(report),
+        **settings,
+    }
+    (workdir / "config.json").write_text(json.dumps(config))
+    result = measure([target, "--config", str(workdir / "config.json")], stream, workdir / "target.log")
     return result, json.loads(report.read_text())
 
 

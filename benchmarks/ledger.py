@@ -28,9 +28,8 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from harness import API_KEY, BIN, LIST_ID, Measurement, measure, publish, row, sandbox
+from harness import BIN, publish, row, run_against, sandbox
 from sqlalchemy import create_engine, text
 from streams import customer_messages
 
@@ -74,19 +73,7 @@ def three_runs(
     results = []
     with sandbox(workdir, "--job-delay", str(job_delay)) as url:
         for name, stream in (("cold", same), ("unchanged", same), ("1% changed, 0.5% new", changed)):
-            report = workdir / "report.json"
-            config: dict[str, Any] = {
-                "api_key": API_KEY,
-                "list_id": LIST_ID,
-                "api_url": url,
-                "max_profiles_per_run": 0,
-                "report_path": str(report),
-                **place,
-            }
-            (workdir / "config.json").write_text(json.dumps(config))
-            target = [str(BIN / "target-klaviyo"), "--config", str(workdir / "config.json")]
-            measured: Measurement = measure(target, stream, workdir / "target.log")
-            counts = json.loads(report.read_text())
+            measured, counts = run_against(url, str(BIN / "target-klaviyo"), stream, workdir, **place)
             results.append({"run": name, "measured": measured, "report": counts})
             settle(place)
     return results
