@@ -216,7 +216,8 @@ class ExportRun:
             if self.settings.on_limit_exceeded == "fail":
                 self._stop_at_limit()
             return
-        profile = admissions.one_person_per_phone(profile)
+        if self.profiles is None:  # with a ledger, done above: what is compared is what is sent
+            profile = admissions.one_person_per_phone(profile)
         for dropped in profile.dropped:
             self.outcomes.reject(stream, record, dropped, counted=False)
         epoch = self.outcomes.open_record()
