@@ -51,7 +51,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from target_klaviyo import __version__
 from target_klaviyo.errors import LedgerError
 from target_klaviyo.files import make_private_folders, try_lock
-from target_klaviyo.settings.settings import LedgerPlace
+from target_klaviyo.settings.settings import LEDGER_LOCKS, LedgerPlace
 
 logger = logging.getLogger("target_klaviyo.ledger")
 
@@ -238,7 +238,7 @@ class LedgerStore:
             except SQLAlchemyError as error:
                 raise LedgerError(f"The ledger ({self._where}) cannot be locked: {_cause(error)}.") from None
             return bool(taken)
-        folder = Path(f"{self._place.path}.locks")
+        folder = Path(f"{self._place.path}{LEDGER_LOCKS}")
         try:
             make_private_folders(folder)
             handle = try_lock(folder / f"{number & 0xFFFFFFFFFFFF:012x}")

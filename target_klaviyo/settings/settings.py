@@ -101,8 +101,7 @@ class Settings:
         if self.ledger is not None and self.ledger.path is not None:
             ledger = self.ledger.path
             outputs["ledger_path"] = ledger
-            # SQLite's files beside the database, and the ledger's lock folder (ledger.store).
-            for suffix in ("-wal", "-shm", "-journal", ".locks"):
+            for suffix in LEDGER_SIDE_FILES:
                 outputs[f"ledger_path (its {suffix} file)"] = ledger.with_name(ledger.name + suffix)
         if self.mirror:
             plan = self.mirror_plan_path
@@ -170,6 +169,11 @@ class Settings:
             resync_after_days=config["resync_after_days"],
             full_refresh=bool(config["full_refresh"]),
         )
+
+
+LEDGER_LOCKS = ".locks"  # the folder of the ledger's list locks, beside its file (ledger.store)
+# SQLite's own files beside the database, and that folder: no other output may be one of them.
+LEDGER_SIDE_FILES = ("-wal", "-shm", "-journal", LEDGER_LOCKS)
 
 
 @dataclass(frozen=True)
