@@ -120,13 +120,12 @@ class Ledger:
 
     def forget(self, leaving: Mapping[str, list[str]]) -> None:
         """Mirror will remove these members (emails as Klaviyo holds them): drop them from the ledger, so
-        that if they come back unchanged they are sent. An address that does not normalise was never
-        a key of this target's, so it is in no ledger."""
+        that if they come back unchanged they are sent."""
         if self._read_only or self._closed or self._store is None:
             return
         for list_id, emails in leaving.items():
-            keys = [key.lower() for key in map(normalize_email, emails) if isinstance(key, str)]
-            self._store.forget(list_id, [person_of(key) for key in keys])
+            persons = [person for person in map(_person_of_member, emails) if person is not None]
+            self._store.forget(list_id, persons)
 
     def member(self, list_id: str, email: str) -> None:
         """A mirror run read this member of the list (see :meth:`forget_absent`)."""
@@ -135,9 +134,9 @@ class Ledger:
         table = self._members.get(list_id)
         if table is None:
             table = self._members[list_id] = HashTable(with_values=False)
-        key = normalize_email(email)
-        if isinstance(key, str):
-            table.setdefault(memory_key(person_of(key.lower())))
+        person = _person_of_member(email)
+        if person is not None:
+            table.setdefault(memory_key(person))
 
     def forget_absent(self) -> None:
         """Forget who the ledger holds for a list a mirror run read whole but who is not in it.
@@ -169,3 +168,10 @@ class Ledger:
         self._closed = True
         if self._store is not None:
             self._store.close()
+
+
+def _person_of_member(email: str) -> bytes | None:
+    """The ledger's name for a list member, from their email as Klaviyo holds it; None for an address
+    that does not normalise, which was never a key of this target's, so is in no ledger."""
+    key = normalize_email(email)
+    return person_of(key.lower()) if isinstance(key, str) else None
