@@ -50,6 +50,9 @@ class PendingProfile:
     email: str = ""
     digest: bytes = bytes(16)  # with a ledger, what the ledger records once Klaviyo confirms it
     verdict: str = ""  # with a ledger, what it said of this person when first taken (as counted)
+    # With a ledger, the phone number and external id given to the person, as it names them (see
+    # Ledger.identifiers_of): 32 bytes, 16 zero bytes where there is none.
+    identifiers: bytes = b""
 
     @classmethod
     def of(
@@ -64,6 +67,7 @@ class PendingProfile:
         describe: bool = False,
         digest: bytes = bytes(16),
         verdict: str = "",
+        identifiers: bytes = b"",
     ) -> PendingProfile:
         attributes = profile.resource["attributes"] if describe else None
         email = profile.resource["attributes"]["email"] if profile.consent is not None else ""
@@ -80,6 +84,7 @@ class PendingProfile:
             email,
             digest,
             verdict,
+            identifiers,
         )
 
     @property

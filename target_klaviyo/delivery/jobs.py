@@ -43,7 +43,7 @@ def unexpected_answer(request: str, what: str) -> KlaviyoError:
 class JobEvents(Protocol):
     """What becomes of the profiles of a job; the run implements it and does the accounting."""
 
-    def job_submitted(self, job_id: str) -> None: ...
+    def job_submitted(self, job: SubmittedJob) -> None: ...
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
 
@@ -80,8 +80,10 @@ class SubmittedJob:
         self.keys = [item.key for item in chunk]
         self.epochs = array("q", [item.epoch for item in chunk])
         self._streams = [item.stream for item in chunk]
-        # With a ledger, what each profile's digest is (16 bytes each), to record it once confirmed.
+        # With a ledger, what each profile's digest is (16 bytes each), to record it once confirmed,
+        # and the phone number and external id it gives the person (2 x 16 bytes, zeros for none).
         self._digests = b"".join(item.digest for item in chunk)
+        self._identifiers = b"".join(item.identifiers for item in chunk)
         self._sources = Sources([item.source for item in chunk])
         self.consents = {
             position: (item.email, item.consent, item.order)
@@ -98,6 +100,10 @@ class SubmittedJob:
 
     def digest(self, position: int) -> bytes:
         return self._digests[16 * position : 16 * position + 16]
+
+    def identifiers(self, position: int) -> bytes:
+        """The ledger's names of the phone number and external id sent for this profile (32 bytes), or b""."""
+        return self._identifiers[32 * position : 32 * position + 32]
 
     def stream(self, position: int) -> str:
         return self._streams[position]
@@ -147,9 +153,10 @@ class BulkImporter:
                 raise KlaviyoError(
                     f"Klaviyo accepted POST {IMPORT_JOB_CREATE.path} but returned no job id of the form it documents."
                 )
-            self.events.job_submitted(job_id)
+            job = SubmittedJob(job_id, chunk, list_id)
+            self.events.job_submitted(job)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
-            return [SubmittedJob(job_id, chunk, list_id)]
+            return [job]
         return []
 
     def _without_refused(self, chunk: list[PendingProfile], error: KlaviyoApiError) -> list[PendingProfile]:

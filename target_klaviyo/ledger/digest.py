@@ -1,4 +1,4 @@
-"""The ledger's two hashes: who a person is, and everything the target sends for them.
+"""The ledger's hashes: who a person is, everything the target sends for them, and their identifiers.
 
 Both are BLAKE2b, 16 bytes, stable across processes and machines (Python's own
 ``hash`` is not). The ledger stores them whole; in memory (:mod:`.known`) a person
@@ -18,6 +18,12 @@ the ledger holds no address. The digest covers the profile exactly as encoded fo
 import job (every attribute and custom property, after mapping, so a change of value,
 of ``property_mapping`` or of ``custom_properties`` changes it) and the consent sent
 with it.
+
+An identifier is a phone number or external id the target gave a person, as
+``identifier_of(attribute, value)``: Klaviyo finds a profile by either, so one given to
+another email would merge the two people (see :mod:`target_klaviyo.run.admission`).
+Two identifiers sharing a hash can only make the target leave one out: a value not
+sent, never a merge.
 """
 
 from __future__ import annotations
@@ -42,3 +48,9 @@ def digest_of(encoded: bytes, consent: Consent | None) -> bytes:
     if consent is not None:
         digest.update(b"\0consent\0" + consent.at.encode() + b"\0" + (consent.since or "").encode())
     return digest.digest()
+
+
+def identifier_of(attribute: str, value: str) -> bytes:
+    """The ledger's name for a phone number or an external id (``attribute``) with this value."""
+    text = f"{attribute}\n{value}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=HASH_BYTES, person=b"tk-identifier").digest()

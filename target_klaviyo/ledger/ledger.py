@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from target_klaviyo.ledger.digest import digest_of, person_of
+from target_klaviyo.ledger.digest import HASH_BYTES, digest_of, identifier_of, person_of
 from target_klaviyo.ledger.known import Known, Verdict, day_number, memory_key
-from target_klaviyo.ledger.store import LedgerStore
+from target_klaviyo.ledger.store import Claim, LedgerStore
 from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.profile import Profile
 from target_klaviyo.run.seen import HashTable
@@ -35,6 +35,12 @@ class ConfirmedJob(Protocol):
     def digest(self, position: int) -> bytes: ...
 
     def stream(self, position: int) -> str: ...
+
+    def identifiers(self, position: int) -> bytes: ...
+
+
+IDENTIFIERS = ("phone_number", "external_id")  # what Klaviyo finds a profile by, besides the email
+NONE = bytes(HASH_BYTES)
 
 
 class Ledger:
@@ -105,6 +111,25 @@ class Ledger:
             " (full_refresh: all are sent again)" if self._settings.full_refresh else "",
         )
 
+    def held_identifiers(self, take: Callable[[Iterable[list[tuple[bytes, bytes]]]], None]) -> None:
+        """Give ``take`` (:meth:`Admissions.held_before`) who holds each phone number and external id."""
+        store = self._store
+        if store is None:
+            return
+        try:
+            take(store.identifiers())
+        except (TypeError, ValueError, OverflowError):
+            raise store.damaged("an identifier row holds a value of the wrong kind") from None
+
+    @staticmethod
+    def identifiers_of(profile: Profile) -> bytes:
+        """The phone number and external id sent for this person, as the ledger names them (32 bytes)."""
+        attributes = profile.resource["attributes"]
+        return b"".join(
+            NONE if attributes.get(name) is None else identifier_of(name, f"{attributes[name]}")
+            for name in IDENTIFIERS
+        )
+
     def verdict(self, list_id: str, profile: Profile) -> tuple[Verdict, bytes]:
         """Whether this profile must be sent to this list, and its digest (kept to record it later)."""
         digest = digest_of(profile.encoded, profile.consent)
@@ -116,7 +141,14 @@ class Ledger:
             return  # a job settled after the run ended (past stop_grace_seconds): only sent again next time
         now = int(time.time())
         rows = [(person_of(job.keys[p]), job.digest(p), now, job.stream(p)) for p in positions]
-        self._store.confirm(job.list_id, rows)
+        self._store.confirm(job.list_id, rows, _claims(job, positions))
+
+    def submitted(self, job: ConfirmedJob) -> None:
+        """Klaviyo accepted a job: the phone numbers and external ids in it may be its people's from now
+        on, so the ledger records them at once (see :meth:`LedgerStore.claim`)."""
+        if self._read_only or self._closed or self._store is None:
+            return
+        self._store.claim(_claims(job, range(len(job.keys))))
 
     def forget(self, leaving: Mapping[str, list[str]]) -> None:
         """Mirror will remove these members (emails as Klaviyo holds them): drop them from the ledger, so
@@ -175,3 +207,16 @@ def _person_of_member(email: str) -> bytes | None:
     that does not normalise, which was never a key of this target's, so is in no ledger."""
     key = normalize_email(email)
     return person_of(key.lower()) if isinstance(key, str) else None
+
+
+def _claims(job: ConfirmedJob, positions: Iterable[int]) -> list[Claim]:
+    """Who the job gives which phone number and external id, as the ledger records it."""
+    claims: list[Claim] = []
+    for position in positions:
+        identifiers = job.identifiers(position)
+        person = person_of(job.keys[position])
+        for index, name in enumerate(IDENTIFIERS):
+            identifier = identifiers[HASH_BYTES * index : HASH_BYTES * (index + 1)]
+            if identifier != NONE:
+                claims.append((person, name, identifier))
+    return claims

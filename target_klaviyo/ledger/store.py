@@ -8,6 +8,8 @@ other things (Meltano's system database, say)::
     target_klaviyo_ledger_meta      name, value: the format, the account URL
     target_klaviyo_ledger_lists     list_id, list_created: the list as Klaviyo created it
     target_klaviyo_ledger_profiles  list_id, person, digest, confirmed_at, stream
+    target_klaviyo_ledger_identifiers  person, attribute, identifier: the phone number and
+                                    the external id the target gave each person, account-wide
 
 A ledger serves one Klaviyo account URL. A list's rows are bound to the moment
 Klaviyo says the list was created: a list deleted and created again under the same
@@ -85,8 +87,19 @@ PROFILES = Table(
     # of every run, 3x faster than through a rowid table's separate index, in a third less space.
     sqlite_with_rowid=False,
 )
+IDENTIFIERS = Table(
+    "target_klaviyo_ledger_identifiers",
+    TABLES,
+    Column("person", LargeBinary(16), primary_key=True),
+    Column("attribute", String(16), primary_key=True),  # phone_number or external_id
+    Column("identifier", LargeBinary(16), nullable=False),
+    sqlite_with_rowid=False,
+)
+# Ledgers written before the identifiers table existed lack it: it is added, not "damaged".
+REQUIRED = frozenset({META.name, LISTS.name, PROFILES.name})
 READ_CHUNK = 20_000  # rows a fetch: a million people are read at the start of every run
 Row = tuple[bytes, bytes, int, str]  # person, digest, confirmed_at (Unix seconds), stream
+Claim = tuple[bytes, str, bytes]  # person, attribute (phone_number, external_id), identifier
 
 
 def _cause(error: BaseException) -> str:
@@ -106,6 +119,7 @@ class LedgerStore:
         self._lock_files: list[IO[bytes]] = []
         self._lock_connection: Connection | None = None
         self.empty = False  # a dry run with no ledger yet: every profile is new
+        self._no_identifiers = False  # a dry run on a ledger older than the identifiers table
         if read_only and place.path is not None and not place.path.exists():
             self.empty = True
             self._engine: Engine | None = None
@@ -156,8 +170,13 @@ class LedgerStore:
                         return
                     self._create(connection, account_url)
                     return
-                if not ours <= names:
+                if not names >= REQUIRED:
                     raise self.damaged("some of its tables are missing")
+                if IDENTIFIERS.name not in names:
+                    if self._read_only:
+                        self._no_identifiers = True
+                    else:
+                        IDENTIFIERS.create(connection)
                 rows = connection.execute(select(META.c.name, META.c.value)).all()
                 meta = {str(row[0]): str(row[1]) for row in rows}
         except SQLAlchemyError as error:
@@ -270,17 +289,26 @@ class LedgerStore:
             raise self._failed("written", error) from None
 
     def rows(self, list_id: str) -> Iterator[list[tuple[bytes, bytes, int]]]:
-        """Every person the ledger holds for the list, in chunks of (person, digest, confirmed_at).
-
-        Read with the driver's own cursor (server-side on PostgreSQL, so memory stays flat):
-        SQLAlchemy's row objects cost as much again as the read itself, for every person of
-        every list at the start of every run (benchmarks/results.md, the ledger's profile).
-        """
+        """Every person the ledger holds for the list, in chunks of (person, digest, confirmed_at)."""
         if self.empty:
             return
-        query = select(PROFILES.c.person, PROFILES.c.digest, PROFILES.c.confirmed_at).where(
-            PROFILES.c.list_id == list_id
+        yield from self._read(
+            select(PROFILES.c.person, PROFILES.c.digest, PROFILES.c.confirmed_at).where(
+                PROFILES.c.list_id == list_id
+            )
         )
+
+    def identifiers(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Every phone number and external id the target gave someone, in chunks of (identifier, person)."""
+        if self.empty or self._no_identifiers:
+            return
+        yield from self._read(select(IDENTIFIERS.c.identifier, IDENTIFIERS.c.person))
+
+    def _read(self, query: Any) -> Iterator[list[Any]]:
+        """The query's rows in chunks, read with the driver's own cursor (server-side on PostgreSQL,
+        so memory stays flat): SQLAlchemy's row objects cost as much again as the read itself, for
+        every person of every list at the start of every run (benchmarks/results.md, the ledger's profile).
+        """
         errors: tuple[type[BaseException], ...] = (SQLAlchemyError, *self._driver_errors())
         try:
             with self._begin() as connection:
@@ -339,13 +367,16 @@ class LedgerStore:
         except SQLAlchemyError as error:
             raise self._failed("written", error) from None
 
-    def confirm(self, list_id: str, rows: list[Row]) -> None:
-        """Record what Klaviyo confirmed of one job, in one transaction: all of it, or (killed) none."""
-        if not rows:
+    def confirm(self, list_id: str, rows: list[Row], claims: list[Claim]) -> None:
+        """Record what Klaviyo confirmed of one job, in one transaction: all of it, or (killed) none.
+
+        ``claims`` replace what the ledger held for those people: Klaviyo now holds these values.
+        """
+        if not rows and not claims:
             return
         assert self._engine is not None
         assert not self._read_only
-        insert = (postgresql if self._engine.dialect.name == "postgresql" else sqlite).insert(PROFILES)
+        insert = self._insert(PROFILES)
         upsert = insert.on_conflict_do_update(
             index_elements=[PROFILES.c.list_id, PROFILES.c.person],
             set_={
@@ -360,9 +391,46 @@ class LedgerStore:
         ]
         try:
             with self._begin() as connection:
-                connection.execute(upsert, values)
+                if values:
+                    connection.execute(upsert, values)
+                self._claim(connection, claims, replace=True)
         except SQLAlchemyError as error:
             raise self._failed("written", error) from None
+
+    def claim(self, claims: list[Claim]) -> None:
+        """A job Klaviyo accepted gives these values to these people: recorded at once, before Klaviyo
+        confirms it (a run killed meanwhile may have given them), and never over a value the ledger
+        already holds for that person (which stays theirs until a confirmed job replaces it)."""
+        if not claims:
+            return
+        assert not self._read_only
+        try:
+            with self._begin() as connection:
+                self._claim(connection, claims, replace=False)
+        except SQLAlchemyError as error:
+            raise self._failed("written", error) from None
+
+    def _claim(self, connection: Connection, claims: list[Claim], *, replace: bool) -> None:
+        if not claims:
+            return
+        insert = self._insert(IDENTIFIERS)
+        keys = [IDENTIFIERS.c.person, IDENTIFIERS.c.attribute]
+        statement = (
+            insert.on_conflict_do_update(index_elements=keys, set_={"identifier": insert.excluded.identifier})
+            if replace
+            else insert.on_conflict_do_nothing(index_elements=keys)
+        )
+        connection.execute(
+            statement,
+            [
+                {"person": person, "attribute": attribute, "identifier": identifier}
+                for person, attribute, identifier in claims
+            ],
+        )
+
+    def _insert(self, table: Table) -> Any:
+        assert self._engine is not None
+        return (postgresql if self._engine.dialect.name == "postgresql" else sqlite).insert(table)
 
     def _failed(self, what: str, error: BaseException) -> LedgerError:
         return LedgerError(f"The ledger ({self._where}) cannot be {what}: {_cause(error)}.")

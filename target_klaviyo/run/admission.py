@@ -1,5 +1,8 @@
 """Who gets in: the per-run profile limit, people already seen, and one email per phone or external id.
 
+Phone numbers and external ids are compared across runs too, when the ledger knows who
+holds them (see :meth:`Admissions.held_before`).
+
 Runs on the reading thread only, except :meth:`Admissions.superseded`, which the
 settling thread asks (a job's consent must not outvote a later record of the same
 person); the order of each person's latest record is the one value shared, under
@@ -10,9 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
+from target_klaviyo.ledger.digest import identifier_of, person_of
+from target_klaviyo.ledger.known import memory_key
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Profile, Reject
 from target_klaviyo.run.outcomes import Outcomes
@@ -22,6 +28,9 @@ from target_klaviyo.settings.settings import Settings
 logger = logging.getLogger(
     "target_klaviyo.run"
 )  # the name its lines had before the modules moved into rooms: users' log filters keep working
+
+
+CONTESTED = 0  # the owner of an identifier two people hold: matches no person (keys are never 0)
 
 
 class Admission(Enum):
@@ -38,8 +47,17 @@ class Admissions:
         self._mapper = mapper
         self.limit_reached = False
         self._profiles = HashTable(with_values=False)
-        self._phone_owner = HashTable(with_values=True)
-        self._external_owner = HashTable(with_values=True)
+        # Who holds each phone number and external id: in this run, and (ledger) from earlier runs.
+        self._owners = HashTable(with_values=True)
+        self._held = HashTable(with_values=True)
+        mapped = [name for name in ("phone_number", "external_id") if name in settings.attribute_paths]
+        if mapped and settings.ledger is None and settings.consent_path is not None:
+            logger.warning(
+                "With use_ledger false, %s is checked only against this run's other records: one an earlier "
+                "run gave another email makes Klaviyo merge the two people, and one's unsubscribe can become "
+                "the other's (docs/consent.md); keep the ledger on with consent_property.",
+                " and ".join(mapped),
+            )
         # With several lists, which lists each person was sent to (else the people are that).
         self._memberships = HashTable(with_values=False) if len(settings.lists) > 1 else None
         self._taken = 0
@@ -109,25 +127,51 @@ class Admissions:
         with self._later_lock:
             return self._later_records.get(hash64(key), order) > order
 
-    def one_person_per_phone(self, profile: Profile) -> Profile:
-        """Klaviyo identifies people by phone and external id too: one already given to another
-        email in this run is dropped.
+    def held_before(self, claims: Iterable[list[tuple[bytes, bytes]]]) -> None:
+        """Take in who the ledger says holds each phone number and external id: (identifier, person).
 
-        Otherwise Klaviyo would merge the two emails into one profile (and one's consent would
-        become the other's).
+        An identifier the ledger gives to two people (two runs on different lists at once) is
+        held by neither: each is then exported without it. A value of the wrong kind raises
+        TypeError (a damaged ledger).
         """
-        person = hash64(profile.key)
-        for attribute, owners, reason in (
-            ("phone_number", self._phone_owner, "duplicate_phone"),
-            ("external_id", self._external_owner, "duplicate_external_id"),
+        table = self._held = HashTable(with_values=True)
+        for chunk in claims:
+            for identifier, person in chunk:
+                key, owner = memory_key(identifier), memory_key(person)
+                if table.setdefault(key, owner) != owner:
+                    table.put(key, CONTESTED)
+
+    def one_person_per_phone(self, profile: Profile) -> Profile:
+        """Klaviyo identifies people by phone and external id too: one that another email holds, in
+        this run or (with the ledger) in Klaviyo since an earlier run, is dropped.
+
+        Otherwise Klaviyo would merge the two emails into one profile, and one's consent (an
+        unsubscribe, say) would become the other's. The hashes are the ledger's, so that what it
+        holds and what this run claims compare (see :mod:`target_klaviyo.ledger.digest`).
+        """
+        person = memory_key(person_of(profile.key))
+        for attribute, reason in (
+            ("phone_number", "duplicate_phone"),
+            ("external_id", "duplicate_external_id"),
         ):
             value = profile.resource["attributes"].get(attribute)
-            if value is None or owners.setdefault(hash64(f"{value}"), person) == person:
+            if value is None:
                 continue
-            detail = (
-                f"{attribute} is already the {attribute} of another email in this run; it was left out so "
-                "that Klaviyo does not merge the two people, and the profile was exported without it."
-            )
+            identifier = memory_key(identifier_of(attribute, f"{value}"))
+            held = self._held.get(identifier)
+            if held is not None and held != person:
+                detail = (
+                    f"{attribute} was given to another email by an earlier run (the ledger says so); it was "
+                    "left out so that Klaviyo does not merge the two people, and the profile was exported "
+                    "without it."
+                )
+            elif self._owners.setdefault(identifier, person) != person:
+                detail = (
+                    f"{attribute} is already the {attribute} of another email in this run; it was left out "
+                    "so that Klaviyo does not merge the two people, and the profile was exported without it."
+                )
+            else:
+                continue
             profile = profile.without(attribute, Reject(reason, detail))
         return profile
 

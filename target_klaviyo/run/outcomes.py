@@ -22,7 +22,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from target_klaviyo.delivery.batch import PendingProfile, SentProfile
 from target_klaviyo.delivery.jobs import SubmittedJob
@@ -33,6 +33,14 @@ from target_klaviyo.run.state import StateLedger
 logger = logging.getLogger(
     "target_klaviyo.run"
 )  # the name its lines had before the modules moved into rooms: users' log filters keep working
+
+
+class ProfileLedger(Protocol):
+    """What the accountant tells the profile ledger (:class:`~target_klaviyo.ledger.ledger.Ledger`)."""
+
+    def submitted(self, job: SubmittedJob) -> None: ...
+
+    def confirmed(self, job: SubmittedJob, positions: list[int]) -> None: ...
 
 
 class Outcomes:
@@ -47,13 +55,13 @@ class Outcomes:
         report: RunReport,
         ledger: StateLedger,
         superseded: Callable[[str, int], bool],
-        confirmed: Callable[[SubmittedJob, list[int]], None] | None = None,
+        profiles: ProfileLedger | None = None,
     ) -> None:
         self.report = report
         self.ledger = ledger
         self._superseded = superseded
-        # Records what Klaviyo confirmed in the profile ledger (ledger/ledger.py), when there is one.
-        self._confirmed = confirmed
+        # Records what Klaviyo was given and confirmed in the profile ledger (ledger/ledger.py), if any.
+        self._profiles = profiles
         self._lock = threading.Lock()
         self._closed = False
         self.late = 0  # outcomes that arrived after close: dropped, their records not confirmed
@@ -123,10 +131,13 @@ class Outcomes:
 
     # The submitting and the settling thread (JobEvents)
 
-    def job_submitted(self, job_id: str) -> None:
+    def job_submitted(self, job: SubmittedJob) -> None:
+        # The ledger first, outside the lock, as for job_done: Klaviyo has the job, whatever the run does.
+        if self._profiles is not None:
+            self._profiles.submitted(job)
         with self._lock:
-            if self._open(f"Import job {job_id}'s submission"):
-                self.report.job_submitted(job_id)
+            if self._open(f"Import job {job.id}'s submission"):
+                self.report.job_submitted(job.id)
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None:
         # Read back from its line outside the lock: parsing is the slow part, and needs no books.
@@ -153,8 +164,8 @@ class Outcomes:
         # The ledger first, in its own transaction and outside the lock: it records what Klaviyo holds,
         # whatever became of the run meanwhile. A failure to write it fails the run before this job's
         # STATE: nothing is lost, its profiles are only sent again.
-        if self._confirmed is not None:
-            self._confirmed(job, confirmed)
+        if self._profiles is not None:
+            self._profiles.confirmed(job, confirmed)
         with self._lock:
             if not self._open(f"Import job {job.id}'s result"):
                 return

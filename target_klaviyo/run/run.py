@@ -72,7 +72,7 @@ class ExportRun:
             self.report,
             StateLedger(emit=not settings.dry_run),
             self.admissions.superseded,
-            self.profiles.confirmed if self.profiles is not None else None,
+            self.profiles,
         )
         self.stop = StopSignal()
         self.client = self._client() if not settings.dry_run or settings.mirror else None
@@ -130,12 +130,14 @@ class ExportRun:
         if self.client is None:
             if self.profiles is not None:
                 self.profiles.load(None)  # a dry run takes the ledger as it is
+                self.profiles.held_identifiers(self.admissions.held_before)
             return
         found = check_lists(self.client, self.settings, counts=self.mirror is not None)
         if self.mirror is not None:
             self.mirror.members_before.update(found.counts)  # the removal guard's measure
         if self.profiles is not None:
             self.profiles.load(None if self.settings.dry_run else found.created)
+            self.profiles.held_identifiers(self.admissions.held_before)
 
     def use_list(self, list_id: str) -> None:
         """A stream's records go to this list: the ledger locks and reads it first (after :meth:`start`)."""
@@ -191,12 +193,13 @@ class ExportRun:
         """
         admissions = self.admissions
         seen_before = admissions.seen(profile.key)
-        digest, counted = bytes(16), ""
+        digest, counted, identifiers = bytes(16), "", b""
         if self.profiles is not None:
             # What is compared is what would be sent: after a phone or external id of another
             # email is left out (claiming them for this person, who is in the segment either way).
             profile = admissions.one_person_per_phone(profile)
             verdict, digest = self.profiles.verdict(list_id, profile)
+            identifiers = self.profiles.identifiers_of(profile)
             taken = admissions.seen_in(profile.key, list_id)
             # A later record of someone taken: unchanged, it is not sent only if the earlier one is
             # still held (and is dropped); once that one is sent, this one must follow it and win.
@@ -232,6 +235,7 @@ class ExportRun:
             describe=self.delivery.keeps_attributes,
             digest=digest,
             verdict=counted,
+            identifiers=identifiers,
         )
         self.batcher.hold(item, admission)
 

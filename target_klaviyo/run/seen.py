@@ -75,6 +75,13 @@ class HashTable:
             self._grow()
         return value
 
+    def put(self, key: int, value: int) -> None:
+        """Store ``value`` for ``key``, replacing any (a table ``with_values``)."""
+        self.setdefault(key, value)
+        slot = self._slot(key)
+        assert self._values is not None
+        self._values[slot] = value
+
     def _grow(self) -> None:
         old_keys, old_values = self._keys, self._values
         self._allocate(2 * (self._mask + 1))

@@ -41,8 +41,8 @@ class Recorder:
         self.report = report
         self.done: list[tuple[str, int, int]] = []
 
-    def job_submitted(self, job_id: str) -> None:
-        self.report.job_submitted(job_id)
+    def job_submitted(self, job: SubmittedJob) -> None:
+        self.report.job_submitted(job.id)
 
     def rejected(self, item: PendingProfile, reject: Reject) -> None:
         self.report.reject(item.stream, item.record, reject)

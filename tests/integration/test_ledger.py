@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -478,3 +479,165 @@ def test_a_confirmation_dated_in_the_future_is_due_at_once(sandbox, ledger_place
     run(config, segment, tmp_path)
     assert len(sent(sandbox, jobs)) == 1
     assert report(tmp_path)["lists"][LIST_ID]["ledger"]["due"] == 1
+
+
+# Phone numbers and external ids across runs (found by the third hostile review of issue 16)
+
+IDENTIFIED = {
+    "id": {"type": "integer"},
+    "email": {"type": "string"},
+    "phone": {"type": ["string", "null"]},
+    "optin": {"type": ["boolean", "null"]},
+    "optin_at": {"type": ["string", "null"]},
+}
+NUMBER = "+14155552671"
+
+
+def identified_config(server: Any, place: dict[str, str], attribute: str) -> dict[str, Any]:
+    return ledger_config(
+        server,
+        place,
+        property_mapping={attribute: "phone"},
+        consent_property="optin",
+        consented_at_property="optin_at",
+    )
+
+
+def subscriptions(server: Any) -> list[str]:
+    return [
+        profile["attributes"]["email"]
+        for r in server.recorded
+        if r.method == "POST" and r.spec_path == "/api/profile-subscription-bulk-create-jobs"
+        for profile in r.body["data"]["attributes"]["profiles"]["data"]
+    ]
+
+
+def consent_of(server: Any) -> dict[str, tuple[Any, Any]]:
+    """Per member: their identifier attributes and their email marketing consent."""
+    return {
+        row["attributes"]["email"]: (
+            row["attributes"].get("phone_number") or row["attributes"].get("external_id"),
+            (row["email_marketing"] or {}).get("consent"),
+        )
+        for row in server.store.members(LIST_ID, 0, 1000)
+    }
+
+
+@pytest.mark.parametrize(
+    ("attribute", "reason"), [("phone_number", "duplicate_phone"), ("external_id", "duplicate_external_id")]
+)
+def test_a_value_an_earlier_run_gave_another_person_is_left_out_so_no_unsubscribe_moves(
+    sandbox, ledger_place: Place, tmp_path, attribute, reason
+):
+    """A consented in 2024 and unsubscribed in 2025; B then came with A's number. Without the ledger's
+    identifiers, Klaviyo renamed A's profile to B (A's unsubscribe with it), and A's next record was
+    subscribed with the 2024 consent."""
+    config = identified_config(sandbox, ledger_place(), attribute)
+    shape = schema(properties=IDENTIFIED)
+    consented = {"optin": True, "optin_at": "2024-01-01T00:00:00Z"}
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER, **consented)], tmp_path)
+    assert subscriptions(sandbox) == ["a@example.com"]
+    sandbox.store.unsubscribe("a@example.com", datetime(2025, 6, 1, tzinfo=timezone.utc))
+
+    run(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {reason: 1}
+    assert consent_of(sandbox) == {"a@example.com": (NUMBER, "UNSUBSCRIBED"), "b@example.com": (None, None)}
+
+    run(config, [shape, record(id=1, email="a@example.com", phone=None, **consented)], tmp_path)
+    assert subscriptions(sandbox) == ["a@example.com"]  # only run 1's
+    assert consent_of(sandbox)["a@example.com"] == (NUMBER, "UNSUBSCRIBED")
+
+
+def test_a_number_its_holder_no_longer_has_is_free_for_someone_else(sandbox, ledger_place: Place, tmp_path):
+    config = identified_config(sandbox, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    other = "+14155552672"
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    run(config, [shape, record(id=1, email="a@example.com", phone=other)], tmp_path)
+    run(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {}
+    assert consent_of(sandbox) == {"a@example.com": (other, None), "b@example.com": (NUMBER, None)}
+
+
+def test_a_number_is_held_from_the_moment_klaviyo_accepts_the_job(
+    sandbox_factory, live, ledger_place: Place, tmp_path
+):
+    """A run killed before its job was confirmed may have given the number: it stays that person's."""
+    server = sandbox_factory(job_delay=30)
+    config = identified_config(server, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    first = live(config)
+    first.send([shape, record(id=1, email="a@example.com", phone=NUMBER)])
+    first.close_input()  # the job is submitted at the end of input, and takes 30 s
+    first.wait_for(lambda: "Submitted import job" in first.stderr)
+    first.process.send_signal(signal.SIGKILL)
+    first.wait()
+    assert ledger_rows(config) == []  # nobody confirmed
+    server.settings.job_delay = 0.05
+
+    run(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {"duplicate_phone": 1}
+    imported = [
+        p["attributes"]
+        for job in bulk_jobs(server)[1:]
+        for p in job.body["data"]["attributes"]["profiles"]["data"]
+    ]
+    assert imported == [{"email": "b@example.com", "properties": {"id": 2}}]
+
+
+def test_a_number_two_people_hold_in_the_ledger_is_left_out_for_both(sandbox, ledger_place: Place, tmp_path):
+    config = identified_config(sandbox, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    engine = create_engine(config.get("ledger_url") or f"sqlite:///{config['ledger_path']}")
+    with engine.begin() as connection:  # as two runs on different lists at once would leave it
+        (identifier,) = connection.execute(
+            text("SELECT identifier FROM target_klaviyo_ledger_identifiers")
+        ).one()
+        connection.execute(
+            text("INSERT INTO target_klaviyo_ledger_identifiers VALUES (:p, 'phone_number', :i)"),
+            {"p": b"\1" * 16, "i": identifier},
+        )
+    engine.dispose()
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER, first_name="Ada")], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {"duplicate_phone": 1}
+
+
+def test_a_ledger_from_before_the_identifiers_table_gets_it(sandbox, tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    config = identified_config(sandbox, {"ledger_path": str(ledger)}, "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    with contextlib.closing(sqlite3.connect(ledger)) as db, db:
+        db.execute("DROP TABLE target_klaviyo_ledger_identifiers")
+    run(config, [shape, record(id=1, email="a@example.com", phone="+14155552673")], tmp_path)
+    run(config, [shape, record(id=2, email="b@example.com", phone="+14155552673")], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {"duplicate_phone": 1}
+
+
+def test_an_identifier_row_of_the_wrong_kind_is_a_damaged_ledger(sandbox, tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    config = identified_config(sandbox, {"ledger_path": str(ledger)}, "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    with contextlib.closing(sqlite3.connect(ledger)) as db, db:
+        db.execute("UPDATE target_klaviyo_ledger_identifiers SET identifier = 42")
+    result = run_cli(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
+    assert result.returncode == 1
+    assert "is damaged (an identifier row holds a value of the wrong kind)" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_without_the_ledger_a_consent_run_that_maps_a_phone_number_says_what_it_cannot_check(
+    sandbox, tmp_path
+):
+    config = {**identified_config(sandbox, {}, "phone_number"), "use_ledger": False}
+    result = run(
+        config, [schema(properties=IDENTIFIED), record(id=1, email="a@example.com", phone=NUMBER)], tmp_path
+    )
+    assert (
+        "With use_ledger false, phone_number is checked only against this run's other records"
+        in result.stderr
+    )
+    quiet = run({**config, "use_ledger": True}, [schema(properties=IDENTIFIED)], tmp_path)
+    assert "With use_ledger false" not in quiet.stderr

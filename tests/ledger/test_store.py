@@ -36,9 +36,9 @@ def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[s
     place = place_of(ledger_place())
     store = LedgerStore(place, URL, read_only=False)
     assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
-    store.confirm("L1", [row(1), row(2)])
-    store.confirm("L1", [row(2, digest=9, at=1_800_000_000)])  # the later confirmation wins
-    store.confirm("L2", [row(1)])
+    store.confirm("L1", [row(1), row(2)], [])
+    store.confirm("L1", [row(2, digest=9, at=1_800_000_000)], [])  # the later confirmation wins
+    store.confirm("L2", [row(1)], [])
     store.close()
     again = LedgerStore(place, URL, read_only=True)
     assert sorted(all_rows(again, "L1")) == [
@@ -52,7 +52,7 @@ def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[s
 def test_a_list_created_again_starts_empty(ledger_place: Callable[[], dict[str, str]]) -> None:
     store = LedgerStore(place_of(ledger_place()), URL, read_only=False)
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
-    store.confirm("L1", [row(1)])
+    store.confirm("L1", [row(1)], [])
     assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
     assert len(all_rows(store, "L1")) == 1
     assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
@@ -90,6 +90,43 @@ def test_missing_tables_are_a_damaged_ledger(ledger_place: Callable[[], dict[str
     engine.dispose()
     with pytest.raises(LedgerError, match="not a target-klaviyo ledger, or is damaged"):
         LedgerStore(place, URL, read_only=True)
+
+
+def identifiers(store: LedgerStore) -> list[tuple[bytes, bytes]]:
+    return sorted(tuple(found) for chunk in store.identifiers() for found in chunk)  # type: ignore[misc]
+
+
+def test_a_claim_holds_until_a_confirmed_job_replaces_it(ledger_place: Callable[[], dict[str, str]]) -> None:
+    """Claims are per person and attribute, account-wide: a submitted job never overwrites what a
+    person holds (the job may fail), a confirmed one does; another person's claim is their own."""
+    store = LedgerStore(place_of(ledger_place()), URL, read_only=False)
+    ada, bob = bytes([1]) * 16, bytes([2]) * 16
+    x, y, z = bytes([7]) * 16, bytes([8]) * 16, bytes([9]) * 16
+    store.claim([(ada, "phone_number", x), (ada, "external_id", z)])
+    store.claim([(ada, "phone_number", y)])  # submitted, not confirmed: Klaviyo may still hold x
+    assert identifiers(store) == sorted([(x, ada), (z, ada)])
+    store.confirm("L1", [row(1)], [(ada, "phone_number", y)])
+    store.claim([(bob, "phone_number", x)])
+    assert identifiers(store) == sorted([(y, ada), (z, ada), (x, bob)])
+    store.close()
+
+
+def test_a_ledger_without_the_identifiers_table_is_given_it(
+    ledger_place: Callable[[], dict[str, str]],
+) -> None:
+    place = place_of(ledger_place())
+    LedgerStore(place, URL, read_only=False).close()
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE target_klaviyo_ledger_identifiers"))
+    engine.dispose()
+    dry = LedgerStore(place, URL, read_only=True)  # a dry run creates nothing, and reads no claims
+    assert identifiers(dry) == []
+    dry.close()
+    store = LedgerStore(place, URL, read_only=False)
+    store.claim([(bytes(16), "phone_number", bytes([7]) * 16)])
+    assert len(identifiers(store)) == 1
+    store.close()
 
 
 def test_a_second_run_on_a_list_is_refused_until_the_first_ends(
@@ -166,7 +203,7 @@ def test_a_database_that_refuses_new_tables_is_one_sentence(
 def test_a_ledger_that_fails_while_read_is_one_sentence(ledger_place: Callable[[], dict[str, str]]) -> None:
     place = place_of(ledger_place())
     store = LedgerStore(place, URL, read_only=False)
-    store.confirm("L1", [row(1)])
+    store.confirm("L1", [row(1)], [])
     engine = create_engine(place.url)
     with engine.begin() as connection:  # another hand drops the table the run reads
         connection.execute(text("DROP TABLE target_klaviyo_ledger_profiles"))

@@ -30,6 +30,17 @@ def test_the_table_is_a_dict_and_a_set(operations, expected):
     assert not any(key in members for key in range(41, 60) if key not in reference)
 
 
+@given(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 2**64 - 1)), max_size=500))
+def test_put_replaces_like_a_dict(operations):
+    table, values = HashTable(with_values=True), {}
+    for key, value in operations:
+        table.put(key, value)
+        values[key] = value
+        assert table.get(key) == value
+    assert len(table) == len(values)
+    assert all(table.get(key) == value for key, value in values.items())
+
+
 def test_hashes_are_never_the_empty_slot():
     assert all(hash64(f"person{i}@example.com") != 0 for i in range(10_000))
     assert hash64("a@example.com") == hash64("a@example.com")
