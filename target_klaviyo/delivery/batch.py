@@ -51,7 +51,7 @@ class PendingProfile:
     digest: bytes = bytes(16)  # with a ledger, what the ledger records once Klaviyo confirms it
     verdict: str = ""  # with a ledger, what it said of this person when first taken (as counted)
     # With a ledger, the phone number and external id given to the person, as it names them (see
-    # Ledger.identifiers_of): 32 bytes, 16 zero bytes where there is none.
+    # Admissions.one_person_per_phone): 32 bytes, 16 zero bytes where there is none.
     identifiers: bytes = b""
 
     @classmethod

@@ -33,6 +33,8 @@ import hashlib
 from target_klaviyo.records.consent import Consent
 
 HASH_BYTES = 16
+IDENTIFIERS = ("phone_number", "external_id")  # what Klaviyo finds a profile by, besides the email
+NO_IDENTIFIER = bytes(HASH_BYTES)  # in a profile's identifiers: none sent
 
 
 def person_of(key: str) -> bytes:

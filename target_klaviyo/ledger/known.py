@@ -89,6 +89,10 @@ class Known:
                     (number(digest[:digest_bytes], "big") << 16) | confirmed_day,
                 )
 
+    def send_all(self) -> None:
+        """Every profile is due this run, as with full_refresh (before the lists are loaded)."""
+        self._full_refresh = True
+
     def size(self, list_id: str) -> int:
         table = self._lists.get(list_id)
         return len(table) if table is not None else 0

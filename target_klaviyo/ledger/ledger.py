@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from target_klaviyo.ledger.digest import HASH_BYTES, digest_of, identifier_of, person_of
+from target_klaviyo.ledger.digest import HASH_BYTES, IDENTIFIERS, NO_IDENTIFIER, digest_of, person_of
 from target_klaviyo.ledger.known import Known, Verdict, day_number, memory_key
 from target_klaviyo.ledger.store import Claim, LedgerStore
 from target_klaviyo.records.emails import normalize_email
@@ -37,10 +37,6 @@ class ConfirmedJob(Protocol):
     def stream(self, position: int) -> str: ...
 
     def identifiers(self, position: int) -> bytes: ...
-
-
-IDENTIFIERS = ("phone_number", "external_id")  # what Klaviyo finds a profile by, besides the email
-NONE = bytes(HASH_BYTES)
 
 
 class Ledger:
@@ -112,28 +108,38 @@ class Ledger:
         )
 
     def held_identifiers(self, take: Callable[[Iterable[list[tuple[bytes, bytes]]]], None]) -> None:
-        """Give ``take`` (:meth:`Admissions.held_before`) who holds each phone number and external id."""
+        """For a run that sends phone numbers or external ids: lock the account's identifiers, then give
+        ``take`` (:meth:`Admissions.held_before`) who holds each.
+
+        The lock makes what is read here true for the whole run: only runs that send such values
+        change who holds them, and they run one after another.
+        """
         store = self._store
         if store is None:
             return
+        if store.identifiers_missing:
+            # A dry run on a ledger from before the identifiers table, which the next run empties
+            # (LedgerStore._add_identifiers): as that run sends everyone, so does this count.
+            logger.warning(
+                "The ledger (%s) was written by an earlier target-klaviyo, which kept no phone numbers or "
+                "external ids: the next run sends every profile once to record them, and this dry run "
+                "counts them so.",
+                self._where,
+            )
+            self.known.send_all()
+            return
+        if not self._read_only:
+            store.lock_identifiers()
         try:
             take(store.identifiers())
         except (TypeError, ValueError, OverflowError):
             raise store.damaged("an identifier row holds a value of the wrong kind") from None
 
-    @staticmethod
-    def identifiers_of(profile: Profile) -> bytes:
-        """The phone number and external id sent for this person, as the ledger names them (32 bytes)."""
-        attributes = profile.resource["attributes"]
-        return b"".join(
-            NONE if attributes.get(name) is None else identifier_of(name, f"{attributes[name]}")
-            for name in IDENTIFIERS
-        )
-
-    def verdict(self, list_id: str, profile: Profile) -> tuple[Verdict, bytes]:
-        """Whether this profile must be sent to this list, and its digest (kept to record it later)."""
+    def verdict(self, list_id: str, profile: Profile, person: bytes) -> tuple[Verdict, bytes]:
+        """Whether this profile of ``person`` (:func:`person_of` its key) must be sent to this list, and
+        its digest (kept to record it later)."""
         digest = digest_of(profile.encoded, profile.consent)
-        return self.known.verdict(list_id, person_of(profile.key), digest), digest
+        return self.known.verdict(list_id, person, digest), digest
 
     def confirmed(self, job: ConfirmedJob, positions: list[int]) -> None:
         """Klaviyo confirmed these profiles of a job: record them, in one transaction."""
@@ -217,6 +223,6 @@ def _claims(job: ConfirmedJob, positions: Iterable[int]) -> list[Claim]:
         person = person_of(job.keys[position])
         for index, name in enumerate(IDENTIFIERS):
             identifier = identifiers[HASH_BYTES * index : HASH_BYTES * (index + 1)]
-            if identifier != NONE:
+            if identifier != NO_IDENTIFIER:
                 claims.append((person, name, identifier))
     return claims

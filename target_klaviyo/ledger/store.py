@@ -8,8 +8,8 @@ other things (Meltano's system database, say)::
     target_klaviyo_ledger_meta      name, value: the format, the account URL
     target_klaviyo_ledger_lists     list_id, list_created: the list as Klaviyo created it
     target_klaviyo_ledger_profiles  list_id, person, digest, confirmed_at, stream
-    target_klaviyo_ledger_identifiers  person, attribute, identifier: the phone number and
-                                    the external id the target gave each person, account-wide
+    target_klaviyo_ledger_identifiers  person, attribute, identifier, claimed_at: each phone
+                                    number and external id the target gave a person, account-wide
 
 A ledger serves one Klaviyo account URL. A list's rows are bound to the moment
 Klaviyo says the list was created: a list deleted and created again under the same
@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -92,9 +93,18 @@ IDENTIFIERS = Table(
     TABLES,
     Column("person", LargeBinary(16), primary_key=True),
     Column("attribute", String(16), primary_key=True),  # phone_number or external_id
-    Column("identifier", LargeBinary(16), nullable=False),
+    Column("identifier", LargeBinary(16), primary_key=True),
+    Column("claimed_at", BigInteger, nullable=False),  # when a job Klaviyo accepted last gave it
     sqlite_with_rowid=False,
 )
+# A person keeps every value a job of theirs gave until a confirmed job gives another and a day has
+# passed since the old one was last given: any job that gave it has long finished at Klaviyo by then
+# (a killed run's, one whose consent was superseded, one that failed without naming anyone), so
+# Klaviyo cannot still be giving it to them after the new one.
+STALE_AFTER_SECONDS = 86_400
+IDENTIFIERS_LOCK = "\0identifiers"  # the account-wide lock of runs that send phone numbers or external ids
+IDENTIFIERS_WAIT_SECONDS = 1800  # longer than a nightly run of millions takes; then one sentence
+IDENTIFIERS_POLL_SECONDS = 0.5
 # Ledgers written before the identifiers table existed lack it: it is added, not "damaged".
 REQUIRED = frozenset({META.name, LISTS.name, PROFILES.name})
 READ_CHUNK = 20_000  # rows a fetch: a million people are read at the start of every run
@@ -119,7 +129,8 @@ class LedgerStore:
         self._lock_files: list[IO[bytes]] = []
         self._lock_connection: Connection | None = None
         self.empty = False  # a dry run with no ledger yet: every profile is new
-        self._no_identifiers = False  # a dry run on a ledger older than the identifiers table
+        # A ledger older than the identifiers table (created now, or absent in a dry run): it holds none.
+        self.identifiers_missing = False
         if read_only and place.path is not None and not place.path.exists():
             self.empty = True
             self._engine: Engine | None = None
@@ -174,9 +185,9 @@ class LedgerStore:
                     raise self.damaged("some of its tables are missing")
                 if IDENTIFIERS.name not in names:
                     if self._read_only:
-                        self._no_identifiers = True
+                        self.identifiers_missing = True
                     else:
-                        IDENTIFIERS.create(connection)
+                        self._add_identifiers(connection)
                 rows = connection.execute(select(META.c.name, META.c.value)).all()
                 meta = {str(row[0]): str(row[1]) for row in rows}
         except SQLAlchemyError as error:
@@ -198,6 +209,19 @@ class LedgerStore:
                 f"The ledger ({self._where}) belongs to another Klaviyo account URL, not api_url {account_url}: "
                 "give each account its own ledger_path or ledger_url."
             )
+
+    def _add_identifiers(self, connection: Connection) -> None:
+        """A ledger from before the identifiers table: unchanged profiles are not checked for a value
+        another person holds (ExportRun.add), which needs the table to hold everyone's. So the ledger
+        forgets its people, in the same transaction: each is sent, and recorded, once more."""
+        IDENTIFIERS.create(connection)
+        forgotten = connection.execute(delete(PROFILES)).rowcount
+        logger.warning(
+            "The ledger (%s) was written by an earlier target-klaviyo, which kept no phone numbers or "
+            "external ids: it forgot its %s people, so each is sent once more to record them.",
+            self._where,
+            f"{forgotten:,}",
+        )
 
     def _create(self, connection: Connection, account_url: str) -> None:
         try:
@@ -242,6 +266,31 @@ class LedgerStore:
                 f"List {list_id}'s ledger is in use by another run of target-klaviyo ({self._where}); "
                 "this run stops before sending that list anything: run them one after another."
             )
+
+    def lock_identifiers(self) -> None:
+        """Hold the account's identifiers lock until :meth:`close`, for a run that sends phone numbers or
+        external ids: it reads who holds each at its start, which another such run would change.
+
+        Such runs (two loaders of one Meltano project, say) go one after another: this one waits,
+        holding no list's lock yet, up to IDENTIFIERS_WAIT_SECONDS, then stops in one sentence.
+        """
+        deadline = time.monotonic() + IDENTIFIERS_WAIT_SECONDS
+        if self._lock_one(IDENTIFIERS_LOCK):
+            return
+        logger.warning(
+            "Another run of target-klaviyo that sends phone numbers or external ids uses this ledger (%s): "
+            "Klaviyo finds profiles by them across all lists, so this run waits for it to end.",
+            self._where,
+        )
+        while time.monotonic() < deadline:
+            time.sleep(IDENTIFIERS_POLL_SECONDS)
+            if self._lock_one(IDENTIFIERS_LOCK):
+                return
+        raise LedgerError(
+            f"Another run of target-klaviyo that sends phone numbers or external ids held this ledger "
+            f"({self._where}) for {IDENTIFIERS_WAIT_SECONDS // 60} minutes; this run stops before sending "
+            "anything: run them one after another."
+        )
 
     def _lock_one(self, list_id: str) -> bool:
         number = int.from_bytes(hashlib.blake2b(list_id.encode(), digest_size=8).digest(), "big", signed=True)
@@ -300,7 +349,7 @@ class LedgerStore:
 
     def identifiers(self) -> Iterator[list[tuple[bytes, bytes]]]:
         """Every phone number and external id the target gave someone, in chunks of (identifier, person)."""
-        if self.empty or self._no_identifiers:
+        if self.empty or self.identifiers_missing:
             return
         yield from self._read(select(IDENTIFIERS.c.identifier, IDENTIFIERS.c.person))
 
@@ -370,7 +419,8 @@ class LedgerStore:
     def confirm(self, list_id: str, rows: list[Row], claims: list[Claim]) -> None:
         """Record what Klaviyo confirmed of one job, in one transaction: all of it, or (killed) none.
 
-        ``claims`` replace what the ledger held for those people: Klaviyo now holds these values.
+        ``claims`` are the values Klaviyo now holds for those people: their other values of the same
+        attribute are dropped once stale (see STALE_AFTER_SECONDS).
         """
         if not rows and not claims:
             return
@@ -389,41 +439,49 @@ class LedgerStore:
             {"list_id": list_id, "person": person, "digest": digest, "confirmed_at": at, "stream": stream}
             for person, digest, at, stream in rows
         ]
+        now = int(time.time())
         try:
             with self._begin() as connection:
                 if values:
                     connection.execute(upsert, values)
-                self._claim(connection, claims, replace=True)
+                for attribute in {attribute for _, attribute, _ in claims}:
+                    persons = [person for person, named, _ in claims if named == attribute]
+                    for start in range(0, len(persons), FORGET_CHUNK):
+                        connection.execute(
+                            delete(IDENTIFIERS).where(
+                                IDENTIFIERS.c.attribute == attribute,
+                                IDENTIFIERS.c.person.in_(persons[start : start + FORGET_CHUNK]),
+                                IDENTIFIERS.c.claimed_at < now - STALE_AFTER_SECONDS,
+                            )
+                        )
+                self._claim(connection, claims, now)
         except SQLAlchemyError as error:
             raise self._failed("written", error) from None
 
     def claim(self, claims: list[Claim]) -> None:
         """A job Klaviyo accepted gives these values to these people: recorded at once, before Klaviyo
-        confirms it (a run killed meanwhile may have given them), and never over a value the ledger
-        already holds for that person (which stays theirs until a confirmed job replaces it)."""
+        confirms it (a run killed meanwhile may have given them), beside any they hold already."""
         if not claims:
             return
         assert not self._read_only
         try:
             with self._begin() as connection:
-                self._claim(connection, claims, replace=False)
+                self._claim(connection, claims, int(time.time()))
         except SQLAlchemyError as error:
             raise self._failed("written", error) from None
 
-    def _claim(self, connection: Connection, claims: list[Claim], *, replace: bool) -> None:
+    def _claim(self, connection: Connection, claims: list[Claim], now: int) -> None:
         if not claims:
             return
         insert = self._insert(IDENTIFIERS)
-        keys = [IDENTIFIERS.c.person, IDENTIFIERS.c.attribute]
-        statement = (
-            insert.on_conflict_do_update(index_elements=keys, set_={"identifier": insert.excluded.identifier})
-            if replace
-            else insert.on_conflict_do_nothing(index_elements=keys)
+        statement = insert.on_conflict_do_update(
+            index_elements=[IDENTIFIERS.c.person, IDENTIFIERS.c.attribute, IDENTIFIERS.c.identifier],
+            set_={"claimed_at": insert.excluded.claimed_at},
         )
         connection.execute(
             statement,
             [
-                {"person": person, "attribute": attribute, "identifier": identifier}
+                {"person": person, "attribute": attribute, "identifier": identifier, "claimed_at": now}
                 for person, attribute, identifier in claims
             ],
         )

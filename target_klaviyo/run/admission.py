@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from target_klaviyo.ledger.digest import identifier_of, person_of
+from target_klaviyo.ledger.digest import IDENTIFIERS, NO_IDENTIFIER, identifier_of
 from target_klaviyo.ledger.known import memory_key
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Profile, Reject
@@ -47,10 +47,11 @@ class Admissions:
         self._mapper = mapper
         self.limit_reached = False
         self._profiles = HashTable(with_values=False)
-        # Who holds each phone number and external id: in this run, and (ledger) from earlier runs.
+        # Who holds each phone number and external id: from earlier runs (the ledger's, read first), and
+        # in this run. One table: the values the ledger holds are most of the run's, in the same keys.
         self._owners = HashTable(with_values=True)
-        self._held = HashTable(with_values=True)
-        mapped = [name for name in ("phone_number", "external_id") if name in settings.attribute_paths]
+        mapped = [name for name in IDENTIFIERS if name in settings.attribute_paths]
+        self.sends_identifiers = bool(mapped)  # else no value of this run can merge two people
         if mapped and settings.ledger is None and settings.consent_path is not None:
             logger.warning(
                 "With use_ledger false, %s is checked only against this run's other records: one an earlier "
@@ -134,46 +135,45 @@ class Admissions:
         held by neither: each is then exported without it. A value of the wrong kind raises
         TypeError (a damaged ledger).
         """
-        table = self._held = HashTable(with_values=True)
+        store, put, number = self._owners.setdefault, self._owners.put, int.from_bytes
         for chunk in claims:
-            for identifier, person in chunk:
-                key, owner = memory_key(identifier), memory_key(person)
-                if table.setdefault(key, owner) != owner:
-                    table.put(key, CONTESTED)
+            for identifier, person in chunk:  # memory_key, written out: a million people, every run
+                key, owner = number(identifier[:8], "big") or 1, number(person[:8], "big") or 1
+                if store(key, owner) != owner:
+                    put(key, CONTESTED)
 
-    def one_person_per_phone(self, profile: Profile) -> Profile:
+    def one_person_per_phone(self, profile: Profile, person: bytes) -> tuple[Profile, bytes]:
         """Klaviyo identifies people by phone and external id too: one that another email holds, in
         this run or (with the ledger) in Klaviyo since an earlier run, is dropped.
 
         Otherwise Klaviyo would merge the two emails into one profile, and one's consent (an
         unsubscribe, say) would become the other's. The hashes are the ledger's, so that what it
         holds and what this run claims compare (see :mod:`target_klaviyo.ledger.digest`).
+
+        ``person`` is the ledger's name of the profile's key; returned with the profile, the
+        ledger's names of the phone number and external id it keeps (for the ledger to record).
         """
-        person = memory_key(person_of(profile.key))
-        for attribute, reason in (
-            ("phone_number", "duplicate_phone"),
-            ("external_id", "duplicate_external_id"),
-        ):
-            value = profile.resource["attributes"].get(attribute)
+        owner = memory_key(person)
+        attributes = profile.resource["attributes"]
+        kept = []
+        for attribute, reason in zip(IDENTIFIERS, ("duplicate_phone", "duplicate_external_id"), strict=True):
+            value = attributes.get(attribute)
             if value is None:
+                kept.append(NO_IDENTIFIER)
                 continue
-            identifier = memory_key(identifier_of(attribute, f"{value}"))
-            held = self._held.get(identifier)
-            if held is not None and held != person:
-                detail = (
-                    f"{attribute} was given to another email by an earlier run (the ledger says so); it was "
-                    "left out so that Klaviyo does not merge the two people, and the profile was exported "
-                    "without it."
-                )
-            elif self._owners.setdefault(identifier, person) != person:
-                detail = (
-                    f"{attribute} is already the {attribute} of another email in this run; it was left out "
-                    "so that Klaviyo does not merge the two people, and the profile was exported without it."
-                )
-            else:
+            name = identifier_of(attribute, f"{value}")
+            identifier = memory_key(name)
+            if self._owners.setdefault(identifier, owner) == owner:
+                kept.append(name)
                 continue
+            detail = (
+                f"{attribute} is already another email's, in this run or (the ledger says) since an earlier "
+                "run; it was left out so that Klaviyo does not merge the two people, and the profile was "
+                "exported without it."
+            )
+            kept.append(NO_IDENTIFIER)
             profile = profile.without(attribute, Reject(reason, detail))
-        return profile
+        return profile, b"".join(kept)
 
     def _warn_limit(self) -> None:
         if self._settings.on_limit_exceeded == "truncate":

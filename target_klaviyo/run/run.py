@@ -30,6 +30,7 @@ from target_klaviyo.delivery.pipeline import KlaviyoDelivery
 from target_klaviyo.delivery.port import Delivery
 from target_klaviyo.errors import ProfileLimitReached, RunError, TooManyRejects
 from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.ledger.digest import person_of
 from target_klaviyo.ledger.known import Verdict
 from target_klaviyo.ledger.ledger import Ledger
 from target_klaviyo.mirror.planner import Mirror
@@ -130,14 +131,16 @@ class ExportRun:
         if self.client is None:
             if self.profiles is not None:
                 self.profiles.load(None)  # a dry run takes the ledger as it is
-                self.profiles.held_identifiers(self.admissions.held_before)
+                if self.admissions.sends_identifiers:
+                    self.profiles.held_identifiers(self.admissions.held_before)
             return
         found = check_lists(self.client, self.settings, counts=self.mirror is not None)
         if self.mirror is not None:
             self.mirror.members_before.update(found.counts)  # the removal guard's measure
         if self.profiles is not None:
             self.profiles.load(None if self.settings.dry_run else found.created)
-            self.profiles.held_identifiers(self.admissions.held_before)
+            if self.admissions.sends_identifiers:
+                self.profiles.held_identifiers(self.admissions.held_before)
 
     def use_list(self, list_id: str) -> None:
         """A stream's records go to this list: the ledger locks and reads it first (after :meth:`start`)."""
@@ -194,16 +197,27 @@ class ExportRun:
         admissions = self.admissions
         seen_before = admissions.seen(profile.key)
         digest, counted, identifiers = bytes(16), "", b""
+        person = person_of(profile.key)
         if self.profiles is not None:
-            # What is compared is what would be sent: after a phone or external id of another
-            # email is left out (claiming them for this person, who is in the segment either way).
-            profile = admissions.one_person_per_phone(profile)
-            verdict, digest = self.profiles.verdict(list_id, profile)
-            identifiers = self.profiles.identifiers_of(profile)
+            verdict, digest = self.profiles.verdict(list_id, profile, person)
             taken = admissions.seen_in(profile.key, list_id)
             # A later record of someone taken: unchanged, it is not sent only if the earlier one is
             # still held (and is dropped); once that one is sent, this one must follow it and win.
-            if verdict is Verdict.UNCHANGED and (not taken or self.batcher.withdraw(list_id, profile.key)):
+            unchanged = verdict is Verdict.UNCHANGED and (
+                not taken or self.batcher.withdraw(list_id, profile.key)
+            )
+            if not unchanged:
+                # What is compared is what would be sent: after a phone or external id another email
+                # holds is left out. An unchanged profile needs no such check: Klaviyo confirmed it
+                # with these values, so the ledger already holds them as this person's.
+                checked, identifiers = admissions.one_person_per_phone(profile, person)
+                if checked is not profile:
+                    profile = checked
+                    verdict, digest = self.profiles.verdict(list_id, profile, person)
+                    unchanged = verdict is Verdict.UNCHANGED and (
+                        not taken or self.batcher.withdraw(list_id, profile.key)
+                    )
+            if unchanged:
                 for dropped in profile.dropped:
                     self.outcomes.reject(stream, record, dropped, counted=False)
                 self.outcomes.unchanged(list_id)
@@ -220,7 +234,7 @@ class ExportRun:
                 self._stop_at_limit()
             return
         if self.profiles is None:  # with a ledger, done above: what is compared is what is sent
-            profile = admissions.one_person_per_phone(profile)
+            profile, _ = admissions.one_person_per_phone(profile, person)
         for dropped in profile.dropped:
             self.outcomes.reject(stream, record, dropped, counted=False)
         epoch = self.outcomes.open_record()

@@ -548,11 +548,21 @@ def test_a_value_an_earlier_run_gave_another_person_is_left_out_so_no_unsubscrib
     assert consent_of(sandbox)["a@example.com"] == (NUMBER, "UNSUBSCRIBED")
 
 
-def test_a_number_its_holder_no_longer_has_is_free_for_someone_else(sandbox, ledger_place: Place, tmp_path):
+def test_a_number_its_holder_no_longer_has_is_free_for_someone_else_a_day_later(
+    sandbox, ledger_place: Place, tmp_path
+):
+    """Once a confirmed job gave A another number, and a day after any job last gave A the old one
+    (when none can still be running at Klaviyo)."""
     config = identified_config(sandbox, ledger_place(), "phone_number")
     shape = schema(properties=IDENTIFIED)
     other = "+14155552672"
     run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    engine = create_engine(config.get("ledger_url") or f"sqlite:///{config['ledger_path']}")
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE target_klaviyo_ledger_identifiers SET claimed_at = claimed_at - 90000")
+        )
+    engine.dispose()
     run(config, [shape, record(id=1, email="a@example.com", phone=other)], tmp_path)
     run(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
     assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {}
@@ -595,7 +605,7 @@ def test_a_number_two_people_hold_in_the_ledger_is_left_out_for_both(sandbox, le
             text("SELECT identifier FROM target_klaviyo_ledger_identifiers")
         ).one()
         connection.execute(
-            text("INSERT INTO target_klaviyo_ledger_identifiers VALUES (:p, 'phone_number', :i)"),
+            text("INSERT INTO target_klaviyo_ledger_identifiers VALUES (:p, 'phone_number', :i, 0)"),
             {"p": b"\1" * 16, "i": identifier},
         )
     engine.dispose()
@@ -610,8 +620,11 @@ def test_a_ledger_from_before_the_identifiers_table_gets_it(sandbox, tmp_path):
     run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
     with contextlib.closing(sqlite3.connect(ledger)) as db, db:
         db.execute("DROP TABLE target_klaviyo_ledger_identifiers")
-    run(config, [shape, record(id=1, email="a@example.com", phone="+14155552673")], tmp_path)
-    run(config, [shape, record(id=2, email="b@example.com", phone="+14155552673")], tmp_path)
+    # Unchanged profiles are not checked for numbers another holds: so all are sent once, to record them.
+    again = run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    assert "kept no phone numbers or external ids: it forgot its 1 people" in again.stderr
+    assert sent(sandbox, 1) == ["a@example.com"]
+    run(config, [shape, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
     assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {"duplicate_phone": 1}
 
 
@@ -641,3 +654,107 @@ def test_without_the_ledger_a_consent_run_that_maps_a_phone_number_says_what_it_
     )
     quiet = run({**config, "use_ledger": True}, [schema(properties=IDENTIFIED)], tmp_path)
     assert "With use_ledger false" not in quiet.stderr
+
+
+def test_an_unchanged_holder_still_holds_their_number_against_a_later_record(
+    sandbox, ledger_place: Place, tmp_path
+):
+    """An unchanged profile is not checked (or sent), but its number stays its own within the run."""
+    config = identified_config(sandbox, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    ada = record(id=1, email="a@example.com", phone=NUMBER)
+    run(config, [shape, ada], tmp_path)
+    run(config, [shape, ada, record(id=2, email="b@example.com", phone=NUMBER)], tmp_path)
+    counts = report(tmp_path)["counts"]
+    assert (counts["unchanged"], counts["values_dropped_by_reason"]) == (1, {"duplicate_phone": 1})
+    assert sent(sandbox, 1) == ["b@example.com"]
+    assert consent_of(sandbox) == {"a@example.com": (NUMBER, None), "b@example.com": (None, None)}
+
+
+# Found by the fourth hostile review of issue 16: a new number Klaviyo may hold although no job
+# confirmed it, and two runs that read who holds which number while the other changes it.
+
+CONSENTED = {"optin": True, "optin_at": "2024-01-01T00:00:00Z"}
+LATER = "+14155552699"
+
+
+def merge_attempt(server: Any, config: dict[str, Any], tmp_path) -> None:
+    """A unsubscribes; B comes with A's new number; A's record (consent of 2024) comes again."""
+    shape = schema(properties=IDENTIFIED)
+    server.store.unsubscribe("a@example.com", datetime(2025, 6, 1, tzinfo=timezone.utc))
+    run(config, [shape, record(id=2, email="b@example.com", phone=LATER)], tmp_path)
+    assert report(tmp_path)["counts"]["values_dropped_by_reason"] == {"duplicate_phone": 1}
+    run({**config, "full_refresh": True}, [shape, record(id=1, email="a@example.com", **CONSENTED)], tmp_path)
+    assert consent_of(server)["a@example.com"] == (LATER, "UNSUBSCRIBED")
+    assert consent_of(server)["b@example.com"] == (None, None)
+
+
+def test_a_new_number_in_a_job_killed_before_it_was_confirmed_stays_the_persons(
+    sandbox_factory, live, ledger_place: Place, tmp_path
+):
+    server = sandbox_factory(job_delay=0.05)
+    config = identified_config(server, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER, **CONSENTED)], tmp_path)
+    server.settings.job_delay = 1
+    killed = live(config)
+    killed.send([shape, record(id=1, email="a@example.com", phone=LATER, **CONSENTED)])
+    killed.close_input()
+    killed.wait_for(lambda: "Submitted import job" in killed.stderr)
+    killed.process.send_signal(signal.SIGKILL)
+    killed.wait()
+    server.settings.job_delay = 0.05
+    time.sleep(1.5)  # Klaviyo finishes the job anyway
+    assert consent_of(server)["a@example.com"][0] == LATER
+    merge_attempt(server, config, tmp_path)
+
+
+def test_a_new_number_in_a_job_whose_consent_was_superseded_stays_the_persons(
+    sandbox, ledger_place: Place, tmp_path
+):
+    """The job that gave it is not confirmed (a later record of the person decides their consent)."""
+    config = identified_config(sandbox, ledger_place(), "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=1, email="a@example.com", phone=NUMBER, **CONSENTED)], tmp_path)
+    later = [
+        record(id=1, email="a@example.com", phone=LATER, **CONSENTED),
+        record(id=9, email="c@example.com"),
+        record(id=1, email="a@example.com", phone=None, **CONSENTED),
+    ]
+    run({**config, "batch_size_rows": 1}, [shape, *later], tmp_path)
+    assert consent_of(sandbox)["a@example.com"][0] == LATER
+    merge_attempt(sandbox, config, tmp_path)
+
+
+def test_runs_that_send_phone_numbers_on_one_ledger_go_one_after_another(
+    sandbox_factory, live, ledger_place: Place, tmp_path
+):
+    """Each reads who holds which number at its start: the second waits for the first to end."""
+    server = sandbox_factory(lists=(LIST_ID, "LiSt22"))
+    place = ledger_place()
+    config = identified_config(server, place, "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    first = live(config)
+    first.send([shape])
+    first.wait_for(lambda: "knows 0 people of list" in first.stderr)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**config, "list_id": "LiSt22"}))
+    with subprocess.Popen(
+        [str(TARGET_BIN), "--config", str(other)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=environment_without_settings(),
+    ) as second:  # fmt: skip
+        assert second.stdin is not None
+        assert second.stderr is not None
+        second.stdin.write(singer_text([shape, record(id=2, email="b@example.com", phone=NUMBER)]))
+        second.stdin.close()
+        time.sleep(2)
+        assert second.poll() is None, "the second run waits"
+        first.send([record(id=1, email="a@example.com", phone=NUMBER)])
+        first.close_input()
+        assert first.wait() == 0
+        errors = second.stderr.read()
+        assert second.wait(timeout=60) == 0, errors
+    assert "so this run waits for it to end" in errors
+    assert consent_of(server) == {"a@example.com": (NUMBER, None)}
+    assert [row["attributes"].get("phone_number") for row in server.store.members("LiSt22", 0, 10)] == [None]

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from target_klaviyo.errors import LedgerError
-from target_klaviyo.ledger.store import FORMAT, LedgerStore
+from target_klaviyo.ledger import store as store_module
+from target_klaviyo.ledger.store import FORMAT, STALE_AFTER_SECONDS, LedgerStore
 from target_klaviyo.settings.settings import LedgerPlace, Settings
 
 URL = "https://a.klaviyo.com"
@@ -96,37 +97,68 @@ def identifiers(store: LedgerStore) -> list[tuple[bytes, bytes]]:
     return sorted(tuple(found) for chunk in store.identifiers() for found in chunk)  # type: ignore[misc]
 
 
-def test_a_claim_holds_until_a_confirmed_job_replaces_it(ledger_place: Callable[[], dict[str, str]]) -> None:
-    """Claims are per person and attribute, account-wide: a submitted job never overwrites what a
-    person holds (the job may fail), a confirmed one does; another person's claim is their own."""
+def test_a_person_holds_every_value_given_until_a_confirmed_job_gives_another_a_day_later(
+    ledger_place: Callable[[], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims are account-wide. A job Klaviyo accepted adds its values (it may never be confirmed, yet
+    Klaviyo may apply it); a confirmed job drops the person's other values of that attribute only once
+    a day has passed since they were last given, when no job that gave them can still be running."""
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(store_module.time, "time", lambda: now[0])
     store = LedgerStore(place_of(ledger_place()), URL, read_only=False)
     ada, bob = bytes([1]) * 16, bytes([2]) * 16
     x, y, z = bytes([7]) * 16, bytes([8]) * 16, bytes([9]) * 16
     store.claim([(ada, "phone_number", x), (ada, "external_id", z)])
-    store.claim([(ada, "phone_number", y)])  # submitted, not confirmed: Klaviyo may still hold x
-    assert identifiers(store) == sorted([(x, ada), (z, ada)])
+    store.claim([(ada, "phone_number", y)])  # accepted, not confirmed: Klaviyo may still apply it
+    assert identifiers(store) == sorted([(x, ada), (y, ada), (z, ada)])
+    store.confirm("L1", [row(1)], [(ada, "phone_number", y)])  # the same day: x may still be given
+    assert identifiers(store) == sorted([(x, ada), (y, ada), (z, ada)])
+    now[0] += STALE_AFTER_SECONDS + 1
     store.confirm("L1", [row(1)], [(ada, "phone_number", y)])
     store.claim([(bob, "phone_number", x)])
     assert identifiers(store) == sorted([(y, ada), (z, ada), (x, bob)])
     store.close()
 
 
-def test_a_ledger_without_the_identifiers_table_is_given_it(
+def test_a_ledger_without_the_identifiers_table_is_given_it_and_forgets_its_people(
     ledger_place: Callable[[], dict[str, str]],
 ) -> None:
+    """Unchanged people are not checked for values someone else holds, so the table must hold all of
+    theirs: a ledger from before it sends everyone once more."""
     place = place_of(ledger_place())
-    LedgerStore(place, URL, read_only=False).close()
+    old = LedgerStore(place, URL, read_only=False)
+    old.confirm("L1", [row(1), row(2)], [])
+    old.close()
     engine = create_engine(place.url)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE target_klaviyo_ledger_identifiers"))
     engine.dispose()
     dry = LedgerStore(place, URL, read_only=True)  # a dry run creates nothing, and reads no claims
+    assert dry.identifiers_missing
     assert identifiers(dry) == []
+    assert len(all_rows(dry, "L1")) == 2
     dry.close()
     store = LedgerStore(place, URL, read_only=False)
+    assert not store.identifiers_missing
+    assert all_rows(store, "L1") == []
     store.claim([(bytes(16), "phone_number", bytes([7]) * 16)])
     assert len(identifiers(store)) == 1
     store.close()
+
+
+def test_runs_that_send_phone_numbers_go_one_after_another(
+    ledger_place: Callable[[], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place = place_of(ledger_place())
+    first = LedgerStore(place, URL, read_only=False)
+    first.lock_identifiers()
+    monkeypatch.setattr(store_module, "IDENTIFIERS_WAIT_SECONDS", 1)
+    second = LedgerStore(place, URL, read_only=False)
+    with pytest.raises(LedgerError, match="sends phone numbers or external ids held this ledger"):
+        second.lock_identifiers()
+    first.close()
+    second.lock_identifiers()
+    second.close()
 
 
 def test_a_second_run_on_a_list_is_refused_until_the_first_ends(

@@ -27,7 +27,9 @@ def admissions(**config) -> tuple[Admissions, ProfileMapper]:
 
 
 def kept(admitted: Admissions, mapper: ProfileMapper, email: str, **fields) -> list[str]:
-    profile = admitted.one_person_per_phone(mapper.map({"email": email, **fields}))
+    profile, _ = admitted.one_person_per_phone(
+        mapper.map({"email": email, **fields}), person_of(email.lower())
+    )
     return sorted(name for name in ("phone_number", "external_id") if name in profile.resource["attributes"])
 
 
@@ -43,10 +45,15 @@ def test_what_the_ledger_says_another_person_holds_is_left_out_with_a_reason_tha
     admitted, mapper = admissions()
     value = NUMBER if field == "phone" else "r1"
     admitted.held_before([[(identifier_of(attribute, value), person_of("a@example.com"))]])
-    profile = admitted.one_person_per_phone(mapper.map({"email": "b@example.com", field: value}))
+    profile, identifiers = admitted.one_person_per_phone(
+        mapper.map({"email": "b@example.com", field: value}), person_of("b@example.com")
+    )
+    assert identifiers == bytes(32)
     assert attribute not in profile.resource["attributes"]
     (dropped,) = profile.dropped
-    assert "given to another email by an earlier run (the ledger says so)" in dropped.detail
+    assert (
+        "is already another email's, in this run or (the ledger says) since an earlier run" in dropped.detail
+    )
     assert kept(admitted, mapper, "a@example.com", **{field: value}) == [attribute]
 
 
@@ -62,3 +69,12 @@ def test_a_damaged_claim_is_a_type_error():
     admitted, _ = admissions()
     with pytest.raises(TypeError):
         admitted.held_before([[("not bytes", None)]])  # type: ignore[list-item]
+
+
+def test_the_values_kept_are_returned_as_the_ledger_names_them():
+    admitted, mapper = admissions()
+    profile, identifiers = admitted.one_person_per_phone(
+        mapper.map({"email": "a@example.com", "ref": 7}), person_of("a@example.com")
+    )
+    assert profile.resource["attributes"]["external_id"] == "7"
+    assert identifiers == bytes(16) + identifier_of("external_id", "7")
