@@ -80,7 +80,9 @@ def live(tmp_path):
     started: list[LiveTarget] = []
 
     def start(config: dict) -> LiveTarget:
-        target = LiveTarget(config, tmp_path)
+        # The first keeps the name tests that read the config back expect.
+        name = f"config-{len(started)}.json" if started else "config.json"
+        target = LiveTarget(config, tmp_path / name)
         started.append(target)
         return target
 

@@ -206,8 +206,7 @@ def run_cli_text(
 class LiveTarget:
     """``target-klaviyo`` fed by the test like a tap that is still running: stdin stays open."""
 
-    def __init__(self, config: dict, tmp_path: Path) -> None:
-        config_path = tmp_path / "config.json"
+    def __init__(self, config: dict, config_path: Path) -> None:
         config_path.write_text(json.dumps(config))
         env = environment_without_settings()
         self.process = subprocess.Popen(
