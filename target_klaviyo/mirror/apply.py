@@ -37,8 +37,8 @@ from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.mirror.plan_file import PlanFiles, meltano_run
 from target_klaviyo.mirror.plan_format import Plan
 from target_klaviyo.mirror.remover import Remover, removal_requests
-from target_klaviyo.run.report import write_whole
-from target_klaviyo.settings.environment import parse_variable, property_kinds
+from target_klaviyo.run.report import record_removals
+from target_klaviyo.settings.environment import read_variables
 from target_klaviyo.settings.schema import CONFIG_SCHEMA
 from target_klaviyo.settings.settings import Settings, SettingsError
 
@@ -67,14 +67,10 @@ def load_config(config_path: str | None, environ: Mapping[str, str]) -> Settings
             raise RunError(f"--config {config_path!r} does not hold a JSON object of settings.")
         config = loaded
     else:
-        config = {}
-        for name, prop in CONFIG_SCHEMA["properties"].items():
-            variable = ENV_PREFIX + name.upper()
-            if variable in environ:
-                try:
-                    config[name] = parse_variable(variable, environ[variable], property_kinds(prop))
-                except SettingsError as error:
-                    raise RunError(str(error)) from None
+        try:
+            config = read_variables(CONFIG_SCHEMA, ENV_PREFIX, environ)
+        except SettingsError as error:
+            raise RunError(str(error)) from None
     if not isinstance(config.get("api_key"), str) or not config["api_key"].strip():
         raise RunError("No API key: set TARGET_KLAVIYO_API_KEY, or give --config the loader's config file.")
     # As strictly as the target checks it (it runs the SDK's validation first), never quoting a value.
@@ -139,43 +135,10 @@ def apply(settings: Settings, files: PlanFiles, plan: Plan) -> dict[str, int]:
         complete = True
     finally:
         client.close()
-        _update_report(settings.report_path, plan, removed, complete=complete)
+        planned = {list_id: len(list_plan.remove) for list_id, list_plan in plan.lists.items()}
+        record_removals(settings.report_path, plan.run_id, planned, removed, complete=complete)
     files.used()
     return removed
-
-
-def _update_report(path: Path | None, plan: Plan, removed: dict[str, int], *, complete: bool) -> None:
-    """Set the removals in the run's report, if it is that run's: exact totals, never added twice."""
-    if path is None or not path.is_file():
-        return
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        if report.get("run_id") != plan.run_id:
-            logger.warning(
-                "The report at %s is not from the run that made the plan; it was left as it is.", path
-            )
-            return
-        report["counts"]["removed"] = sum(removed.values())
-        for list_id, list_plan in plan.lists.items():
-            entry = report["lists"].setdefault(list_id, {})
-            entry["removed"] = removed[list_id]
-            mirror = entry.setdefault("mirror", {})
-            whole = removed[list_id] == len(list_plan.remove)
-            mirror["outcome"] = (
-                "mirrored"
-                if whole
-                else f"partly mirrored: {removed[list_id]:,} of {len(list_plan.remove):,} removed; "
-                "running target-klaviyo-mirror again finishes it"
-            )
-        report["mirror_plan"] = "applied" if complete else "partly applied"
-        touched = {
-            *report.get("lists_touched", []),
-            *(list_id for list_id, count in removed.items() if count),
-        }
-        report["lists_touched"] = sorted(touched)
-        write_whole(path, json.dumps(report, indent=2) + "\n", "report_path")
-    except (RunError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
-        logger.warning("The run's report could not be updated with the removals (%s).", type(error).__name__)
 
 
 def _interrupt(signum: int, frame: object) -> None:

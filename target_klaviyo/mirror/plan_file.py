@@ -61,6 +61,7 @@ from target_klaviyo.mirror.plan_format import (
     run_text,
 )
 from target_klaviyo.run.report import write_whole
+from target_klaviyo.settings.settings import PLAN_LOCK, PLAN_MARKER, PLAN_PROGRESS
 
 
 class PlanFiles:
@@ -69,9 +70,9 @@ class PlanFiles:
     def __init__(self, path: Path, setting: str = "mirror_plan_path") -> None:
         self.path = path
         self.setting = setting
-        self.marker = path.with_name(path.name + ".run")
-        self.lock_path = path.with_name(path.name + ".lock")
-        self.progress_path = path.with_name(path.name + ".progress")
+        self.marker = path.with_name(path.name + PLAN_MARKER)
+        self.lock_path = path.with_name(path.name + PLAN_LOCK)
+        self.progress_path = path.with_name(path.name + PLAN_PROGRESS)
         self._lock: IO[bytes] | None = None
 
     # The folder and the files in it

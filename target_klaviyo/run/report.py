@@ -418,3 +418,35 @@ def write_whole(path: Path, text: str, setting: str) -> None:
     except OSError as error:
         Path(partial).unlink(missing_ok=True)
         raise RunError(f"{setting} cannot be written: {error.strerror or type(error).__name__}.") from None
+
+
+def record_removals(
+    path: Path | None, run_id: str, planned: dict[str, int], removed: dict[str, int], *, complete: bool
+) -> None:
+    """Set a plan's removals (``removed`` of ``planned``, per list) in the report of the run ``run_id``
+    that made it, if the report at ``path`` is that run's: exact totals, never added twice."""
+    if path is None or not path.is_file():
+        return
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if report.get("run_id") != run_id:
+            logger.warning(
+                "The report at %s is not from the run that made the plan; it was left as it is.", path
+            )
+            return
+        report["counts"]["removed"] = sum(removed.values())
+        for list_id, count in planned.items():
+            entry = report["lists"].setdefault(list_id, {})
+            entry["removed"] = removed[list_id]
+            entry.setdefault("mirror", {})["outcome"] = (
+                "mirrored"
+                if removed[list_id] == count
+                else f"partly mirrored: {removed[list_id]:,} of {count:,} removed; "
+                "running target-klaviyo-mirror again finishes it"
+            )
+        report["mirror_plan"] = "applied" if complete else "partly applied"
+        touched = {*report.get("lists_touched", []), *(list_id for list_id, n in removed.items() if n)}
+        report["lists_touched"] = sorted(touched)
+        write_whole(path, json.dumps(report, indent=2) + "\n", "report_path")
+    except (RunError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        logger.warning("The run's report could not be updated with the removals (%s).", type(error).__name__)

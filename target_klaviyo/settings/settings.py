@@ -107,7 +107,7 @@ class Settings:
             plan = self.mirror_plan_path
             outputs["mirror_plan_path"] = plan
             # The files the plan owns beside it (mirror.plan_file.PlanFiles) must not be another output either.
-            for suffix in (".run", ".lock", ".progress"):
+            for suffix in PLAN_SIDE_FILES:
                 outputs[f"mirror_plan_path (its {suffix} file)"] = plan.with_name(plan.name + suffix)
         named: dict[Path, str] = {}
         for setting, path in outputs.items():
@@ -174,6 +174,8 @@ class Settings:
 LEDGER_LOCKS = ".locks"  # the folder of the ledger's list locks, beside its file (ledger.store)
 # SQLite's own files beside the database, and that folder: no other output may be one of them.
 LEDGER_SIDE_FILES = ("-wal", "-shm", "-journal", LEDGER_LOCKS)
+# The files a mirror plan keeps beside it (mirror.plan_file.PlanFiles): its run marker, lock and progress.
+PLAN_MARKER, PLAN_LOCK, PLAN_PROGRESS = PLAN_SIDE_FILES = (".run", ".lock", ".progress")
 
 
 @dataclass(frozen=True)
