@@ -107,16 +107,16 @@ class Ledger:
             " (full_refresh: all are sent again)" if self._settings.full_refresh else "",
         )
 
-    def held_identifiers(self, take: Callable[[Iterable[list[tuple[bytes, bytes]]]], None]) -> None:
-        """For a run that sends phone numbers or external ids: lock the account's identifiers, then give
-        ``take`` (:meth:`Admissions.held_before`) who holds each.
+    def lock_identifiers(self) -> bool:
+        """For a run that sends phone numbers or external ids: lock the account's identifiers; whether
+        there are any to read (:meth:`read_identifiers`).
 
-        The lock makes what is read here true for the whole run: only runs that send such values
+        The lock makes what is read later true for the whole run: only runs that send such values
         change who holds them, and they run one after another.
         """
         store = self._store
         if store is None:
-            return
+            return False
         if store.identifiers_missing:
             # A dry run on a ledger from before the identifiers table, which the next run empties
             # (LedgerStore._add_identifiers): as that run sends everyone, so does this count.
@@ -127,9 +127,17 @@ class Ledger:
                 self._where,
             )
             self.known.send_all()
-            return
+            return False
         if not self._read_only:
             store.lock_identifiers()
+        return True
+
+    def read_identifiers(self, take: Callable[[Iterable[list[tuple[bytes, bytes]]]], None]) -> None:
+        """Give ``take`` (:meth:`Admissions.held_before`) who holds each phone number and external id,
+        under the lock :meth:`lock_identifiers` took."""
+        store = self._store
+        if store is None:
+            return
         try:
             take(store.identifiers())
         except (TypeError, ValueError, OverflowError):

@@ -131,16 +131,20 @@ class ExportRun:
         if self.client is None:
             if self.profiles is not None:
                 self.profiles.load(None)  # a dry run takes the ledger as it is
-                if self.admissions.sends_identifiers:
-                    self.profiles.held_identifiers(self.admissions.held_before)
+                self._hold_identifiers(self.profiles)
             return
         found = check_lists(self.client, self.settings, counts=self.mirror is not None)
         if self.mirror is not None:
             self.mirror.members_before.update(found.counts)  # the removal guard's measure
         if self.profiles is not None:
             self.profiles.load(None if self.settings.dry_run else found.created)
-            if self.admissions.sends_identifiers:
-                self.profiles.held_identifiers(self.admissions.held_before)
+            self._hold_identifiers(self.profiles)
+
+    def _hold_identifiers(self, profiles: Ledger) -> None:
+        """Lock who holds each phone number and external id for this run; read them when the first
+        profile is checked (a run whose profiles are all unchanged checks none, and reads none)."""
+        if self.admissions.sends_identifiers and profiles.lock_identifiers():
+            self.admissions.held_later(lambda: profiles.read_identifiers(self.admissions.held_before))
 
     def use_list(self, list_id: str) -> None:
         """A stream's records go to this list: the ledger locks and reads it first (after :meth:`start`)."""

@@ -78,3 +78,18 @@ def test_the_values_kept_are_returned_as_the_ledger_names_them():
     )
     assert profile.resource["attributes"]["external_id"] == "7"
     assert identifiers == bytes(16) + identifier_of("external_id", "7")
+
+
+def test_the_ledger_is_read_once_when_the_first_profile_is_checked_and_before_it():
+    admitted, mapper = admissions()
+    reads: list[str] = []
+
+    def read() -> None:
+        reads.append("read")
+        admitted.held_before([[(identifier_of("phone_number", NUMBER), person_of("a@example.com"))]])
+
+    admitted.held_later(read)
+    assert reads == [], "nothing is read while no profile is checked (an unchanged run reads nothing)"
+    assert kept(admitted, mapper, "b@example.com", phone=NUMBER) == []
+    assert kept(admitted, mapper, "a@example.com", phone=NUMBER) == ["phone_number"]
+    assert reads == ["read"]
