@@ -134,7 +134,8 @@ def _withdrawal(marketing: dict[str, Any], path: str) -> tuple[bool, datetime.da
     stamps: list[object] = [
         record.get("timestamp")
         for record in _records(marketing, "suppression", path)
-        if record.get("reason") not in KEPT_BY_SUBSCRIBING
+        # A reason that is not a text is one the spec does not name: a withdrawal too.
+        if not (isinstance(record.get("reason"), str) and record["reason"] in KEPT_BY_SUBSCRIBING)
     ]
     stamps += [record.get("timestamp") for record in _records(marketing, "list_suppressions", path)]
     if consent not in KNOWN_CONSENT:

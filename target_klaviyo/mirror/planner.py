@@ -200,42 +200,15 @@ class Mirror:
                 self._keep_forms(list_id, item)
 
     def _keep_forms(self, list_id: str, value: str) -> None:
-        """The address in every form Klaviyo may hold it: as written, each address inside it
-        (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters), normalised."""
-        text = value.strip()
-        if not text:
-            return
-        if UNDECODED.search(text):
-            # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
-            # Windows-1252 from an old source. The address may be held with those bytes read so,
-            # with the text around them as decoded, or without them.
-            self._keep_forms(list_id, UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
-            self._keep_forms(list_id, UNDECODED.sub("", text))
-            with contextlib.suppress(UnicodeError):
-                raw = text.encode("utf-8", "surrogateescape")
-                for encoding in ("cp1252", "latin-1"):
-                    with contextlib.suppress(UnicodeError):
-                        self._keep_forms(list_id, raw.decode(encoding))
-            return
-        forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
-        for form in list(forms):
-            if "@" in form:
-                forms.add(unicodedata.normalize("NFC", form))
-                # Klaviyo holds the normalised address (an IDN domain in ASCII): keep that too.
-                with contextlib.suppress(UnicodeError, ValueError):
-                    normalized = normalize_email(form)
-                    if isinstance(normalized, str):
-                        forms.add(normalized)
-        for form in forms:
+        """The address in every form Klaviyo may hold it (:func:`address_forms`) keeps its member."""
+        for form in address_forms(value):
             self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
 
     def kept(self, list_id: str, email: str) -> bool:
-        """Whether the member with this email (as Klaviyo holds it) was in this run's input, in any form."""
-        forms = {email.strip(), unicodedata.normalize("NFC", email.strip())}
-        normalized = normalize_email(email.strip()) if "@" in email else None
-        if isinstance(normalized, str):
-            forms.add(normalized)
-        return any(hash64(f"{list_id}\n{form.lower()}") in self._seen for form in forms)
+        """Whether the member with this email (as Klaviyo holds it) was in this run's input, in any form:
+        the member's address is read in the same forms as the records' (an address Klaviyo holds with
+        an invisible character, a trailing dot or a display name still matches the clean one)."""
+        return any(hash64(f"{list_id}\n{form.lower()}") in self._seen for form in address_forms(email))
 
     # At the end
 
@@ -366,6 +339,37 @@ class Mirror:
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
+
+
+def address_forms(value: str) -> set[str]:
+    """An address in every form Klaviyo may hold it: as written, each address inside it
+    (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters, a trailing
+    dot), in Unicode NFC, and normalised (an IDN domain in ASCII). Both sides of the comparison,
+    the records' addresses and the members', are read so."""
+    text = value.strip()
+    if not text:
+        return set()
+    if UNDECODED.search(text):
+        # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
+        # Windows-1252 from an old source. The address may be held with those bytes read so,
+        # with the text around them as decoded, or without them.
+        found = address_forms(UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
+        found |= address_forms(UNDECODED.sub("", text))
+        with contextlib.suppress(UnicodeError):
+            raw = text.encode("utf-8", "surrogateescape")
+            for encoding in ("cp1252", "latin-1"):
+                with contextlib.suppress(UnicodeError):
+                    found |= address_forms(raw.decode(encoding))
+        return found
+    forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
+    for form in list(forms):
+        if "@" in form:
+            forms.add(unicodedata.normalize("NFC", form))
+            with contextlib.suppress(UnicodeError, ValueError):
+                normalized = normalize_email(form)
+                if isinstance(normalized, str):
+                    forms.add(normalized)
+    return forms
 
 
 def member_paging(path: str) -> Paging:

@@ -225,6 +225,10 @@ class ExportRun:
                 for dropped in profile.dropped:
                     self.outcomes.reject(stream, record, dropped, counted=False)
                 self.outcomes.unchanged(list_id)
+                if seen_before and profile.consent is None and self.settings.consent_path is not None:
+                    # Not sent, but still this person's latest record: its "no consent" outvotes an
+                    # earlier record's "yes" for another list (a later "yes" changes nothing).
+                    admissions.take(profile.key, seen_before)
                 return
             if not taken:
                 counted = verdict.value

@@ -159,6 +159,9 @@ WITHDRAWN_AT_LATER = [
         "suppression": [{"reason": "USER_SUPPRESSED", "timestamp": "2024-06-01T00:00:00"}],
     },
     {"consent": "SUBSCRIBED", "suppression": [{"reason": "A_REASON_TO_COME", "timestamp": LATER}]},
+    # A reason that is not a text (found by the seventh hostile review): one the spec does not name.
+    {"consent": "SUBSCRIBED", "suppression": [{"reason": ["HARD_BOUNCE"], "timestamp": LATER}]},
+    {"consent": "SUBSCRIBED", "suppression": [{"reason": {"code": "HARD_BOUNCE"}, "timestamp": LATER}]},
     {
         "consent": "SUBSCRIBED",
         "list_suppressions": [{"list_id": "OTHER", "reason": "USER_SUPPRESSED", "timestamp": LATER}],

@@ -389,6 +389,29 @@ def test_a_later_no_on_another_list_or_in_a_rejected_record_decides_too(sandbox_
     assert [r for r in server.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
 
 
+def test_a_later_no_the_ledger_finds_unchanged_still_outvotes_an_earlier_yes(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=("ViP001", "ChuRN2"))
+    cfg = base_config(server, stream_lists={"vip": "ViP001", "churn": "ChuRN2"}, consent_property="ok",
+                      consented_at_property="at")  # fmt: skip
+    properties = {**REVIEW_SCHEMA, "at": {"type": ["string", "null"]}}
+    churn = [record("churn", id=1, email="x@example.com", ok=False), record("churn", id=2, email="y@example.com", ok=True,
+             at="2024-01-02T03:04:05Z")]  # fmt: skip
+    first = run_cli(cfg, [schema("churn", properties=properties), *churn], tmp_path)
+    assert first.returncode == 0, first.stderr
+    # Each person's later record is unchanged for ChuRN2, so not sent; an earlier one asks for ViP001.
+    messages = [schema("vip", properties=properties), schema("churn", properties=properties),
+                record("vip", id=1, email="x@example.com", ok=True, at="2024-01-02T03:04:05Z"),
+                record("vip", id=2, email="y@example.com", ok=True, at="2024-01-02T03:04:05Z"), *churn]  # fmt: skip
+    second = run_cli(cfg, messages, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "2 unchanged" in second.stderr
+    consent = {
+        row["attributes"]["email"]: row["email_marketing"] for row in server.store.members("ViP001", 0, 10)
+    }
+    assert not consent["x@example.com"], "the later no decides, although the ledger found it unchanged"
+    assert consent["y@example.com"]["consent"] == "SUBSCRIBED", "a later yes does not outvote an earlier yes"
+
+
 def test_an_external_id_of_another_email_is_left_out_so_consent_never_crosses_people(sandbox, tmp_path):
     cfg = base_config(sandbox, consent_property="ok", property_mapping={"external_id": "cid"})
     messages = [schema(properties={**REVIEW_SCHEMA, "cid": {"type": "string"}}),

@@ -887,6 +887,26 @@ def test_a_member_held_in_another_unicode_form_is_kept(sandbox_factory, tmp_path
     assert "left@example.com" not in members(server, VIP)
 
 
+HELD_FORMS = ["ann\u200b@example.com", "ann@example.com.", "Ann <ann@example.com>", "mailto:ann@example.com",
+              '"ann@example.com"', "ann@example.com;", "ann@exa\u00admple.com", "ANN@EXAMPLE.COM\ufeff"]  # fmt: skip
+
+
+def test_a_member_klaviyo_holds_in_an_unclean_form_is_read_as_the_records_are(sandbox_factory, tmp_path):
+    # Found by the seventh hostile review: a signup form or another tool may store an address so.
+    server = sandbox_factory(lists=(VIP,))
+    held = seed(server, VIP, *HELD_FORMS, "left@example.com", "bob@example.com")
+    messages = [schema("vip"), activate("vip"), record("vip", id="not a number", email="ann@example.com"),
+                record("vip", id=2, email="bob@example.com"), state(1)]  # fmt: skip
+    cfg = config(
+        server, tmp_path, stream_lists={"vip": VIP}, mirror_max_removal_fraction=1, max_reject_fraction=1
+    )
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert apply_plan(tmp_path).returncode == 0
+    after = {row["id"] for row in server.store.members(VIP, 0, 100)}
+    assert after == {held[form] for form in [*HELD_FORMS, "bob@example.com"]}, "only left@example.com left"
+
+
 # Found by the third hostile review.
 
 
