@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime, timezone
+from urllib.parse import quote
 
 from klaviyo_sandbox.exceptions import InvalidCursor, InvalidFilter, InvalidPageSize
 
@@ -61,6 +63,24 @@ def email_filter(text: str | None) -> list[str] | None:
     return None if emails is None else [email.lower() for email in emails]
 
 
+JOINED = re.compile(r"^(greater-or-equal|greater-than)\(joined_group_at,\s*([^,()]+?)\s*\)$")
+
+
+def member_filter(text: str | None) -> tuple[list[str] | None, tuple[str, datetime] | None]:
+    """What a list-members filter asks for: only some emails, or only the members who joined from a
+    moment on (``greater-or-equal(joined_group_at,2026-01-01T00:00:00+00:00)``, or ``greater-than``)."""
+    match = JOINED.match(text.strip()) if text is not None else None
+    if match is None:
+        return email_filter(text), None
+    try:
+        moment = datetime.fromisoformat(match.group(2).strip("\"'"))
+    except ValueError:
+        raise InvalidFilter("joined_group_at must be compared with an ISO 8601 date-time.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return None, (match.group(1), moment)
+
+
 def status_filter(text: str | None) -> set[str] | None:
     """The job statuses a job-listing filter names."""
     statuses = filter_values(text, "status")
@@ -69,9 +89,14 @@ def status_filter(text: str | None) -> set[str] | None:
     return None if statuses is None else set(statuses)
 
 
-def page_links(url: str, size: int, next_position: int | None) -> dict[str, str]:
-    """A page's ``links``: ``self``, and ``next`` (a cursor at ``next_position``) when more follow."""
+def page_links(
+    url: str, size: int, next_position: int | None, query: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A page's ``links``: ``self``, and ``next`` (a cursor at ``next_position``) when more follow,
+    keeping the request's other ``query`` parameters (``filter``, ``fields``, ``sort``), as Klaviyo's do."""
     links = {"self": url}
     if next_position is not None:
-        links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(next_position)}"
+        kept = {name: value for name, value in (query or {}).items() if not name.startswith("page[")}
+        extra = "".join(f"&{name}={quote(value)}" for name, value in kept.items())
+        links["next"] = f"{url}?page[size]={size}&page[cursor]={encode_cursor(next_position)}{extra}"
     return links

@@ -37,13 +37,18 @@ def list_resource(found: dict[str, Any], base_url: str, profile_count: int | Non
     return {"type": "list", "id": found["id"], "attributes": attributes, "links": {"self": url}}
 
 
-def profile_resource(stored: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """A profile as ``POST /api/profile-import`` returns it."""
+def profile_resource(
+    stored: dict[str, Any], base_url: str, fields: list[str] | None = None
+) -> dict[str, Any]:
+    """A profile as ``POST /api/profile-import`` and ``GET /api/profiles`` return it; ``fields``
+    (``fields[profile]``) keeps only those attributes."""
     attributes = {
         **{key: stored["attributes"].get(key) for key in MEMBER_ATTRIBUTES},
         "created": stored["created"],
         "updated": stored["updated"],
     }
+    if fields is not None:
+        attributes = {key: value for key, value in attributes.items() if key in fields}
     url = f"{base_url}/api/profiles/{stored['id']}/"
     return {"type": "profile", "id": stored["id"], "attributes": attributes, "links": {"self": url}}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klaviyo_sandbox.exceptions import (
+    InvalidFilter,
     InvalidSort,
     JobNotFound,
     ListNotFound,
@@ -27,7 +28,8 @@ from klaviyo_sandbox.models import Job, SandboxStore
 from klaviyo_sandbox.queries import (
     MAX_PAGE_SIZE,
     decode_cursor,
-    email_filter,
+    filter_values,
+    member_filter,
     page_links,
     page_size,
     status_filter,
@@ -96,17 +98,44 @@ class SandboxApi:
         list_id = self._require_list(request.params["id"])["id"]
         size = min(page_size(request.query), self.settings.page_limit or MAX_PAGE_SIZE)
         after = decode_cursor(request.query.get("page[cursor]"))
-        emails = email_filter(request.query.get("filter"))
-        rows = self.store.members(list_id, after, size + 1, emails)
+        emails, joined = member_filter(request.query.get("filter"))
+        if request.query.get("sort", "joined_group_at") != "joined_group_at":
+            raise InvalidSort(("joined_group_at",))  # members are kept in the order they joined
+        rows = self.store.members(list_id, after, size + 1, emails, joined)
         more = len(rows) > size
         rows = rows[:size]
         url = f"{request.base_url}/api/lists/{list_id}/profiles/"
-        links = page_links(url, size, rows[-1]["cursor"] if more else None)
+        kept: dict[str, str] = {
+            name: request.query[name] for name in ("filter", "sort") if name in request.query
+        }
+        links = page_links(url, size, rows[-1]["cursor"] if more else None, kept)
         fields = request.query.get("fields[profile]")
         with_subscriptions = "subscriptions" in request.query.get("additional-fields[profile]", "").split(",")
         data = [
             member_resource(row, request.base_url, fields.split(",") if fields else None, with_subscriptions)
             for row in rows
+        ]
+        return Response(200, {"data": data, "links": links})
+
+    # Profiles
+
+    def get_profiles(self, request: Request) -> Response:
+        """Profiles by id (``filter=any(id,[...])`` or ``equals(id,"...")``), in the order asked; an id
+        that names no profile is left out, as Klaviyo does."""
+        text = request.query.get("filter")
+        if text is None:
+            raise InvalidFilter('this sandbox reads profiles only by id: filter=any(id,["..."]).')
+        ids = list(dict.fromkeys(filter_values(text, "id") or []))
+        size = page_size(request.query)
+        start = decode_cursor(request.query.get("page[cursor]"))
+        found = [stored for stored in map(self.store.get_profile, ids[start : start + size]) if stored]
+        more = start + size < len(ids)
+        url = f"{request.base_url}/api/profiles/"
+        links = page_links(url, size, start + size if more else None, request.query)
+        fields = request.query.get("fields[profile]")
+        data = [
+            profile_resource(stored, request.base_url, fields.split(",") if fields else None)
+            for stored in found
         ]
         return Response(200, {"data": data, "links": links})
 

@@ -20,6 +20,7 @@ OPERATIONS = {
     "/api/lists/{id}": ["get"],
     "/api/lists/{id}/profiles": ["get"],
     "/api/lists/{id}/relationships/profiles": ["post", "delete"],
+    "/api/profiles": ["get"],
     "/api/profile-bulk-import-jobs": ["get", "post"],
     "/api/profile-bulk-import-jobs/{job_id}": ["get"],
     "/api/profile-bulk-import-jobs/{id}/import-errors": ["get"],

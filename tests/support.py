@@ -270,3 +270,31 @@ class LiveTarget:
             if pipe is not None and not pipe.closed:
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
+
+
+# Mirror mode (tests/integration/test_mirror.py, test_mirror_synced.py)
+
+MIRROR_BIN = TARGET_BIN.with_name("target-klaviyo-mirror")
+
+
+def activate(stream: str) -> dict:
+    return {"type": "ACTIVATE_VERSION", "stream": stream, "version": 1700000000}
+
+
+def seed(server: SandboxServer, list_id: str, *emails: str) -> dict[str, str]:
+    """Members the list had before the run (added by earlier runs, or by hand); their ids by email."""
+    ids = {email: server.store.upsert_profile({"email": email})[0] for email in emails}
+    server.store.add_members(list_id, list(ids.values()))
+    return ids
+
+
+def apply_plan(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """target-klaviyo-mirror with the config the last run_cli wrote, as the pipeline's next step."""
+    return subprocess.run(
+        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")],
+        capture_output=True,
+        text=True,
+        env=environment_without_settings(),
+        timeout=120,
+        check=False,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from klaviyo_sandbox.models.database import Database, iso, stamp
@@ -61,14 +61,25 @@ class SandboxStore:
         return count
 
     def members(
-        self, list_id: str, after: int = 0, limit: int = 100, emails: list[str] | None = None
+        self,
+        list_id: str,
+        after: int = 0,
+        limit: int = 100,
+        emails: list[str] | None = None,
+        joined: tuple[str, datetime] | None = None,
     ) -> list[dict[str, Any]]:
-        """Members in join order, from membership row ``after`` on (a cursor); only ``emails`` if given."""
+        """Members in join order, from membership row ``after`` on (a cursor); only ``emails`` if given,
+        only those who joined from a moment on if ``joined`` is (``greater-or-equal`` or ``greater-than``)."""
         self.import_jobs.finish_due()
         only = "" if emails is None else f" AND p.email IN ({','.join('?' * len(emails))})"
+        since: tuple[str, ...] = ()
+        if joined is not None:
+            # julianday reads the stored ISO 8601 moments whatever their fraction of a second.
+            only += f" AND julianday(m.joined_group_at) {'>=' if joined[0] == 'greater-or-equal' else '>'} julianday(?)"
+            since = (joined[1].astimezone(timezone.utc).isoformat(),)
         query = f"{MEMBER_SELECT} WHERE m.list_id = ? AND m.rowid > ?{only} ORDER BY m.rowid LIMIT ?"
         with self._database.locked() as db:
-            rows = db.execute(query, (list_id, after, *(emails or []), limit)).fetchall()
+            rows = db.execute(query, (list_id, after, *(emails or []), *since, limit)).fetchall()
             suppressions = self._suppressions([row[1] for row in rows])
         return [
             {
@@ -106,8 +117,9 @@ class SandboxStore:
                     )
         return found
 
-    def add_members(self, list_id: str, profile_ids: list[str]) -> None:
-        joined = iso(time.time())
+    def add_members(self, list_id: str, profile_ids: list[str], joined_at: datetime | None = None) -> None:
+        """Add profiles to the list, as having joined it ``joined_at`` (now if not given)."""
+        joined = stamp(joined_at)
         with self._database.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO memberships (list_id, profile_id, joined_group_at) VALUES (?, ?, ?)",
@@ -201,6 +213,18 @@ class SandboxStore:
         with self._database.transaction() as db:
             [(profile_id, created)] = upsert_many(db, [attributes])
         return profile_id, created
+
+    def change_email(self, profile_id: str, email: str) -> None:
+        """Give the profile another address, as an edit in Klaviyo (or a merge of two profiles) does."""
+        with self._database.transaction() as db:
+            (attributes,) = db.execute(
+                "SELECT attributes FROM profiles WHERE id = ?", (profile_id,)
+            ).fetchone()
+            changed = {**json.loads(attributes), "email": email}
+            db.execute(
+                "UPDATE profiles SET email = ?, attributes = ?, updated = ? WHERE id = ?",
+                (email, json.dumps(changed), iso(time.time()), profile_id),
+            )
 
     def get_profile(self, profile_id: str) -> dict[str, Any] | None:
         with self._database.locked() as db:

@@ -64,6 +64,10 @@ LIST_REMOVE = Endpoint(
     scopes=("lists:write", "profiles:write"),
     max_items=1000,
 )
+# Profiles by id, 100 a request, 700 a minute: mirror_scope synced checks whom it would remove.
+PROFILES = Endpoint(
+    "GET", "/api/profiles", 750, 75, page_size=100, interval=60 / 700, scopes=("profiles:read",)
+)
 IMPORT_JOB_CREATE = Endpoint(
     "POST",
     "/api/profile-bulk-import-jobs",
@@ -100,4 +104,13 @@ SUBSCRIBE = Endpoint(
     max_items=1000,
 )
 
-ENDPOINTS = (LIST, LIST_PROFILES, LIST_REMOVE, IMPORT_JOB_CREATE, IMPORT_JOB, IMPORT_ERRORS, SUBSCRIBE)
+ENDPOINTS = (
+    LIST,
+    LIST_PROFILES,
+    LIST_REMOVE,
+    PROFILES,
+    IMPORT_JOB_CREATE,
+    IMPORT_JOB,
+    IMPORT_ERRORS,
+    SUBSCRIBE,
+)

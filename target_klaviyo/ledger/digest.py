@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 
 from target_klaviyo.records.consent import Consent
+from target_klaviyo.records.emails import normalize_email
 
 HASH_BYTES = 16
 IDENTIFIERS = ("phone_number", "external_id")  # what Klaviyo finds a profile by, besides the email
@@ -42,6 +43,13 @@ def person_of(key: str) -> bytes:
     return hashlib.blake2b(
         key.encode("utf-8", "surrogatepass"), digest_size=HASH_BYTES, person=b"tk-person"
     ).digest()
+
+
+def person_of_address(email: str) -> bytes | None:
+    """The ledger's name for a list member, from their email as Klaviyo holds it; None for an address
+    that does not normalise, which was never a key of this target's, so is in no ledger."""
+    key = normalize_email(email)
+    return person_of(key.lower()) if isinstance(key, str) else None
 
 
 def digest_of(encoded: bytes, consent: Consent | None) -> bytes:

@@ -97,6 +97,14 @@ class Known:
         table = self._lists.get(list_id)
         return len(table) if table is not None else 0
 
+    def loaded(self, list_id: str) -> bool:
+        """Whether the list's people were read (not a list the ledger cannot tell is the one it knows)."""
+        return list_id in self._lists
+
+    def holds(self, list_id: str, person: bytes) -> bool:
+        table = self._lists.get(list_id)
+        return table is not None and memory_key(person) in table
+
     def verdict(self, list_id: str, person: bytes, digest: bytes) -> Verdict:
         table = self._lists.get(list_id)
         if table is None:

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
-from target_klaviyo.ledger.digest import HASH_BYTES, IDENTIFIERS, NO_IDENTIFIER, digest_of, person_of
+from target_klaviyo.ledger.digest import (
+    HASH_BYTES,
+    IDENTIFIERS,
+    NO_IDENTIFIER,
+    digest_of,
+    person_of,
+    person_of_address,
+)
 from target_klaviyo.ledger.known import Known, Verdict, day_number, memory_key
 from target_klaviyo.ledger.store import Claim, LedgerStore
-from target_klaviyo.records.emails import normalize_email
 from target_klaviyo.records.profile import Profile
 from target_klaviyo.run.seen import HashTable
 from target_klaviyo.settings.settings import Settings
@@ -164,14 +170,42 @@ class Ledger:
             return
         self._store.claim(_claims(job, range(len(job.keys))))
 
-    def forget(self, leaving: Mapping[str, list[str]]) -> None:
-        """Mirror will remove these members (emails as Klaviyo holds them): drop them from the ledger, so
+    def forget(self, leaving: Mapping[str, list[bytes]]) -> None:
+        """Mirror will remove these people (:func:`person_of` their keys): drop them from the ledger, so
         that if they come back unchanged they are sent."""
         if self._read_only or self._closed or self._store is None:
             return
-        for list_id, emails in leaving.items():
-            persons = [person for person in map(_person_of_member, emails) if person is not None]
+        for list_id, persons in leaving.items():
             self._store.forget(list_id, persons)
+
+    # mirror_scope synced (mirror.synced): who this target put into a list, and their profile ids
+
+    def holds(self, list_id: str, person: bytes) -> bool:
+        """Whether the ledger holds this person for the list (as read at the start of the run)."""
+        return self.known.holds(list_id, person)
+
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]:
+        """The list's people as the ledger holds them: (person, stream, profile id if known); none for a
+        list whose people it did not read this run (one it cannot tell is the list it knows)."""
+        assert self._store is not None
+        if not self.known.loaded(list_id):
+            return
+        try:
+            yield from self._store.mirror_rows(list_id)
+        except (TypeError, ValueError, OverflowError):
+            raise self._store.damaged(f"a row of list {list_id} holds a value of the wrong kind") from None
+
+    def read_through(self, list_id: str) -> int | None:
+        """Until when (Unix seconds) the list's members were read and their ids recorded; None: never."""
+        assert self._store is not None
+        return self._store.read_through(list_id)
+
+    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None = None) -> None:
+        """Record the profile ids read for people the ledger holds (and until when the members were
+        read); a dry run writes nothing."""
+        if self._read_only or self._closed or self._store is None:
+            return
+        self._store.learn(list_id, ids, through)
 
     def member(self, list_id: str, email: str) -> None:
         """A mirror run read this member of the list (see :meth:`forget_absent`)."""
@@ -180,7 +214,7 @@ class Ledger:
         table = self._members.get(list_id)
         if table is None:
             table = self._members[list_id] = HashTable(with_values=False)
-        person = _person_of_member(email)
+        person = person_of_address(email)
         if person is not None:
             table.setdefault(memory_key(person))
 
@@ -214,13 +248,6 @@ class Ledger:
         self._closed = True
         if self._store is not None:
             self._store.close()
-
-
-def _person_of_member(email: str) -> bytes | None:
-    """The ledger's name for a list member, from their email as Klaviyo holds it; None for an address
-    that does not normalise, which was never a key of this target's, so is in no ledger."""
-    key = normalize_email(email)
-    return person_of(key.lower()) if isinstance(key, str) else None
 
 
 def _claims(job: ConfirmedJob, positions: Iterable[int]) -> list[Claim]:

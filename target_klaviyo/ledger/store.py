@@ -6,8 +6,9 @@ PostgreSQL (``ledger_url``), so the two give the same results. The tables are na
 other things (Meltano's system database, say)::
 
     target_klaviyo_ledger_meta      name, value: the format, the account URL
-    target_klaviyo_ledger_lists     list_id, list_created: the list as Klaviyo created it
-    target_klaviyo_ledger_profiles  list_id, person, digest, confirmed_at, stream
+    target_klaviyo_ledger_lists     list_id, list_created: the list as Klaviyo created it;
+                                    members_read_through: who joined it before then was read
+    target_klaviyo_ledger_profiles  list_id, person, digest, confirmed_at, stream, profile_id
     target_klaviyo_ledger_identifiers  person, attribute, identifier, claimed_at: each phone
                                     number and external id the target gave a person, account-wide
 
@@ -40,13 +41,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     inspect,
+    null,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -75,6 +79,9 @@ LISTS = Table(
     TABLES,
     Column("list_id", String(64), primary_key=True),
     Column("list_created", String(64), nullable=False),
+    # Unix seconds: a mirror run (mirror_scope synced) read every member who joined before then, and
+    # the ledger holds their profile ids; the next reads only who joined since (docs/ledger.md).
+    Column("members_read_through", BigInteger, nullable=True),
 )
 PROFILES = Table(
     "target_klaviyo_ledger_profiles",
@@ -84,6 +91,7 @@ PROFILES = Table(
     Column("digest", LargeBinary(16), nullable=False),
     Column("confirmed_at", BigInteger, nullable=False),
     Column("stream", Text, nullable=False),
+    Column("profile_id", String(64), nullable=True),  # Klaviyo's, once a mirror run read the member
     # Clustered by (list_id, person): a list's rows are read in one sequential pass at the start
     # of every run, 3x faster than through a rowid table's separate index, in a third less space.
     sqlite_with_rowid=False,
@@ -107,6 +115,8 @@ IDENTIFIERS_WAIT_SECONDS = 1800  # longer than a nightly run of millions takes; 
 IDENTIFIERS_POLL_SECONDS = 0.5
 # Ledgers written before the identifiers table existed lack it: it is added, not "damaged".
 REQUIRED = frozenset({META.name, LISTS.name, PROFILES.name})
+# Columns added since, to ledgers written before them (mirror_scope synced): nothing to forget.
+ADDED_COLUMNS = ((PROFILES, PROFILES.c.profile_id), (LISTS, LISTS.c.members_read_through))
 READ_CHUNK = 20_000  # rows a fetch: a million people are read at the start of every run
 Row = tuple[bytes, bytes, int, str]  # person, digest, confirmed_at (Unix seconds), stream
 Claim = tuple[bytes, str, bytes]  # person, attribute (phone_number, external_id), identifier
@@ -131,6 +141,7 @@ class LedgerStore:
         self.empty = False  # a dry run with no ledger yet: every profile is new
         # A ledger older than the identifiers table (created now, or absent in a dry run): it holds none.
         self.identifiers_missing = False
+        self.ids_missing = False  # a dry run on a ledger without the profile id columns: none known
         if read_only and place.path is not None and not place.path.exists():
             self.empty = True
             self._engine: Engine | None = None
@@ -188,6 +199,7 @@ class LedgerStore:
                         self.identifiers_missing = True
                     else:
                         self._add_identifiers(connection)
+                self._add_columns(connection)
                 rows = connection.execute(select(META.c.name, META.c.value)).all()
                 meta = {str(row[0]): str(row[1]) for row in rows}
         except SQLAlchemyError as error:
@@ -222,6 +234,19 @@ class LedgerStore:
             self._where,
             f"{forgotten:,}",
         )
+
+    def _add_columns(self, connection: Connection) -> None:
+        """A ledger from before the profile ids: the columns are added (empty, so every id is
+        unknown until a mirror run reads the list); a dry run reads it as having none."""
+        inspector = inspect(connection)
+        for table, column in ADDED_COLUMNS:
+            if column.name in {found["name"] for found in inspector.get_columns(table.name)}:
+                continue
+            if self._read_only:
+                self.ids_missing = True
+                continue
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
     def _create(self, connection: Connection, account_url: str) -> None:
         try:
@@ -346,6 +371,49 @@ class LedgerStore:
                 PROFILES.c.list_id == list_id
             )
         )
+
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]:
+        """Every person the ledger holds for the list, in chunks of (person, stream, profile_id)."""
+        if self.empty:
+            return
+        profile_id = null().label("profile_id") if self.ids_missing else PROFILES.c.profile_id
+        yield from self._read(
+            select(PROFILES.c.person, PROFILES.c.stream, profile_id).where(PROFILES.c.list_id == list_id)
+        )
+
+    def read_through(self, list_id: str) -> int | None:
+        """Until when the list's members were read and their ids recorded (None: never, read it whole)."""
+        if self.empty or self.ids_missing:
+            return None
+        query = select(LISTS.c.members_read_through).where(LISTS.c.list_id == list_id)
+        try:
+            with self._begin() as connection:
+                found = connection.execute(query).scalar()
+        except SQLAlchemyError as error:
+            raise self._failed("read", error) from None
+        return None if found is None else int(found)
+
+    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None) -> None:
+        """Record the profile ids a mirror run read for people the ledger holds, and until when the
+        list's members were read; in one transaction."""
+        assert not self._read_only
+        statement = (
+            update(PROFILES)
+            .where(PROFILES.c.list_id == bindparam("b_list"), PROFILES.c.person == bindparam("b_person"))
+            .values(profile_id=bindparam("b_id"))
+        )
+        try:
+            with self._begin() as connection:
+                if ids:
+                    connection.execute(
+                        statement, [{"b_list": list_id, "b_person": p, "b_id": i} for p, i in ids]
+                    )
+                if through is not None:
+                    connection.execute(
+                        update(LISTS).where(LISTS.c.list_id == list_id).values(members_read_through=through)
+                    )
+        except SQLAlchemyError as error:
+            raise self._failed("written", error) from None
 
     def identifiers(self) -> Iterator[list[tuple[bytes, bytes]]]:
         """Every phone number and external id the target gave someone, in chunks of (identifier, person)."""

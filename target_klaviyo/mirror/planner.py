@@ -37,11 +37,9 @@ within its endpoint's steady rate limit.
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
 import logging
-import re
-import unicodedata
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -50,10 +48,12 @@ from target_klaviyo.klaviyo.endpoints import LIST_PROFILES
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import scopes_needed
+from target_klaviyo.ledger.digest import person_of_address
+from target_klaviyo.ledger.known import memory_key
 from target_klaviyo.mirror.bookmarks import STATE_HEADERS, incremental, names, resuming
 from target_klaviyo.mirror.plan_format import ID as PROFILE_ID
 from target_klaviyo.mirror.plan_format import ListPlan
-from target_klaviyo.records.emails import normalize_email
+from target_klaviyo.records.emails import address_forms, texts_with_at
 from target_klaviyo.records.values import get_path
 from target_klaviyo.run.seen import HashTable, hash64
 
@@ -61,22 +61,24 @@ logger = logging.getLogger(
     "target_klaviyo.mirror"
 )  # the name its lines had before the modules moved into rooms: users' log filters keep working
 
-MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
-# An address inside other text: no spaces, brackets, quotes or separators around its "@".
-ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
-UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
-INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
-
 
 class Mirror:
     """What the run saw of each list's segment, and the reading of members to plan removals."""
 
     def __init__(
-        self, email_path: tuple[str, ...], max_removal_fraction: float, stream_lists: Mapping[str, str]
+        self,
+        email_path: tuple[str, ...],
+        max_removal_fraction: float,
+        stream_lists: Mapping[str, str],
+        *,
+        synced: bool = False,
     ) -> None:
         self.email_path = email_path
         self.max_removal_fraction = max_removal_fraction
         self._seen = HashTable(with_values=False)  # hash of "list\nemail" for every email read
+        # mirror_scope synced: per list, the ledger's name (memory_key of person_of) of everyone in the
+        # segment, in every form their addresses were read in (mirror.synced compares the ledger's people).
+        self._persons: dict[str, HashTable] | None = {} if synced else None
         self._streams_for: dict[str, set[str]] = {}  # the streams routed to each list this run
         self._named_for: dict[str, set[str]] = {}  # the streams stream_lists names for each list
         for stream, list_id in stream_lists.items():
@@ -93,9 +95,9 @@ class Mirror:
         self._doubtful_bookmarks: set[tuple[str, bool, bool]] = set()
         self._unreadable_state = False  # a STATE whose bookmarks are not an object: doubt for every list
         self.members_before: dict[str, int] = {}  # each list's profile_count when the run started
-        # Per planned list, the emails of the members its plan removes: the ledger forgets them
-        # before the plan is written, so if they come back they are sent (docs/ledger.md).
-        self.leaving: dict[str, list[str]] = {}
+        # Per planned list, the people (person_of their keys) its plan removes: the ledger forgets
+        # them before the plan is written, so if they come back they are sent (docs/ledger.md).
+        self.leaving: dict[str, list[bytes]] = {}
 
     # While reading
 
@@ -117,6 +119,10 @@ class Mirror:
     def routed(self, stream: str, list_id: str) -> None:
         """A stream of this run goes to ``list_id`` (its SCHEMA arrived): the list is this run's to mirror."""
         self._streams_for.setdefault(list_id, set()).add(stream)
+
+    def streams_of(self, list_id: str) -> set[str]:
+        """The streams that feed the list: routed to it this run, or named for it by stream_lists."""
+        return self._streams_for.get(list_id, set()) | self._named_for.get(list_id, set())
 
     @property
     def lists(self) -> list[str]:
@@ -186,23 +192,33 @@ class Mirror:
         self._keep_within(list_id, record)
 
     def _keep_within(self, list_id: str, value: Any) -> None:
-        """Every text in ``value`` that may hold an address, searched breadth first (so a long array
-        deep inside cannot use up the search before the fields above it)."""
-        pending, budget = deque([value]), MAX_VALUES_SEARCHED
-        while pending and budget:
-            item = pending.popleft()
-            budget -= 1
-            if isinstance(item, Mapping):
-                pending.extend(item.values())
-            elif isinstance(item, list):
-                pending.extend(item)
-            elif isinstance(item, str) and "@" in item:
-                self._keep_forms(list_id, item)
+        """Every text in ``value`` that may hold an address (:func:`texts_with_at`)."""
+        for text in texts_with_at(value):
+            self._keep_forms(list_id, text)
 
     def _keep_forms(self, list_id: str, value: str) -> None:
         """The address in every form Klaviyo may hold it (:func:`address_forms`) keeps its member."""
-        for form in address_forms(value):
+        forms = address_forms(value)
+        for form in forms:
             self._seen.setdefault(hash64(f"{list_id}\n{form.lower()}"))
+        if self._persons is not None:
+            for form in forms:
+                person = person_of_address(form) if "@" in form else None
+                if person is not None:
+                    self.in_segment(list_id, person)
+
+    def in_segment(self, list_id: str, person: bytes) -> None:
+        """mirror_scope synced: this person (:func:`person_of` a key) is in the list's segment this run."""
+        if self._persons is not None:
+            table = self._persons.get(list_id)
+            if table is None:
+                table = self._persons[list_id] = HashTable(with_values=False)
+            table.setdefault(memory_key(person))
+
+    def person_kept(self, list_id: str, person: bytes) -> bool:
+        """mirror_scope synced: whether the ledger's person is in this run's segment for the list."""
+        table = (self._persons or {}).get(list_id)
+        return table is not None and memory_key(person) in table
 
     def kept(self, list_id: str, email: str) -> bool:
         """Whether the member with this email (as Klaviyo holds it) was in this run's input, in any form:
@@ -273,24 +289,11 @@ class Mirror:
         ``on_member`` is told each member's email as it is read (the ledger learns who is in the list).
         """
         plan = ListPlan(list_id, 0)
-        path = LIST_PROFILES.at(id=list_id)
         # A member read twice (paging over a list that changes) is kept if any reading keeps it.
         chosen: dict[str, str] = {}  # profile id -> its email
         read = HashTable(with_values=False)
-        for member in self._members(client, list_id):
+        for profile_id, email in self.members(client, list_id):
             plan.members += 1
-            profile_id = member.get("id")
-            attributes = member.get("attributes", {})
-            if (
-                not isinstance(profile_id, str)
-                or not PROFILE_ID.fullmatch(profile_id)
-                or not isinstance(attributes, dict)
-            ):
-                raise KlaviyoError(
-                    f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
-                    "nothing will be removed."
-                )
-            email = attributes.get("email")
             again = hash64(profile_id) in read
             read.setdefault(hash64(profile_id))
             if on_member is not None and isinstance(email, str):
@@ -303,13 +306,20 @@ class Mirror:
             elif not again:
                 chosen[profile_id] = email
         plan.remove = list(chosen)
-        self.leaving[list_id] = list(chosen.values())
+        self.leaving[list_id] = [
+            person for person in map(person_of_address, chosen.values()) if person is not None
+        ]
         # Every member to remove was there before the run (this run's profiles are all kept).
         plan.members_before = max(self.members_before.get(list_id, 0), len(plan.remove))
         return plan
 
     @staticmethod
-    def _members(client: KlaviyoClient, list_id: str) -> Iterator[dict[str, Any]]:
+    def members(
+        client: KlaviyoClient, list_id: str, since: int | None = None
+    ) -> Iterator[tuple[str, object]]:
+        """The list's members, or only those who joined from ``since`` (Unix seconds) on, in the order
+        they joined: each one's profile id (checked as a profile id is) and email as Klaviyo holds it
+        (of any type: a member without one is no text)."""
         path = LIST_PROFILES.at(id=list_id)
         pace = LIST_PROFILES.pace()
 
@@ -320,14 +330,30 @@ class Mirror:
             ):
                 return client.get(path, params)
 
-        params = {"fields[profile]": "email", "page[size]": LIST_PROFILES.page_size}
+        params: dict[str, Any] = {"fields[profile]": "email", "page[size]": LIST_PROFILES.page_size}
+        if since is not None:
+            moment = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
+            params.update(
+                {"filter": f"greater-or-equal(joined_group_at,{moment})", "sort": "joined_group_at"}
+            )
         for page in pages(read, params, member_paging(path)):
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(member, dict) for member in data):
                 raise KlaviyoError(
                     f"Klaviyo answered GET {path} without a list of profiles; nothing will be removed."
                 )
-            yield from data
+            for member in data:
+                profile_id, attributes = member.get("id"), member.get("attributes", {})
+                if (
+                    not isinstance(profile_id, str)
+                    or not PROFILE_ID.fullmatch(profile_id)
+                    or not isinstance(attributes, dict)
+                ):
+                    raise KlaviyoError(
+                        f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
+                        "nothing will be removed."
+                    )
+                yield profile_id, attributes.get("email")
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""
@@ -339,37 +365,6 @@ class Mirror:
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
-
-
-def address_forms(value: str) -> set[str]:
-    """An address in every form Klaviyo may hold it: as written, each address inside it
-    (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters, a trailing
-    dot), in Unicode NFC, and normalised (an IDN domain in ASCII). Both sides of the comparison,
-    the records' addresses and the members', are read so."""
-    text = value.strip()
-    if not text:
-        return set()
-    if UNDECODED.search(text):
-        # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
-        # Windows-1252 from an old source. The address may be held with those bytes read so,
-        # with the text around them as decoded, or without them.
-        found = address_forms(UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
-        found |= address_forms(UNDECODED.sub("", text))
-        with contextlib.suppress(UnicodeError):
-            raw = text.encode("utf-8", "surrogateescape")
-            for encoding in ("cp1252", "latin-1"):
-                with contextlib.suppress(UnicodeError):
-                    found |= address_forms(raw.decode(encoding))
-        return found
-    forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
-    for form in list(forms):
-        if "@" in form:
-            forms.add(unicodedata.normalize("NFC", form))
-            with contextlib.suppress(UnicodeError, ValueError):
-                normalized = normalize_email(form)
-                if isinstance(normalized, str):
-                    forms.add(normalized)
-    return forms
 
 
 def member_paging(path: str) -> Paging:

@@ -9,8 +9,13 @@ the library whole.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import unicodedata
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
@@ -58,3 +63,58 @@ def _ascii_domain(domain: str) -> str | None:
     depend on the local part); None sends the address down the full path."""
     result = validate_normalized(f"a@{domain}")
     return None if isinstance(result, EmailNotValidError) else result[2:]
+
+
+# Addresses as they appear in any text (mirror mode's keeping of members, the consent of a record
+# that could not be read): what Klaviyo may hold, and where in a record one may be.
+MAX_VALUES_SEARCHED = 100_000  # values of one unreadable record searched for emails
+# An address inside other text: no spaces, brackets, quotes or separators around its "@".
+ADDRESS = re.compile(r"[^\s<>\"'`;,:?()\[\]{}|]+@[^\s<>\"'`;,:?()\[\]{}|]+")
+UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the reader could not decode as UTF-8
+INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")  # zero-width and soft-hyphen characters
+
+
+def texts_with_at(value: Any) -> Iterator[str]:
+    """Every text in ``value`` that may hold an address, searched breadth first (so a long array
+    deep inside cannot use up the search before the fields above it), at most MAX_VALUES_SEARCHED."""
+    pending, budget = deque([value]), MAX_VALUES_SEARCHED
+    while pending and budget:
+        item = pending.popleft()
+        budget -= 1
+        if isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and "@" in item:
+            yield item
+
+
+def address_forms(value: str) -> set[str]:
+    """An address in every form Klaviyo may hold it: as written, each address inside it
+    (``Name <a@b.c>``, ``mailto:a@b.c?subject=x``, quoted, with invisible characters, a trailing
+    dot), in Unicode NFC, and normalised (an IDN domain in ASCII). Both sides of the comparison,
+    the records' addresses and the members', are read so."""
+    text = value.strip()
+    if not text:
+        return set()
+    if UNDECODED.search(text):
+        # Bytes that were not UTF-8 (kept as surrogates by the reader): most often Latin-1 or
+        # Windows-1252 from an old source. The address may be held with those bytes read so,
+        # with the text around them as decoded, or without them.
+        found = address_forms(UNDECODED.sub(lambda byte: chr(ord(byte.group()) - 0xDC00), text))
+        found |= address_forms(UNDECODED.sub("", text))
+        with contextlib.suppress(UnicodeError):
+            raw = text.encode("utf-8", "surrogateescape")
+            for encoding in ("cp1252", "latin-1"):
+                with contextlib.suppress(UnicodeError):
+                    found |= address_forms(raw.decode(encoding))
+        return found
+    forms = {text, *(match.rstrip(".") for match in ADDRESS.findall(INVISIBLE.sub("", text)))}
+    for form in list(forms):
+        if "@" in form:
+            forms.add(unicodedata.normalize("NFC", form))
+            with contextlib.suppress(UnicodeError, ValueError):
+                normalized = normalize_email(form)
+                if isinstance(normalized, str):
+                    forms.add(normalized)
+    return forms

@@ -19,6 +19,7 @@ from typing import Any
 
 from target_klaviyo.ledger.digest import IDENTIFIERS, NO_IDENTIFIER, identifier_of
 from target_klaviyo.ledger.known import memory_key
+from target_klaviyo.records.emails import address_forms, texts_with_at
 from target_klaviyo.records.mapping import ProfileMapper
 from target_klaviyo.records.profile import Profile, Reject
 from target_klaviyo.run.outcomes import Outcomes
@@ -123,6 +124,17 @@ class Admissions:
         key = self._mapper.key_of(record)
         if key is not None and self.seen(key):
             self.take(key, seen_before=True)
+
+    def later_unreadable(self, record: Any) -> None:
+        """A record the reader could not read as a record: no stream map or mapping ran on it, so its
+        person may be named by any address anywhere in it; each one's earlier consent is superseded."""
+        if self._settings.consent_path is None:
+            return
+        self.later_rejected(record)
+        keys = {form.lower() for text in texts_with_at(record) for form in address_forms(text)}
+        for key in keys:
+            if self.seen(key):
+                self.take(key, seen_before=True)
 
     def superseded(self, key: str, order: int) -> bool:
         """Whether a later record of this person was read after the one taken at ``order``."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 
 from target_klaviyo.errors import MirrorRefused, RunError
 from target_klaviyo.klaviyo.http import KlaviyoClient
+from target_klaviyo.ledger.ledger import Ledger
 from target_klaviyo.mirror.plan_file import PlanFiles, meltano_run
 from target_klaviyo.mirror.plan_format import ListPlan
 from target_klaviyo.mirror.planner import Mirror
+from target_klaviyo.mirror.synced import SyncedPlan
 from target_klaviyo.run.report import RunReport
 from target_klaviyo.settings.settings import Settings
 
@@ -33,7 +34,12 @@ class MirrorRun:
     def __init__(self, settings: Settings, report: RunReport) -> None:
         self._settings = settings
         self._report = report
-        self.mirror = Mirror(settings.email_path, settings.max_removal_fraction, settings.stream_lists)
+        self.mirror = Mirror(
+            settings.email_path,
+            settings.max_removal_fraction,
+            settings.stream_lists,
+            synced=settings.mirror_scope == "synced",
+        )
         self.plan_files = PlanFiles(settings.mirror_plan_path)
         self.plan_files.prepare()
         try:
@@ -50,15 +56,16 @@ class MirrorRun:
         self,
         client: KlaviyoClient,
         limit_reached: bool,
-        member: Callable[[str, str], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """Plan the removals that make each list equal to this run's profiles for it, where that is safe.
 
         Every list is read and planned; the plans within the removal guard are written for
         target-klaviyo-mirror (a dry run only logs them). A list this run did not see whole
         is left as it is with a warning; the run fails if that is true of every list, or if
-        any list would lose more than the removal guard allows. ``member`` is told each
-        (list, email) read.
+        any list would lose more than the removal guard allows. The ``ledger`` is told each
+        member of a list read whole; with ``mirror_scope: synced`` it says whom this target put
+        into each list (:mod:`target_klaviyo.mirror.synced`).
         """
         mirror, report, dry_run = self.mirror, self._report, self._settings.dry_run
         if limit_reached:
@@ -81,7 +88,14 @@ class MirrorRun:
                 left.append(f"Nothing will be removed from list {list_id} (sync_mode mirror): {reason}.")
                 report.mirror_outcome(list_id, f"not mirrored: {reason}")
                 continue
-            plan = mirror.plan(client, list_id, functools.partial(member, list_id) if member else None)
+            member = functools.partial(ledger.member, list_id) if ledger is not None else None
+            if self._settings.mirror_scope == "synced":
+                assert ledger is not None  # settings: mirror_scope synced needs the ledger
+                synced = SyncedPlan(mirror, client, ledger, list_id, member)
+                plan = synced.make()
+                _say_synced(synced)
+            else:
+                plan = mirror.plan(client, list_id, member)
             refusal = mirror.refusal(plan)
             if refusal is not None:
                 report.mirror_outcome(
@@ -113,8 +127,8 @@ class MirrorRun:
             raise MirrorRefused(failures[-1])  # no plan: the pipeline failed, so nothing is removed
         self._plans = plans  # written once the report and the final STATE are (see write_plan)
 
-    def leaving(self) -> dict[str, list[str]]:
-        """Per list the plan will hold, the emails of the members it removes."""
+    def leaving(self) -> dict[str, list[bytes]]:
+        """Per list the plan will hold, the people it removes (and, synced, those not in the list)."""
         if self._plans is None or self._settings.dry_run:
             return {}
         return {plan.list_id: self.mirror.leaving.get(plan.list_id, []) for plan in self._plans}
@@ -142,3 +156,28 @@ class MirrorRun:
 
     def unlock(self) -> None:
         self.plan_files.unlock()
+
+
+def _say_synced(synced: SyncedPlan) -> None:
+    """What mirror_scope synced read of a list, and whom it keeps although the ledger lists them."""
+    plan = synced.plan
+    logger.info(
+        "List %s (mirror_scope synced): read %s member(s) of the list; %s of the people this target put "
+        "there left the segment.",
+        plan.list_id,
+        f"{plan.members:,}",
+        f"{len(plan.remove) + synced.kept_changed + synced.not_members:,}",
+    )
+    kept = [
+        (synced.kept_changed, "whose profile in Klaviyo now holds another address, or one of this run's"),
+        (synced.not_members, "who are no longer members"),
+        (synced.other_streams, "put there from a stream that no longer feeds the list"),
+    ]
+    for count, who in kept:
+        if count:
+            logger.warning(
+                "List %s (mirror_scope synced): %s of the people this target put there %s are not removed.",
+                plan.list_id,
+                f"{count:,}",
+                who,
+            )

@@ -202,6 +202,8 @@ class ExportRun:
         seen_before = admissions.seen(profile.key)
         digest, counted, identifiers = bytes(16), "", b""
         person = person_of(profile.key)
+        if self.mirror is not None:
+            self.mirror.in_segment(list_id, person)  # mirror_scope synced compares the ledger's people
         if self.profiles is not None:
             verdict, digest = self.profiles.verdict(list_id, profile, person)
             taken = admissions.seen_in(profile.key, list_id)
@@ -307,7 +309,7 @@ class ExportRun:
         """A RECORD line whose record cannot be read or represented: counted and rejected."""
         self.outcomes.read()
         self.outcomes.reject(stream, record if isinstance(record, dict) else None, reject)
-        self.admissions.later_rejected(record)
+        self.admissions.later_unreadable(record)  # before the stream maps: any address in it may be theirs
         if self.mirror is None:
             return
         self.mirror.record_from(stream)
@@ -342,8 +344,7 @@ class ExportRun:
         self._check_rejects()
         if self.mirroring is not None:
             assert self.client is not None  # mirror mode reads lists, even in a dry run
-            member = self.profiles.member if self.profiles is not None else None
-            self.mirroring.plan(self.client, self.limit_reached, member)
+            self.mirroring.plan(self.client, self.limit_reached, self.profiles)
         self._end("complete")
 
     def _warn_unmatched_stream_lists(self) -> None:

@@ -23,6 +23,7 @@ LOCATION_ATTRIBUTES = (
 )  # fmt: skip
 MAPPABLE_ATTRIBUTES = (*PROFILE_ATTRIBUTES, *(f"location.{name}" for name in LOCATION_ATTRIBUTES))
 SyncMode = Literal["upsert", "mirror"]
+MirrorScope = Literal["synced", "list"]
 OnLimitExceeded = Literal["fail", "truncate"]
 CustomPropertiesWord = Literal["unmapped", "none"]  # or a list of property names
 DEFAULT_EMAIL_PROPERTY = "email"
@@ -156,6 +157,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         "target-klaviyo-mirror to remove once the whole pipeline has succeeded. Default: "
         f"`{MIRROR_PLAN_FOLDER.as_posix()}/<digest>.json`, one per api_url and set of lists, so two loaders never "
         "share a plan. Its folder must be private to the user.",
+    ),
+    th.Property(
+        "mirror_scope",
+        th.StringType(allowed_values=list(get_args(MirrorScope))),
+        title="Mirror scope",
+        description='In mirror mode, whom a run may remove from a list. "synced" (the default with the '
+        "ledger): only the people this target put there (the ledger holds them) who left the segment, "
+        'so a run reads only the members who joined since the last run, not the whole list. "list" '
+        "(the default with use_ledger false): every member not in the segment, reading the whole list.",
     ),
     th.Property(
         "mirror_max_removal_fraction",

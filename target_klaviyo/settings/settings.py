@@ -27,6 +27,7 @@ from target_klaviyo.settings.schema import (
     MAPPABLE_ATTRIBUTES,
     MIRROR_PLAN_FOLDER,
     CustomPropertiesWord,
+    MirrorScope,
     OnLimitExceeded,
     SyncMode,
 )
@@ -65,6 +66,7 @@ class Settings:
     consent_path: tuple[str, ...] | None
     consented_at_path: tuple[str, ...] | None
     sync_mode: SyncMode
+    mirror_scope: MirrorScope
     max_removal_fraction: float
     max_reject_fraction: float
     mirror_plan_path: Path
@@ -162,6 +164,7 @@ class Settings:
             consent_path=_optional_path(config, "consent_property"),
             consented_at_path=_optional_path(config, "consented_at_property"),
             sync_mode=config["sync_mode"],
+            mirror_scope=_mirror_scope(config),
             max_removal_fraction=float(config["mirror_max_removal_fraction"]),
             max_reject_fraction=float(config["max_reject_fraction"]),
             mirror_plan_path=_mirror_plan_path(config, api_url, list_id, stream_lists),
@@ -169,6 +172,20 @@ class Settings:
             resync_after_days=config["resync_after_days"],
             full_refresh=bool(config["full_refresh"]),
         )
+
+
+def _mirror_scope(config: Mapping[str, Any]) -> MirrorScope:
+    """``synced`` needs the ledger (who this target put into each list); without it, ``list``."""
+    scope: MirrorScope | None = config.get("mirror_scope")
+    if scope is None:
+        return "synced" if config["use_ledger"] else "list"
+    if scope == "synced" and not config["use_ledger"]:
+        msg = (
+            "mirror_scope synced removes only the people the ledger says this target put into a list, "
+            "so it needs use_ledger true; set mirror_scope to list to mirror without the ledger."
+        )
+        raise SettingsError(msg)
+    return scope
 
 
 LEDGER_LOCKS = ".locks"  # the folder of the ledger's list locks, beside its file (ledger.store)

@@ -412,6 +412,25 @@ def test_a_later_no_the_ledger_finds_unchanged_still_outvotes_an_earlier_yes(san
     assert consent["y@example.com"]["consent"] == "SUBSCRIBED", "a later yes does not outvote an earlier yes"
 
 
+def test_a_later_record_the_reader_cannot_read_decides_whatever_the_stream_maps_would_do(sandbox, tmp_path):
+    # Found by the eighth hostile review: the email exists only once the stream map has run, which it
+    # never does for a record the reader rejects.
+    cfg = base_config(sandbox, consent_property="ok", stream_maps={"customers": {"email": "EmailAddr", "EmailAddr": None}},
+                      max_reject_fraction=1)  # fmt: skip
+    properties = {
+        "id": {"type": "integer"},
+        "EmailAddr": {"type": "string"},
+        "ok": {},
+        "n": {"type": "string"},
+    }
+    messages = [schema(properties=properties), record(id=1, EmailAddr="p@example.com", ok=True),
+                record(id=1, EmailAddr="Name <P@Example.com>", ok=False, n="\ud800")]  # fmt: skip
+    result = run_cli(cfg, messages, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "invalid_unicode" in result.stderr
+    assert [r for r in sandbox.recorded if r.spec_path == "/api/profile-subscription-bulk-create-jobs"] == []
+
+
 def test_an_external_id_of_another_email_is_left_out_so_consent_never_crosses_people(sandbox, tmp_path):
     cfg = base_config(sandbox, consent_property="ok", property_mapping={"external_id": "cid"})
     messages = [schema(properties={**REVIEW_SCHEMA, "cid": {"type": "string"}}),

@@ -22,6 +22,7 @@ from support import (
     API_KEY,
     LIST_ID,
     TARGET_BIN,
+    apply_plan,
     base_config,
     bulk_jobs,
     customers,
@@ -401,13 +402,7 @@ def test_who_a_mirror_plan_removes_is_sent_again_when_they_come_back(sandbox, le
     run(config, [schema(), activate, *customers(4)], tmp_path)
     run(config, [schema(), activate, *customers(3)], tmp_path)  # person3 left
     assert len(ledger_rows(config)) == 3, "the ledger forgot who the plan removes"
-    applied = subprocess.run(
-        [str(TARGET_BIN.with_name("target-klaviyo-mirror")), "--config", str(tmp_path / "config.json")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environment_without_settings(),
-    )
+    applied = apply_plan(tmp_path)
     assert applied.returncode == 0, applied.stderr
     assert "person3@example.com" not in members(sandbox)
     jobs = len(bulk_jobs(sandbox))
@@ -420,8 +415,11 @@ def test_a_member_removed_by_another_hand_is_sent_once_a_mirror_run_has_read_the
     sandbox, ledger_place: Place, tmp_path
 ):
     """Found by the second hostile review of issue 16: a mirror run with use_ledger false, another
-    ledger or a hand in Klaviyo removes someone; the ledger still holds them as confirmed."""
-    config = ledger_config(sandbox, ledger_place(), sync_mode="mirror", mirror_max_removal_fraction=1)
+    ledger or a hand in Klaviyo removes someone; the ledger still holds them as confirmed. A run that
+    reads the whole list sees it (mirror_scope synced reads only who joined since its last read)."""
+    config = ledger_config(
+        sandbox, ledger_place(), sync_mode="mirror", mirror_scope="list", mirror_max_removal_fraction=1
+    )
     activate = {"type": "ACTIVATE_VERSION", "stream": "customers", "version": 1}
     segment = [schema(), activate, *customers(4)]
     run(config, segment, tmp_path)
@@ -747,3 +745,24 @@ def test_runs_that_send_phone_numbers_on_one_ledger_go_one_after_another(
     assert second.wait() == 0, second.stderr
     assert consent_of(server) == {"a@example.com": (NUMBER, None)}
     assert [row["attributes"].get("phone_number") for row in server.store.members("LiSt22", 0, 10)] == [None]
+
+
+def test_mirror_by_ledger_removes_exactly_who_left_reading_only_who_joined_since(
+    sandbox, ledger_place: Place, tmp_path
+):
+    """mirror_scope synced on both backends: the ids the first mirror run read, and until when."""
+    config = ledger_config(sandbox, ledger_place(), sync_mode="mirror", mirror_max_removal_fraction=1,
+                           mirror_plan_path=str(tmp_path / "plan" / "plan.json"))  # fmt: skip
+    activate = {"type": "ACTIVATE_VERSION", "stream": "customers", "version": 1}
+    run(config, [schema(), activate, *customers(4)], tmp_path)
+    ids = [row["id"] for row in sandbox.store.members(LIST_ID, 0, 100)]
+    sandbox.store.remove_members(LIST_ID, ids)
+    sandbox.store.add_members(LIST_ID, ids, joined_at=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    before = len(sandbox.recorded)
+    result = run(config, [schema(), activate, *customers(3)], tmp_path)  # person3 left
+    assert "read 0 member(s) of the list; 1 of the people this target put there left" in result.stderr
+    reads = [r for r in sandbox.recorded[before:] if r.spec_path == "/api/lists/{id}/profiles"]
+    assert [r.query["filter"].split(",")[0] for r in reads] == ["greater-or-equal(joined_group_at"]
+    applied = apply_plan(tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(members(sandbox)) == [f"person{i}@example.com" for i in range(3)]

@@ -137,6 +137,11 @@ def test_meltano_runs_two_segment_streams_into_two_mirrored_lists(sandbox_factor
     ]
     sandbox.store.add_members("VIPS01", seed)
     project = throwaway_project(tmp_path, sandbox.url)
+    # Members seeded by hand, not put there by this target: mirror_scope list removes them too.
+    definition = yaml.safe_load((project / "meltano.yml").read_text())
+    loader = next(p for p in definition["plugins"]["loaders"] if p["name"] == "target-klaviyo-segments")
+    loader["config"]["mirror_scope"] = "list"
+    (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
     run(str(MELTANO), "install", cwd=project)
     result = run(
         str(MELTANO),
@@ -235,7 +240,8 @@ def test_two_loaders_at_once_and_a_failing_tap_each_list_mirrored_only_by_its_ow
         plugins["loaders"].append(
             # From the base loader: Meltano merges an inherited object setting (stream_lists) key by key.
             {"name": f"target-{name}", "inherit_from": "target-klaviyo",
-             "config": {**segments_loader["config"], **lists, "mirror_max_removal_fraction": 1}}
+             "config": {**segments_loader["config"], **lists, "mirror_max_removal_fraction": 1,
+                        "mirror_scope": "list"}}
         )  # fmt: skip
         plugins["utilities"].append(
             {"name": f"mirror-{name}", "inherit_from": "klaviyo-mirror",

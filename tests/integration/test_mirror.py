@@ -14,7 +14,10 @@ from pathlib import Path
 
 from support import (
     API_KEY,
+    MIRROR_BIN,
     TARGET_BIN,
+    activate,
+    apply_plan,
     assert_requests_match_spec,
     environment_without_settings,
     ledger_path,
@@ -23,23 +26,12 @@ from support import (
     run_cli,
     run_cli_text,
     schema,
+    seed,
     singer_text,
     state,
 )
 
 VIP, CHURN = "ViP001", "ChuRN2"
-MIRROR_BIN = TARGET_BIN.with_name("target-klaviyo-mirror")
-
-
-def activate(stream: str) -> dict:
-    return {"type": "ACTIVATE_VERSION", "stream": stream, "version": 1700000000}
-
-
-def seed(server, list_id: str, *emails: str) -> dict[str, str]:
-    """Members the list had before the run (added by earlier runs, or by hand); their ids by email."""
-    ids = {email: server.store.upsert_profile({"email": email})[0] for email in emails}
-    server.store.add_members(list_id, list(ids.values()))
-    return ids
 
 
 def config(server, tmp_path, **overrides):
@@ -48,23 +40,12 @@ def config(server, tmp_path, **overrides):
         "api_url": server.url,
         "stream_lists": {"vip": VIP, "churn_risk": CHURN},
         "sync_mode": "mirror",
+        "mirror_scope": "list",  # every member not in the segment (tests/integration/test_mirror_synced.py: synced)
         "report_path": str(tmp_path / "report.json"),
         "mirror_plan_path": str(tmp_path / "plan" / "mirror-plan.json"),
         "ledger_path": ledger_path(server),
         **overrides,
     }
-
-
-def apply_plan(tmp_path) -> subprocess.CompletedProcess:
-    """target-klaviyo-mirror with the config the last run_cli wrote, as the pipeline's next step."""
-    return subprocess.run(
-        [str(MIRROR_BIN), "--config", str(tmp_path / "config.json")],
-        capture_output=True,
-        text=True,
-        env=environment_without_settings(),
-        timeout=120,
-        check=False,
-    )
 
 
 def plan_file(tmp_path) -> Path:

@@ -34,6 +34,16 @@ def test_verdicts() -> None:
     assert known(full_refresh=True).verdict("L1", ada, same) is Verdict.DUE
 
 
+def test_who_it_holds_is_known_only_for_lists_it_read() -> None:
+    """mirror_scope synced removes only people of a list the ledger read this run."""
+    table = known()
+    assert table.loaded("L1")
+    assert table.holds("L1", person_of("ada@example.com"))
+    assert not table.holds("L1", person_of("bob@example.com"))
+    assert not table.loaded("L2")
+    assert not table.holds("L2", person_of("ada@example.com"))
+
+
 @given(st.emails(), st.integers(min_value=1, max_value=365))
 def test_everyone_falls_due_in_the_second_half_of_resync_after_days(email: str, resync: int) -> None:
     person, digest = person_of(email.lower()), digest_of(b"{}", None)

@@ -243,3 +243,53 @@ def test_a_ledger_that_fails_while_read_is_one_sentence(ledger_place: Callable[[
     with pytest.raises(LedgerError, match=r"^The ledger \(ledger_(path|url).*\) cannot be read: .*\.$"):
         all_rows(store, "L1")
     store.close()
+
+
+def test_profile_ids_and_the_members_read_are_kept_per_list(
+    ledger_place: Callable[[], dict[str, str]],
+) -> None:
+    place = place_of(ledger_place())
+    store = LedgerStore(place, URL, read_only=False)
+    store.bind_list("L1", "2026-01-01T00:00:00+00:00")
+    store.confirm("L1", [row(1), row(2)], [])
+    assert store.read_through("L1") is None, "never read: the first mirror run reads the list whole"
+    store.learn("L1", [(row(1)[0], "01ABC"), (row(9)[0], "01NOT")], 1_800_000_000)  # 9 is not in the ledger
+    store.confirm("L1", [row(1, digest=5)], [])  # a later confirmation keeps the id
+    assert sorted(tuple(found) for chunk in store.mirror_rows("L1") for found in chunk) == [
+        (row(1)[0], "customers", "01ABC"),
+        (row(2)[0], "customers", None),
+    ]
+    assert store.read_through("L1") == 1_800_000_000
+    assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
+    assert store.read_through("L1") is None, "a list created again is read whole again"
+    store.close()
+
+
+def test_a_ledger_without_the_profile_id_columns_is_given_them(
+    ledger_place: Callable[[], dict[str, str]],
+) -> None:
+    place = place_of(ledger_place())
+    old = LedgerStore(place, URL, read_only=False)
+    old.bind_list("L1", "2026-01-01T00:00:00+00:00")
+    old.confirm("L1", [row(1)], [])
+    old.close()
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE target_klaviyo_ledger_profiles DROP COLUMN profile_id"))
+        connection.execute(text("ALTER TABLE target_klaviyo_ledger_lists DROP COLUMN members_read_through"))
+    engine.dispose()
+    dry = LedgerStore(place, URL, read_only=True)  # a dry run changes nothing: no id is known
+    assert dry.ids_missing
+    assert [tuple(found) for chunk in dry.mirror_rows("L1") for found in chunk] == [
+        (row(1)[0], "customers", None)
+    ]
+    assert dry.read_through("L1") is None
+    dry.close()
+    store = LedgerStore(place, URL, read_only=False)
+    assert not store.ids_missing
+    assert len(all_rows(store, "L1")) == 1, "nobody is forgotten"
+    store.learn("L1", [(row(1)[0], "01ABC")], 1_800_000_000)
+    assert [tuple(found) for chunk in store.mirror_rows("L1") for found in chunk] == [
+        (row(1)[0], "customers", "01ABC")
+    ]
+    store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -546,3 +547,56 @@ def test_query_parameters_are_used_or_refused_never_ignored(sandbox, query, word
     answer = call(sandbox, "GET", f"/api/profile-bulk-import-jobs?{query}", headers=HEADERS)
     assert answer.status_code == 400
     assert words in answer.json()["errors"][0]["detail"]
+
+
+def test_list_members_filter_by_when_they_joined_across_pages(sandbox):
+    first = post_job(sandbox, *(profile(f"early{i}@example.com") for i in range(3)))
+    wait_for_job(sandbox, first.json()["data"]["id"])
+    time.sleep(0.01)
+    since = quote(datetime.datetime.now(datetime.timezone.utc).isoformat())  # "+" is a space in a URL
+    second = post_job(sandbox, *(profile(f"late{i}@example.com") for i in range(5)))
+    wait_for_job(sandbox, second.json()["data"]["id"])
+    seen = []
+    url = (
+        f"{sandbox.url}/api/lists/{LIST_ID}/profiles?page[size]=2&sort=joined_group_at"
+        f"&filter=greater-or-equal(joined_group_at,{since})"
+    )
+    while url:
+        page = requests.get(url, headers=HEADERS, timeout=10).json()
+        seen += [m["attributes"]["email"] for m in page["data"]]
+        url = page["links"].get("next")
+    assert seen == [f"late{i}@example.com" for i in range(5)]
+    later = call(
+        sandbox,
+        "GET",
+        f"/api/lists/{LIST_ID}/profiles?filter=greater-than(joined_group_at,2999-01-01T00:00:00Z)",
+    )
+    assert later.json()["data"] == []
+    wrong = call(
+        sandbox, "GET", f"/api/lists/{LIST_ID}/profiles?filter=greater-than(joined_group_at,yesterday)"
+    )
+    assert wrong.status_code == 400
+    assert call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles?sort=-joined_group_at").status_code == 400
+
+
+def test_profiles_are_read_by_id_page_by_page(sandbox):
+    answer = post_job(sandbox, *(profile(f"by-id{i}@example.com") for i in range(5)))
+    wait_for_job(sandbox, answer.json()["data"]["id"])
+    ids = {
+        m["attributes"]["email"]: m["id"]
+        for m in call(sandbox, "GET", f"/api/lists/{LIST_ID}/profiles").json()["data"]
+    }
+    wanted = [
+        ids["by-id3@example.com"],
+        "01NOSUCHPROFILE0000000000",
+        ids["by-id0@example.com"],
+        ids["by-id1@example.com"],
+    ]
+    names = ",".join(f'"{profile_id}"' for profile_id in wanted)
+    seen, url = [], f"{sandbox.url}/api/profiles?page[size]=2&fields[profile]=email&filter=any(id,[{names}])"
+    while url:
+        page = requests.get(url, headers=HEADERS, timeout=10).json()
+        seen += [(m["id"], m["attributes"]) for m in page["data"]]
+        url = page["links"].get("next")
+    assert seen == [(ids[f"by-id{i}@example.com"], {"email": f"by-id{i}@example.com"}) for i in (3, 0, 1)]
+    assert call(sandbox, "GET", "/api/profiles").status_code == 400

@@ -340,3 +340,14 @@ def test_mirror_and_consent_settings():
         Settings.from_config({"api_key": "k", "list_id": "L", "consented_at_property": "at"})
     with pytest.raises(SettingsError, match=r"consent_property 'a\.\.b' is not a property path"):
         Settings.from_config({"api_key": "k", "list_id": "L", "consent_property": "a..b"})
+
+
+def test_mirror_scope_is_synced_with_the_ledger_and_list_without_it():
+    base = {"api_key": "k", "list_id": "L", "sync_mode": "mirror"}
+    assert Settings.from_config(base).mirror_scope == "synced"
+    assert Settings.from_config({**base, "use_ledger": False}).mirror_scope == "list"
+    assert Settings.from_config({**base, "mirror_scope": "list"}).mirror_scope == "list"
+    with pytest.raises(
+        SettingsError, match=r"^mirror_scope synced removes only .* set mirror_scope to list .*\.$"
+    ):
+        Settings.from_config({**base, "use_ledger": False, "mirror_scope": "synced"})
