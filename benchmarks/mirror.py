@@ -18,6 +18,11 @@ It prints per run the wall time of the run, of the apply and of both, the member
 removals, and the target's peak RSS (from the kernel, from outside).
 
     python benchmarks/mirror.py [--records N] [--job-delay 10] [--write]
+    python benchmarks/mirror.py --workdir DIR --phase setup   # then, on a quiet machine:
+    python benchmarks/mirror.py --workdir DIR --phase measure [--write]
+
+The setup takes most of the time (the whole read): ``--phase`` runs it apart from the measured
+runs, in ``--workdir``, so that only the measured runs need the machine alone.
 """
 
 from __future__ import annotations
@@ -99,6 +104,37 @@ def run_and_apply(url: str, stream: Path, workdir: Path, settings: dict[str, obj
     )
 
 
+def phases(workdir: Path, args: argparse.Namespace) -> list[tuple[str, Mirrored]]:
+    """The setup and the measured runs, as ``--phase`` says; the measured runs' results."""
+    same, left, database = workdir / "segment.jsonl", workdir / "segment-left.jsonl", workdir / "sandbox.db"
+    settings: dict[str, object] = {
+        "sync_mode": "mirror",
+        "mirror_scope": "synced",
+        "ledger_path": str(workdir / "ledger.sqlite"),
+        "mirror_plan_path": str(workdir / "plan" / "plan.json"),
+    }
+    port = workdir / "sandbox-port"
+    if args.phase in ("setup", "both"):
+        write_streams(workdir, args.records)
+        port.write_text(str(free_port()))
+        started = time.monotonic()
+        state = ("--db", str(database), "--port", port.read_text())  # the later --port wins
+        with sandbox(workdir, *state, "--no-rate-limits", "--no-request-validation") as url:
+            setup = run_and_apply(url, same, workdir, settings)
+        print(
+            f"setup: first mirror run {time.monotonic() - started:.0f} s, {setup.members_read} members read"
+        )
+        a_night_later(database)
+    if args.phase == "setup":
+        return []
+    results = []
+    state = ("--db", str(database), "--port", port.read_text())
+    with sandbox(workdir, *state, "--job-delay", str(args.job_delay)) as url:
+        for name, stream in (("unchanged", same), ("1% left", left)):
+            results.append((name, run_and_apply(url, stream, workdir, settings)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,30 +142,20 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--job-delay", type=float, default=10.0)
     parser.add_argument("--write", action="store_true", help="append the results to benchmarks/results.md")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the state here (default: a temporary folder)"
+    )
+    parser.add_argument("--phase", choices=("setup", "measure", "both"), default="both")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="target-klaviyo-bench-") as tmp:
-        workdir = Path(tmp)
-        same, left = write_streams(workdir, args.records)
-        database = workdir / "sandbox.db"
-        settings: dict[str, object] = {
-            "sync_mode": "mirror",
-            "mirror_scope": "synced",
-            "ledger_path": str(workdir / "ledger.sqlite"),
-            "mirror_plan_path": str(workdir / "plan" / "plan.json"),
-        }
-        state = ("--db", str(database), "--port", str(free_port()))  # the later --port wins
-        started = time.monotonic()
-        with sandbox(workdir, *state, "--no-rate-limits", "--no-request-validation") as url:
-            setup = run_and_apply(url, same, workdir, settings)
-        print(
-            f"setup: first mirror run {time.monotonic() - started:.0f} s, {setup.members_read} members read"
-        )
-        a_night_later(database)
-        results = []
-        with sandbox(workdir, *state, "--job-delay", str(args.job_delay)) as url:
-            for name, stream in (("unchanged", same), ("1% left", left)):
-                results.append((name, run_and_apply(url, stream, workdir, settings)))
+    if args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="target-klaviyo-bench-") as tmp:
+            results = phases(Path(tmp), args)
+    else:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        results = phases(args.workdir, args)
+    if args.phase == "setup":
+        return
     rows = [
         "| run | target (s) | target-klaviyo-mirror (s) | both (s) | import jobs | members read | removed | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -391,7 +391,14 @@ class LedgerStore:
                 found = connection.execute(query).scalar()
         except SQLAlchemyError as error:
             raise self._failed("read", error) from None
-        return None if found is None else int(found)
+        if found is None:
+            return None
+        try:
+            through = int(found)
+        except (TypeError, ValueError, OverflowError):
+            raise self.damaged(f"list {list_id}'s members_read_through is not a time") from None
+        # A time after now (a clock that was wrong, or a damaged value): the list is read whole again.
+        return through if 0 <= through <= time.time() else None
 
     def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None) -> None:
         """Record the profile ids a mirror run read for people the ledger holds, and until when the

@@ -35,7 +35,7 @@ from target_klaviyo.klaviyo.endpoints import PROFILES
 from target_klaviyo.klaviyo.http import KlaviyoClient
 from target_klaviyo.klaviyo.paging import Paging, pages
 from target_klaviyo.klaviyo.refused import scopes_needed
-from target_klaviyo.ledger.digest import person_of_address
+from target_klaviyo.ledger.digest import person_of
 from target_klaviyo.mirror.plan_format import ID as PROFILE_ID
 from target_klaviyo.mirror.plan_format import ListPlan
 from target_klaviyo.mirror.planner import Mirror
@@ -123,7 +123,7 @@ class SyncedPlan:
                 continue  # no email: never a person of the ledger
             if since is None and self._on_member is not None:
                 self._on_member(email)
-            person = person_of_address(email)
+            person = imported_as(email)
             # The ledger's people: those it held when the run started, and this run's (confirmed
             # ones are in it by now; for the others the update changes nothing).
             if person is None or not (
@@ -144,21 +144,38 @@ class SyncedPlan:
         mirror, list_id = self._mirror, self._list_id
         ids = list(leavers)
         still: dict[str, bytes] = {}
+        doubted: set[str] = set()  # a profile given twice is kept if any of its readings keeps it
         for start in range(0, len(ids), PROFILES.page_size):
             for profile in _profiles(self._client, ids[start : start + PROFILES.page_size]):
                 profile_id, attributes = profile.get("id"), profile.get("attributes")
-                if profile_id not in leavers or not isinstance(attributes, dict):
+                if (
+                    not isinstance(profile_id, str)
+                    or profile_id not in leavers
+                    or not isinstance(attributes, dict)
+                ):
                     continue  # not one asked for, or without attributes: nothing is removed for it
                 email = attributes.get("email")
                 if (
                     isinstance(email, str)
                     and not mirror.kept(list_id, email)
-                    and person_of_address(email) == leavers[profile_id]
+                    and imported_as(email) == leavers[profile_id]
                 ):
                     still[profile_id] = leavers[profile_id]
                 else:
-                    self.kept_changed += 1
-        return still
+                    doubted.add(profile_id)
+        self.kept_changed = len(doubted)
+        return {profile_id: person for profile_id, person in still.items() if profile_id not in doubted}
+
+
+def imported_as(email: str) -> bytes:
+    """The ledger's name for the person whose profile holds exactly this address (in any case).
+
+    This target imports each person under their normalised address and names them by it in
+    lower case, so its own profile holds that address. A profile whose address only normalises
+    to the same one (a Unicode domain where this target sent its ASCII form, a decomposed
+    accent) is another profile, made by someone else: it is never taken for this target's.
+    """
+    return person_of(email.lower())
 
 
 def _profiles(client: KlaviyoClient, ids: list[str]) -> Iterable[dict[str, Any]]:
@@ -171,6 +188,7 @@ def _profiles(client: KlaviyoClient, ids: list[str]) -> Iterable[dict[str, Any]]
             f"Klaviyo answered GET {PROFILES.path} {what}; nothing will be removed."
         ),
         repeated="with a page it had already given",
+        endless="with more pages than the profiles asked for fill",
         most_pages=1 + len(ids) // PROFILES.page_size,
     )
 

@@ -178,3 +178,20 @@ def test_a_rejected_record_still_keeps_the_person_it_names(sandbox_factory, tmp_
     messages.insert(-1, record("vip", id="not a number", email="B@Example.com"))
     run_and_apply(server, tmp_path, messages, max_reject_fraction=1)
     assert set(members(server, VIP)) == {"a@example.com", "b@example.com"}
+
+
+# Found by the ninth hostile review: a profile someone else made, whose address only normalises to
+# the one this target imported, is another profile; the plan took it for this target's.
+
+
+def test_a_twin_profile_added_by_hand_is_never_taken_for_this_targets(sandbox_factory, tmp_path):
+    server = sandbox_factory(lists=(VIP,))
+    nfc, nfd = "jos\u00e9@example.com", "jose\u0301@example.com"
+    run_and_apply(server, tmp_path, segment("bob@m\u00fcnchen.de", nfc, "a@example.com"))
+    ours = {row["attributes"]["email"]: row["id"] for row in server.store.members(VIP, 0, 100)}
+    assert "bob@xn--mnchen-3ya.de" in ours, "this target imports the ASCII form of the domain"
+    joined_long_ago(server, *ours)
+    twins = seed(server, VIP, "bob@m\u00fcnchen.de", nfd)  # a signup form: two more profiles
+    run_and_apply(server, tmp_path, segment("a@example.com"))
+    after = {row["id"] for row in server.store.members(VIP, 0, 100)}
+    assert after == {ours["a@example.com"], *twins.values()}, "this target's two left; the twins stay"

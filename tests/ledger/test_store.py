@@ -253,13 +253,13 @@ def test_profile_ids_and_the_members_read_are_kept_per_list(
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
     store.confirm("L1", [row(1), row(2)], [])
     assert store.read_through("L1") is None, "never read: the first mirror run reads the list whole"
-    store.learn("L1", [(row(1)[0], "01ABC"), (row(9)[0], "01NOT")], 1_800_000_000)  # 9 is not in the ledger
+    store.learn("L1", [(row(1)[0], "01ABC"), (row(9)[0], "01NOT")], 1_700_000_000)  # 9 is not in the ledger
     store.confirm("L1", [row(1, digest=5)], [])  # a later confirmation keeps the id
     assert sorted(tuple(found) for chunk in store.mirror_rows("L1") for found in chunk) == [
         (row(1)[0], "customers", "01ABC"),
         (row(2)[0], "customers", None),
     ]
-    assert store.read_through("L1") == 1_800_000_000
+    assert store.read_through("L1") == 1_700_000_000
     assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
     assert store.read_through("L1") is None, "a list created again is read whole again"
     store.close()
@@ -292,4 +292,34 @@ def test_a_ledger_without_the_profile_id_columns_is_given_them(
     assert [tuple(found) for chunk in store.mirror_rows("L1") for found in chunk] == [
         (row(1)[0], "customers", "01ABC")
     ]
+    store.close()
+
+
+def set_read_through(place: LedgerPlace, value: str) -> LedgerStore:
+    """A ledger whose list L1 says its members were read through ``value`` (SQL), opened to read."""
+    store = LedgerStore(place, URL, read_only=False)
+    store.bind_list("L1", "2026-01-01T00:00:00+00:00")
+    store.close()
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE target_klaviyo_ledger_lists SET members_read_through = {value}"))
+    engine.dispose()
+    return LedgerStore(place, URL, read_only=True)
+
+
+@pytest.mark.parametrize("value", ["99999999999999", "-5"])
+def test_a_members_read_through_that_is_not_a_past_time_reads_the_list_whole(
+    ledger_place: Callable[[], dict[str, str]], value: str
+) -> None:
+    """Found by the ninth hostile review: a time past year 9999 ended in a traceback."""
+    store = set_read_through(place_of(ledger_place()), value)
+    assert store.read_through("L1") is None
+    store.close()
+
+
+def test_a_members_read_through_that_is_not_a_time_is_a_damaged_ledger(tmp_path) -> None:
+    """SQLite keeps a text in an integer column; PostgreSQL's types would refuse it."""
+    store = set_read_through(place_of({"ledger_path": str(tmp_path / "ledger.sqlite")}), "'soon'")
+    with pytest.raises(LedgerError, match=r"members_read_through is not a time"):
+        store.read_through("L1")
     store.close()

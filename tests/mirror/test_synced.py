@@ -149,3 +149,43 @@ def test_odd_profiles_in_an_answer_keep_their_people():
     synced = SyncedPlan(segment("a@b.co"), Client([page()], [answer]), ledger, "V")  # type: ignore[arg-type]
     assert synced.make().remove == []
     assert synced.kept_changed == 1
+
+
+def test_a_profile_id_that_is_not_a_text_keeps_its_person():
+    """Found by the ninth hostile review: an unhashable id ended in a traceback."""
+    ledger = FakeLedger([("left@b.co", "vip", "PL")], 1_800_000_000)
+    answer = page({"id": ["PL"], "attributes": {"email": "left@b.co"}})
+    synced = SyncedPlan(segment("a@b.co"), Client([page()], [answer]), ledger, "V")  # type: ignore[arg-type]
+    assert synced.make().remove == []
+
+
+def test_profile_pages_that_never_end_are_one_sentence_that_names_it():
+    ledger = FakeLedger([("left@b.co", "vip", "PL")], 1_800_000_000)
+    endless = {"data": [], "links": {"next": "http://k/api/profiles?page%5Bcursor%5D=c"}}
+    again = {"data": [], "links": {"next": "http://k/api/profiles?page%5Bcursor%5D=d"}}
+    client = Client([page()], [endless, again, endless])
+    with pytest.raises(KlaviyoError) as raised:
+        SyncedPlan(segment("a@b.co"), client, ledger, "V").make()  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "Klaviyo answered GET /api/profiles with more pages than the profiles asked for fill; "
+        "nothing will be removed."
+    )
+
+
+def test_a_profile_whose_address_only_normalises_to_the_persons_is_not_theirs():
+    ledger = FakeLedger([("bob@xn--mnchen-3ya.de", "vip", "PB")], 1_800_000_000)
+    client = Client(
+        [page(profile("PT", "bob@m\u00fcnchen.de"))], [page(profile("PB", "bob@m\u00fcnchen.de"))]
+    )
+    synced = SyncedPlan(segment("a@b.co"), client, ledger, "V")  # type: ignore[arg-type]
+    assert synced.make().remove == []
+    assert ledger.learned == [], "the twin's id is not learned as the person's"
+    assert synced.kept_changed == 1
+
+
+def test_a_profile_read_twice_is_kept_if_any_reading_keeps_it():
+    ledger = FakeLedger([("left@b.co", "vip", "PL")], 1_800_000_000)
+    answer = page(profile("PL", "left@b.co"), profile("PL", "someone.else@b.co"))
+    synced = SyncedPlan(segment("a@b.co"), Client([page()], [answer]), ledger, "V")  # type: ignore[arg-type]
+    assert synced.make().remove == []
+    assert synced.kept_changed == 1
