@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS memberships (
     list_id TEXT NOT NULL, profile_id TEXT NOT NULL, joined_group_at TEXT NOT NULL,
     PRIMARY KEY (list_id, profile_id)
 );
+-- A list's members in join order (rowid), one page at a time: without it each page scans the list.
+CREATE INDEX IF NOT EXISTS memberships_by_list ON memberships (list_id);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     list_ids TEXT NOT NULL,
