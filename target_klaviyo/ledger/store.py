@@ -404,9 +404,15 @@ class LedgerStore:
         """Record the profile ids a mirror run read for people the ledger holds, and until when the
         list's members were read; in one transaction."""
         assert not self._read_only
+        # An id once learned is never replaced: another profile that holds the address later (a
+        # signup after the imported profile's email changed) is not the one this target imported.
         statement = (
             update(PROFILES)
-            .where(PROFILES.c.list_id == bindparam("b_list"), PROFILES.c.person == bindparam("b_person"))
+            .where(
+                PROFILES.c.list_id == bindparam("b_list"),
+                PROFILES.c.person == bindparam("b_person"),
+                PROFILES.c.profile_id.is_(None),
+            )
             .values(profile_id=bindparam("b_id"))
         )
         try:

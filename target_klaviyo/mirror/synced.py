@@ -77,6 +77,8 @@ class SyncedPlan:
         self.other_streams = 0  # the ledger's people of the list from streams that do not feed it now
         self.not_members = 0  # leavers the whole list did not hold: no one to remove
         self.kept_changed = 0  # leavers whose profile now holds another address, or one of this run's
+        self.two_profiles = 0  # leavers another profile than the ledger's holds the address of too
+        self._twins: set[bytes] = set()
 
     def make(self) -> ListPlan:
         mirror, list_id = self._mirror, self._list_id
@@ -85,6 +87,9 @@ class SyncedPlan:
         self._read(None if since is None else since - READ_AGAIN_SECONDS, leavers)
         if since is not None and None in leavers.values():
             self._read(None, leavers)  # an id the ledger does not know: read the list whole, once
+        for person in self._twins:
+            del leavers[person]
+        self.two_profiles = len(self._twins)
         unknown = [person for person, profile_id in leavers.items() if profile_id is None]
         self.not_members = len(unknown)
         known = {profile_id: person for person, profile_id in leavers.items() if profile_id is not None}
@@ -131,8 +136,14 @@ class SyncedPlan:
             ):
                 continue
             if person in leavers:
-                leavers[person] = profile_id
-            learned.append((person, profile_id))
+                known = leavers[person]
+                if known is None:
+                    leavers[person] = profile_id
+                elif known != profile_id:
+                    # Another profile holds their address now (a signup after the imported profile's
+                    # email was changed in Klaviyo, say): which is whose is doubt, so neither is removed.
+                    self._twins.add(person)
+            learned.append((person, profile_id))  # the ledger keeps an id it has: never replaced
             if len(learned) >= LEARN_CHUNK:
                 ledger.learn(list_id, learned)
                 learned = []

@@ -166,10 +166,11 @@ def _say_synced(synced: SyncedPlan) -> None:
         "there left the segment.",
         plan.list_id,
         f"{plan.members:,}",
-        f"{len(plan.remove) + synced.kept_changed + synced.not_members:,}",
+        f"{len(plan.remove) + synced.kept_changed + synced.two_profiles + synced.not_members:,}",
     )
     kept = [
         (synced.kept_changed, "whose profile in Klaviyo now holds another address, or one of this run's"),
+        (synced.two_profiles, "whose address another profile in Klaviyo holds too"),
         (synced.not_members, "who are no longer members"),
         (synced.other_streams, "put there from a stream that no longer feeds the list"),
     ]

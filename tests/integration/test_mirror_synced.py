@@ -195,3 +195,22 @@ def test_a_twin_profile_added_by_hand_is_never_taken_for_this_targets(sandbox_fa
     run_and_apply(server, tmp_path, segment("a@example.com"))
     after = {row["id"] for row in server.store.members(VIP, 0, 100)}
     assert after == {ours["a@example.com"], *twins.values()}, "this target's two left; the twins stay"
+
+
+def test_a_signup_with_an_address_whose_imported_profile_changed_it_is_never_removed(
+    sandbox_factory, tmp_path
+):
+    # Found by the tenth hostile review: the read of new members took the signup for the person.
+    server = sandbox_factory(lists=(VIP,))
+    run_and_apply(server, tmp_path, segment("b@example.com", "a@example.com"))
+    imported = {row["attributes"]["email"]: row["id"] for row in server.store.members(VIP, 0, 100)}[
+        "a@example.com"
+    ]
+    server.store.change_email(imported, "a.new@example.com")  # edited in Klaviyo
+    signup = seed(server, VIP, "a@example.com")["a@example.com"]  # a form, afterwards: another profile
+    result = run_and_apply(server, tmp_path, segment("b@example.com", "a.new@example.com"))
+    assert (
+        "1 of the people this target put there whose address another profile in Klaviyo holds too"
+        in result.stderr
+    )
+    assert {row["id"] for row in server.store.members(VIP, 0, 100)} >= {imported, signup}

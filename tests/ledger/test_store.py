@@ -255,6 +255,7 @@ def test_profile_ids_and_the_members_read_are_kept_per_list(
     assert store.read_through("L1") is None, "never read: the first mirror run reads the list whole"
     store.learn("L1", [(row(1)[0], "01ABC"), (row(9)[0], "01NOT")], 1_700_000_000)  # 9 is not in the ledger
     store.confirm("L1", [row(1, digest=5)], [])  # a later confirmation keeps the id
+    store.learn("L1", [(row(1)[0], "01OTHER")], None)  # and a later read never replaces it
     assert sorted(tuple(found) for chunk in store.mirror_rows("L1") for found in chunk) == [
         (row(1)[0], "customers", "01ABC"),
         (row(2)[0], "customers", None),

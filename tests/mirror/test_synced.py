@@ -189,3 +189,12 @@ def test_a_profile_read_twice_is_kept_if_any_reading_keeps_it():
     synced = SyncedPlan(segment("a@b.co"), Client([page()], [answer]), ledger, "V")  # type: ignore[arg-type]
     assert synced.make().remove == []
     assert synced.kept_changed == 1
+
+
+def test_a_second_profile_with_the_persons_address_keeps_them_and_the_known_id_stays():
+    ledger = FakeLedger([("left@b.co", "vip", "PL")], 1_800_000_000)
+    client = Client([page(profile("PS", "left@b.co"))], [])  # a signup with the address, since
+    synced = SyncedPlan(segment("a@b.co"), client, ledger, "V")  # type: ignore[arg-type]
+    assert synced.make().remove == []
+    assert synced.two_profiles == 1
+    assert [path for path, _ in client.queries] == ["/api/lists/V/profiles"], "nobody to check again"
