@@ -184,8 +184,9 @@ class Ledger:
         """Whether the ledger holds this person for the list (as read at the start of the run)."""
         return self.known.holds(list_id, person)
 
-    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]:
-        """The list's people as the ledger holds them: (person, stream, profile id if known); none for a
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None, int]]]:
+        """The list's people as the ledger holds them: (person, stream, profile id if known, when Klaviyo
+        last confirmed them); none for a
         list whose people it did not read this run (one it cannot tell is the list it knows)."""
         assert self._store is not None
         if not self.known.loaded(list_id):
@@ -200,9 +201,9 @@ class Ledger:
         assert self._store is not None
         return self._store.read_through(list_id)
 
-    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None = None) -> None:
-        """Record the profile ids read for people the ledger holds (and until when the members were
-        read); a dry run writes nothing."""
+    def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None = None) -> None:
+        """Record the profile ids read for people the ledger holds, with when Klaviyo created each
+        profile (and until when the members were read); a dry run writes nothing."""
         if self._read_only or self._closed or self._store is None:
             return
         self._store.learn(list_id, ids, through)

@@ -372,13 +372,16 @@ class LedgerStore:
             )
         )
 
-    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]:
-        """Every person the ledger holds for the list, in chunks of (person, stream, profile_id)."""
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None, int]]]:
+        """Every person the ledger holds for the list, in chunks of (person, stream, profile_id,
+        confirmed_at)."""
         if self.empty:
             return
         profile_id = null().label("profile_id") if self.ids_missing else PROFILES.c.profile_id
         yield from self._read(
-            select(PROFILES.c.person, PROFILES.c.stream, profile_id).where(PROFILES.c.list_id == list_id)
+            select(PROFILES.c.person, PROFILES.c.stream, profile_id, PROFILES.c.confirmed_at).where(
+                PROFILES.c.list_id == list_id
+            )
         )
 
     def read_through(self, list_id: str) -> int | None:
@@ -400,18 +403,20 @@ class LedgerStore:
         # A time after now (a clock that was wrong, or a damaged value): the list is read whole again.
         return through if 0 <= through <= time.time() else None
 
-    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None) -> None:
-        """Record the profile ids a mirror run read for people the ledger holds, and until when the
-        list's members were read; in one transaction."""
+    def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None) -> None:
+        """Record the profile ids a mirror run read for people the ledger holds, with when Klaviyo
+        created each profile, and until when the list's members were read; in one transaction."""
         assert not self._read_only
-        # An id once learned is never replaced: another profile that holds the address later (a
-        # signup after the imported profile's email changed) is not the one this target imported.
+        # An id once learned is never replaced, and only a profile that existed when Klaviyo last
+        # confirmed the person is theirs: one created since (a signup with the address after the
+        # imported profile's email was changed in Klaviyo) is not the one this target imported.
         statement = (
             update(PROFILES)
             .where(
                 PROFILES.c.list_id == bindparam("b_list"),
                 PROFILES.c.person == bindparam("b_person"),
                 PROFILES.c.profile_id.is_(None),
+                PROFILES.c.confirmed_at >= bindparam("b_created"),
             )
             .values(profile_id=bindparam("b_id"))
         )
@@ -419,7 +424,8 @@ class LedgerStore:
             with self._begin() as connection:
                 if ids:
                     connection.execute(
-                        statement, [{"b_list": list_id, "b_person": p, "b_id": i} for p, i in ids]
+                        statement,
+                        [{"b_list": list_id, "b_person": p, "b_id": i, "b_created": c} for p, i, c in ids],
                     )
                 if through is not None:
                     connection.execute(

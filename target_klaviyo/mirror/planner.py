@@ -292,7 +292,7 @@ class Mirror:
         # A member read twice (paging over a list that changes) is kept if any reading keeps it.
         chosen: dict[str, str] = {}  # profile id -> its email
         read = HashTable(with_values=False)
-        for profile_id, email in self.members(client, list_id):
+        for profile_id, email, _ in self.members(client, list_id):
             plan.members += 1
             again = hash64(profile_id) in read
             read.setdefault(hash64(profile_id))
@@ -316,10 +316,10 @@ class Mirror:
     @staticmethod
     def members(
         client: KlaviyoClient, list_id: str, since: int | None = None
-    ) -> Iterator[tuple[str, object]]:
+    ) -> Iterator[tuple[str, object, object]]:
         """The list's members, or only those who joined from ``since`` (Unix seconds) on, in the order
-        they joined: each one's profile id (checked as a profile id is) and email as Klaviyo holds it
-        (of any type: a member without one is no text)."""
+        they joined: each one's profile id (checked as a profile id is), and its email and ``created``
+        as Klaviyo gives them (of any type: a member without an email has no text there)."""
         path = LIST_PROFILES.at(id=list_id)
         pace = LIST_PROFILES.pace()
 
@@ -330,7 +330,7 @@ class Mirror:
             ):
                 return client.get(path, params)
 
-        params: dict[str, Any] = {"fields[profile]": "email", "page[size]": LIST_PROFILES.page_size}
+        params: dict[str, Any] = {"fields[profile]": "email,created", "page[size]": LIST_PROFILES.page_size}
         if since is not None:
             moment = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
             params.update(
@@ -353,7 +353,7 @@ class Mirror:
                         f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
                         "nothing will be removed."
                     )
-                yield profile_id, attributes.get("email")
+                yield profile_id, attributes.get("email"), attributes.get("created")
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""

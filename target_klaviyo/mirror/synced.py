@@ -25,6 +25,7 @@ never removed: ``mirror_scope: list`` is for that.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,11 +54,11 @@ class SyncedLedger(Protocol):
 
     def holds(self, list_id: str, person: bytes) -> bool: ...
 
-    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]: ...
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None, int]]]: ...
 
     def read_through(self, list_id: str) -> int | None: ...
 
-    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None = None) -> None: ...
+    def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None = None) -> None: ...
 
 
 class SyncedPlan:
@@ -79,6 +80,7 @@ class SyncedPlan:
         self.kept_changed = 0  # leavers whose profile now holds another address, or one of this run's
         self.two_profiles = 0  # leavers another profile than the ledger's holds the address of too
         self._twins: set[bytes] = set()
+        self._confirmed: dict[bytes, int] = {}  # per leaver, when Klaviyo last confirmed them (Unix seconds)
 
     def make(self) -> ListPlan:
         mirror, list_id = self._mirror, self._list_id
@@ -106,7 +108,7 @@ class SyncedPlan:
         streams = mirror.streams_of(list_id)
         leavers: dict[bytes, str | None] = {}
         for chunk in self._ledger.mirror_rows(list_id):
-            for person, stream, profile_id in chunk:
+            for person, stream, profile_id, confirmed_at in chunk:
                 if mirror.person_kept(list_id, bytes(person)):
                     continue
                 if stream not in streams:
@@ -114,6 +116,7 @@ class SyncedPlan:
                     continue
                 valid = isinstance(profile_id, str) and PROFILE_ID.fullmatch(profile_id)
                 leavers[bytes(person)] = profile_id if valid else None
+                self._confirmed[bytes(person)] = int(confirmed_at)
         return leavers
 
     def _read(self, since: int | None, leavers: dict[bytes, str | None]) -> None:
@@ -121,11 +124,12 @@ class SyncedPlan:
         ledger's people, and each leaver's; then until when the list was read."""
         list_id, ledger = self._list_id, self._ledger
         started = int(time.time())
-        learned: list[tuple[bytes, str]] = []
-        for profile_id, email in self._mirror.members(self._client, list_id, since):
+        learned: list[tuple[bytes, str, int]] = []
+        for profile_id, email, created in self._mirror.members(self._client, list_id, since):
             self.plan.members += 1
-            if not isinstance(email, str):
-                continue  # no email: never a person of the ledger
+            created_at = _unix(created)
+            if not isinstance(email, str) or created_at is None:
+                continue  # no email: never a person of the ledger; no creation time: doubt
             if since is None and self._on_member is not None:
                 self._on_member(email)
             person = imported_as(email)
@@ -138,12 +142,16 @@ class SyncedPlan:
             if person in leavers:
                 known = leavers[person]
                 if known is None:
-                    leavers[person] = profile_id
+                    # The profile existed when Klaviyo last confirmed the person; one created since
+                    # (a signup with the address, after the imported profile's email was changed in
+                    # Klaviyo) is not the one this target imported, and is never taken for it.
+                    if created_at <= self._confirmed[person]:
+                        leavers[person] = profile_id
                 elif known != profile_id:
                     # Another profile holds their address now (a signup after the imported profile's
                     # email was changed in Klaviyo, say): which is whose is doubt, so neither is removed.
                     self._twins.add(person)
-            learned.append((person, profile_id))  # the ledger keeps an id it has: never replaced
+            learned.append((person, profile_id, created_at))  # an id the ledger has is never replaced
             if len(learned) >= LEARN_CHUNK:
                 ledger.learn(list_id, learned)
                 learned = []
@@ -176,6 +184,19 @@ class SyncedPlan:
                     doubted.add(profile_id)
         self.kept_changed = len(doubted)
         return {profile_id: person for profile_id, person in still.items() if profile_id not in doubted}
+
+
+def _unix(moment: object) -> int | None:
+    """An ISO 8601 date-time as Klaviyo gives ``created``, in Unix seconds; None if it is not one."""
+    if not isinstance(moment, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None  # a moment without its zone: doubt, so the profile is not taken for the person
+    return int(parsed.timestamp())
 
 
 def imported_as(email: str) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 
 from support import (
     API_KEY,
@@ -213,4 +214,27 @@ def test_a_signup_with_an_address_whose_imported_profile_changed_it_is_never_rem
         "1 of the people this target put there whose address another profile in Klaviyo holds too"
         in result.stderr
     )
+    assert {row["id"] for row in server.store.members(VIP, 0, 100)} >= {imported, signup}
+
+
+def test_a_signup_made_after_the_person_was_confirmed_is_never_taken_for_them(sandbox_factory, tmp_path):
+    # Found by the eleventh hostile review: with no id learned yet, the read of new members took it.
+    server = sandbox_factory(lists=(VIP,))
+    run_and_apply(server, tmp_path, segment("b@example.com"))
+    (tmp_path / "u").mkdir()  # an upsert run of the same loader sends a@: no read learns its id
+    upsert = run_cli(
+        config(server, tmp_path / "u", sync_mode="upsert"),
+        segment("b@example.com", "a@example.com"),
+        tmp_path / "u",
+    )
+    assert upsert.returncode == 0, upsert.stderr
+    imported = {row["attributes"]["email"]: row["id"] for row in server.store.members(VIP, 0, 100)}[
+        "a@example.com"
+    ]
+    joined_long_ago(server, "b@example.com", "a@example.com")
+    time.sleep(1.1)  # Klaviyo's times and the ledger's are in seconds: the signup comes a second later
+    server.store.change_email(imported, "a.new@example.com")  # edited in Klaviyo
+    signup = seed(server, VIP, "a@example.com")["a@example.com"]  # a form: a profile never sent
+    result = run_and_apply(server, tmp_path, segment("b@example.com"))
+    assert "1 of the people this target put there who are no longer members are not removed" in result.stderr
     assert {row["id"] for row in server.store.members(VIP, 0, 100)} >= {imported, signup}

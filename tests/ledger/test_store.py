@@ -253,12 +253,16 @@ def test_profile_ids_and_the_members_read_are_kept_per_list(
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
     store.confirm("L1", [row(1), row(2)], [])
     assert store.read_through("L1") is None, "never read: the first mirror run reads the list whole"
-    store.learn("L1", [(row(1)[0], "01ABC"), (row(9)[0], "01NOT")], 1_700_000_000)  # 9 is not in the ledger
+    early, late = 1_600_000_000, 1_750_000_000  # profiles created before and after the confirmations
+    store.learn(
+        "L1", [(row(1)[0], "01ABC", early), (row(9)[0], "01NOT", early)], 1_700_000_000
+    )  # 9: not in it
+    store.learn("L1", [(row(2)[0], "01LATE", late)], None)  # created after Klaviyo confirmed person 2
     store.confirm("L1", [row(1, digest=5)], [])  # a later confirmation keeps the id
-    store.learn("L1", [(row(1)[0], "01OTHER")], None)  # and a later read never replaces it
+    store.learn("L1", [(row(1)[0], "01OTHER", early)], None)  # and a later read never replaces it
     assert sorted(tuple(found) for chunk in store.mirror_rows("L1") for found in chunk) == [
-        (row(1)[0], "customers", "01ABC"),
-        (row(2)[0], "customers", None),
+        (row(1)[0], "customers", "01ABC", 1_700_000_000),
+        (row(2)[0], "customers", None, 1_700_000_000),
     ]
     assert store.read_through("L1") == 1_700_000_000
     assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
@@ -282,16 +286,16 @@ def test_a_ledger_without_the_profile_id_columns_is_given_them(
     dry = LedgerStore(place, URL, read_only=True)  # a dry run changes nothing: no id is known
     assert dry.ids_missing
     assert [tuple(found) for chunk in dry.mirror_rows("L1") for found in chunk] == [
-        (row(1)[0], "customers", None)
+        (row(1)[0], "customers", None, 1_700_000_000)
     ]
     assert dry.read_through("L1") is None
     dry.close()
     store = LedgerStore(place, URL, read_only=False)
     assert not store.ids_missing
     assert len(all_rows(store, "L1")) == 1, "nobody is forgotten"
-    store.learn("L1", [(row(1)[0], "01ABC")], 1_800_000_000)
+    store.learn("L1", [(row(1)[0], "01ABC", 1_600_000_000)], 1_700_000_000)
     assert [tuple(found) for chunk in store.mirror_rows("L1") for found in chunk] == [
-        (row(1)[0], "customers", "01ABC")
+        (row(1)[0], "customers", "01ABC", 1_700_000_000)
     ]
     store.close()
 

@@ -18,21 +18,21 @@ from target_klaviyo.mirror.synced import READ_AGAIN_SECONDS, SyncedPlan
 
 class FakeLedger:
     def __init__(self, rows: list[tuple[str, str, str | None]], read_through: int | None = None) -> None:
-        self.rows = [(person_of(key), stream, profile_id) for key, stream, profile_id in rows]
+        self.rows = [(person_of(key), stream, profile_id, CONFIRMED) for key, stream, profile_id in rows]
         self.through = read_through
-        self.learned: list[tuple[bytes, str]] = []
+        self.learned: list[tuple[bytes, str, int]] = []
         self.marks: list[int | None] = []
 
     def holds(self, list_id: str, person: bytes) -> bool:
-        return any(person == held for held, _, _ in self.rows)
+        return any(person == held for held, _, _, _ in self.rows)
 
-    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None]]]:
+    def mirror_rows(self, list_id: str) -> Iterator[list[tuple[bytes, str, str | None, int]]]:
         yield self.rows
 
     def read_through(self, list_id: str) -> int | None:
         return self.through
 
-    def learn(self, list_id: str, ids: list[tuple[bytes, str]], through: int | None = None) -> None:
+    def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None = None) -> None:
         self.learned += ids
         self.marks.append(through)
 
@@ -53,8 +53,12 @@ def page(*items: Any) -> dict[str, Any]:
     return {"data": list(items), "links": {}}
 
 
-def profile(profile_id: str, email: Any) -> dict[str, Any]:
-    return {"type": "profile", "id": profile_id, "attributes": {"email": email}}
+CONFIRMED = 1_700_000_000  # when Klaviyo last confirmed each of the ledger's people
+BEFORE = "2023-01-01T00:00:00+00:00"  # a profile created before that
+
+
+def profile(profile_id: str, email: Any, created: Any = BEFORE) -> dict[str, Any]:
+    return {"type": "profile", "id": profile_id, "attributes": {"email": email, "created": created}}
 
 
 def segment(*emails: str) -> Mirror:
@@ -120,7 +124,9 @@ def test_a_leaver_without_an_id_makes_one_whole_read_and_is_forgotten_if_not_a_m
         False,
         True,
     ]
-    assert sorted(profile_id for _, profile_id in ledger.learned) == ["PA", "PB"], "only the ledger's people"
+    assert sorted(profile_id for _, profile_id, _ in ledger.learned) == ["PA", "PB"], (
+        "only the ledger's people"
+    )
     assert mirror.leaving["V"] == [person_of("b@b.co"), person_of("c@b.co")]
 
 
@@ -198,3 +204,16 @@ def test_a_second_profile_with_the_persons_address_keeps_them_and_the_known_id_s
     assert synced.make().remove == []
     assert synced.two_profiles == 1
     assert [path for path, _ in client.queries] == ["/api/lists/V/profiles"], "nobody to check again"
+
+
+@pytest.mark.parametrize(
+    "created", ["2024-01-01T00:00:00+00:00", "2023-01-01T00:00:00", "yesterday", None, 7]
+)
+def test_a_profile_created_after_the_person_was_confirmed_is_not_theirs(created):
+    """Found by the eleventh hostile review: with no id learned yet, a signup made with the address
+    after the imported profile's email was changed in Klaviyo was taken for the person."""
+    ledger = FakeLedger([("left@b.co", "vip", None)], 1_600_000_000)
+    signup = page(profile("PS", "left@b.co", created))
+    synced = SyncedPlan(segment("a@b.co"), Client([signup, signup], []), ledger, "V")  # type: ignore[arg-type]
+    assert synced.make().remove == []
+    assert synced.not_members == 1
