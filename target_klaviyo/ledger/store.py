@@ -405,11 +405,11 @@ class LedgerStore:
 
     def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None) -> None:
         """Record the profile ids a mirror run read for people the ledger holds, with when Klaviyo
-        created each profile, and until when the list's members were read; in one transaction."""
+        last changed each profile, and until when the list's members were read; in one transaction."""
         assert not self._read_only
-        # An id once learned is never replaced, and only a profile that existed when Klaviyo last
-        # confirmed the person is theirs: one created since (a signup with the address after the
-        # imported profile's email was changed in Klaviyo) is not the one this target imported.
+        # An id once learned is never replaced, and only a profile last changed before Klaviyo last
+        # confirmed the person is theirs: one created or changed since (a signup with the address, or
+        # another profile given it, after the imported profile's email was changed in Klaviyo) is not.
         statement = (
             update(PROFILES)
             .where(

@@ -316,10 +316,11 @@ class Mirror:
     @staticmethod
     def members(
         client: KlaviyoClient, list_id: str, since: int | None = None
-    ) -> Iterator[tuple[str, object, object]]:
+    ) -> Iterator[tuple[str, object, int | None]]:
         """The list's members, or only those who joined from ``since`` (Unix seconds) on, in the order
-        they joined: each one's profile id (checked as a profile id is), and its email and ``created``
-        as Klaviyo gives them (of any type: a member without an email has no text there)."""
+        they joined: each one's profile id (checked as a profile id is), its email, and the latest of
+        its ``created`` and ``updated``, as Klaviyo gives them (of any type: a member without an
+        email has no text there; a moment that cannot be read is None)."""
         path = LIST_PROFILES.at(id=list_id)
         pace = LIST_PROFILES.pace()
 
@@ -330,7 +331,10 @@ class Mirror:
             ):
                 return client.get(path, params)
 
-        params: dict[str, Any] = {"fields[profile]": "email,created", "page[size]": LIST_PROFILES.page_size}
+        params: dict[str, Any] = {
+            "fields[profile]": "email,created,updated",
+            "page[size]": LIST_PROFILES.page_size,
+        }
         if since is not None:
             moment = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
             params.update(
@@ -353,7 +357,9 @@ class Mirror:
                         f"Klaviyo answered GET {path} with a member that is not a profile with an id; "
                         "nothing will be removed."
                     )
-                yield profile_id, attributes.get("email"), attributes.get("created")
+                moments = [unix_seconds(attributes.get(name)) for name in ("created", "updated")]
+                latest = None if None in moments else max(m for m in moments if m is not None)
+                yield profile_id, attributes.get("email"), latest
 
     def refusal(self, plan: ListPlan) -> str | None:
         """The sentence that refuses the plan, if it removes more than the setting allows."""
@@ -365,6 +371,17 @@ class Mirror:
             f"({plan.share:.0%}), more than mirror_max_removal_fraction ({self.max_removal_fraction:.0%}): "
             "nothing was removed from it; check that the input holds the whole segment, or raise the setting."
         )
+
+
+def unix_seconds(moment: object) -> int | None:
+    """An ISO 8601 date-time with its zone, as Klaviyo gives ``created``, in Unix seconds; else None."""
+    if not isinstance(moment, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int(parsed.timestamp()) if parsed.tzinfo is not None else None
 
 
 def member_paging(path: str) -> Paging:

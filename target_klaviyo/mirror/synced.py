@@ -25,7 +25,6 @@ never removed: ``mirror_scope: list`` is for that.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -125,11 +124,10 @@ class SyncedPlan:
         list_id, ledger = self._list_id, self._ledger
         started = int(time.time())
         learned: list[tuple[bytes, str, int]] = []
-        for profile_id, email, created in self._mirror.members(self._client, list_id, since):
+        for profile_id, email, changed_at in self._mirror.members(self._client, list_id, since):
             self.plan.members += 1
-            created_at = _unix(created)
-            if not isinstance(email, str) or created_at is None:
-                continue  # no email: never a person of the ledger; no creation time: doubt
+            if not isinstance(email, str) or changed_at is None:
+                continue  # no email: never a person of the ledger; no readable times: doubt
             if since is None and self._on_member is not None:
                 self._on_member(email)
             person = imported_as(email)
@@ -142,16 +140,16 @@ class SyncedPlan:
             if person in leavers:
                 known = leavers[person]
                 if known is None:
-                    # The profile existed when Klaviyo last confirmed the person; one created since
-                    # (a signup with the address, after the imported profile's email was changed in
-                    # Klaviyo) is not the one this target imported, and is never taken for it.
-                    if created_at <= self._confirmed[person]:
+                    # The profile was last changed before Klaviyo last confirmed the person; one created
+                    # or changed since (a signup with the address, or another profile given it, after
+                    # the imported profile's email was changed in Klaviyo) is never taken for theirs.
+                    if changed_at <= self._confirmed[person]:
                         leavers[person] = profile_id
                 elif known != profile_id:
                     # Another profile holds their address now (a signup after the imported profile's
                     # email was changed in Klaviyo, say): which is whose is doubt, so neither is removed.
                     self._twins.add(person)
-            learned.append((person, profile_id, created_at))  # an id the ledger has is never replaced
+            learned.append((person, profile_id, changed_at))  # an id the ledger has is never replaced
             if len(learned) >= LEARN_CHUNK:
                 ledger.learn(list_id, learned)
                 learned = []
@@ -184,19 +182,6 @@ class SyncedPlan:
                     doubted.add(profile_id)
         self.kept_changed = len(doubted)
         return {profile_id: person for profile_id, person in still.items() if profile_id not in doubted}
-
-
-def _unix(moment: object) -> int | None:
-    """An ISO 8601 date-time as Klaviyo gives ``created``, in Unix seconds; None if it is not one."""
-    if not isinstance(moment, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None  # a moment without its zone: doubt, so the profile is not taken for the person
-    return int(parsed.timestamp())
 
 
 def imported_as(email: str) -> bytes:

@@ -238,3 +238,26 @@ def test_a_signup_made_after_the_person_was_confirmed_is_never_taken_for_them(sa
     result = run_and_apply(server, tmp_path, segment("b@example.com"))
     assert "1 of the people this target put there who are no longer members are not removed" in result.stderr
     assert {row["id"] for row in server.store.members(VIP, 0, 100)} >= {imported, signup}
+
+
+def test_an_older_profile_given_the_address_later_is_never_taken_for_the_person(sandbox_factory, tmp_path):
+    # Found by the twelfth hostile review: its creation time was before the person's confirmation.
+    server = sandbox_factory(lists=(VIP,))
+    older = seed(server, VIP, "someone.else@example.com")["someone.else@example.com"]  # by a form
+    run_and_apply(server, tmp_path, segment("b@example.com"))
+    (tmp_path / "u").mkdir()
+    upsert = run_cli(
+        config(server, tmp_path / "u", sync_mode="upsert"),
+        segment("b@example.com", "a@example.com"),
+        tmp_path / "u",
+    )
+    assert upsert.returncode == 0, upsert.stderr
+    imported = {row["attributes"]["email"]: row["id"] for row in server.store.members(VIP, 0, 100)}[
+        "a@example.com"
+    ]
+    joined_long_ago(server, "b@example.com", "a@example.com", "someone.else@example.com")
+    time.sleep(1.1)
+    server.store.change_email(imported, "a.new@example.com")  # edited in Klaviyo, then the address
+    server.store.change_email(older, "a@example.com")  # given to the older profile
+    run_and_apply(server, tmp_path, segment("b@example.com"))
+    assert {row["id"] for row in server.store.members(VIP, 0, 100)} >= {imported, older}

@@ -58,7 +58,11 @@ BEFORE = "2023-01-01T00:00:00+00:00"  # a profile created before that
 
 
 def profile(profile_id: str, email: Any, created: Any = BEFORE) -> dict[str, Any]:
-    return {"type": "profile", "id": profile_id, "attributes": {"email": email, "created": created}}
+    return {
+        "type": "profile",
+        "id": profile_id,
+        "attributes": {"email": email, "created": created, "updated": created},
+    }
 
 
 def segment(*emails: str) -> Mirror:
