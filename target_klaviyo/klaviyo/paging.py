@@ -49,7 +49,11 @@ def next_cursor(page: object, paging: Paging) -> str | None:
     if not isinstance(next_link, str):
         _odd(paging, paging.next_not_text)
         return None
-    cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
+    try:
+        query = urlsplit(next_link).query
+    except ValueError:  # not a URL at all (an unclosed "[" in its host, say): no cursor in it
+        query = ""
+    cursor = parse_qs(query).get("page[cursor]")
     if not cursor:
         _odd(paging, paging.no_cursor)
         return None

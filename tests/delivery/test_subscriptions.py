@@ -281,6 +281,13 @@ GOOD = member("x@b.co")
             {"data": [GOOD], "links": {"next": "https://a.klaviyo.com/api/lists/L/profiles/"}},
             "without a page[cursor]",
         ),
+        (
+            {
+                "data": [GOOD],
+                "links": {"next": "https://[a.klaviyo.com/api/lists/L/profiles?page%5Bcursor%5D=c"},
+            },
+            "without a page[cursor]",
+        ),
         (page(GOOD, cursor="same"), "a next page it had already given"),
     ],
 )

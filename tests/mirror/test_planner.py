@@ -154,6 +154,9 @@ def test_a_repeated_cursor_is_refused_and_odd_links_end_the_paging():
         mirror.plan(Pages(page(cursor="c"), page(cursor="c")), "V")  # type: ignore[arg-type]
     assert next_cursor({"links": "a string"}, member_paging("/api/lists/V/profiles")) is None
     assert next_cursor({"links": {"next": 5}}, member_paging("/api/lists/V/profiles")) is None
+    # Found by the thirteenth hostile review: a link that is no URL at all ended in a traceback.
+    unclosed = {"links": {"next": "https://[a.klaviyo.com/api/lists/V/profiles?page%5Bcursor%5D=abc"}}
+    assert next_cursor(unclosed, member_paging("/api/lists/V/profiles")) is None
     assert (
         next_cursor(
             {"links": {"next": "http://k/x?page%5Bcursor%5D=abc"}}, member_paging("/api/lists/V/profiles")
