@@ -202,7 +202,7 @@ class Ledger:
         return self._store.read_through(list_id)
 
     def learn(self, list_id: str, ids: list[tuple[bytes, str, int]], through: int | None = None) -> None:
-        """Record the profile ids read for people the ledger holds, with when Klaviyo created each
+        """Record the profile ids read for people the ledger holds, with when Klaviyo last changed each
         profile (and until when the members were read); a dry run writes nothing."""
         if self._read_only or self._closed or self._store is None:
             return
