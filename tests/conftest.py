@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -12,6 +12,9 @@ from support import API_KEY, LIST_ID, LiveTarget, assert_responses_match_spec
 
 from klaviyo_sandbox import SandboxServer
 from klaviyo_sandbox.pytest_plugin import RunningSandbox
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 # Property-based tests: a bounded run in CI, many more examples with HYPOTHESIS_PROFILE=thorough.
 # Never timed: speed is measured in benchmarks, and on a busy 2-core machine generating inputs is
@@ -126,11 +129,29 @@ def postgres_database() -> Iterator[Callable[[], str]]:
         made.append(name)
         return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
-    yield make
-    with admin.connect() as connection:
+    try:
+        yield make
         for name in made:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+            drop(admin, name)
+    finally:
+        admin.dispose()
+
+
+def drop(admin: Engine, name: str) -> None:
+    """Drops a test database. Not WITH (FORCE): on PostgreSQL 15 that refuses when an autovacuum
+    worker is in the database (it has no role this one may signal; seen in CI), while a plain DROP
+    stops autovacuum itself and waits 5 s for other sessions, which a test must have closed."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(3):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            return
+        except OperationalError:
+            if attempt == 2:
+                raise
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
