@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS lists (
 );
 CREATE TABLE IF NOT EXISTS profiles (
     id TEXT PRIMARY KEY,
-    email TEXT UNIQUE COLLATE EMAIL_CASE,
+    email TEXT,
+    email_key TEXT UNIQUE,  -- email_key(email): compared in SQLite's own code, not a Python collation
     phone_number TEXT,
     external_id TEXT,
     attributes TEXT NOT NULL,
@@ -75,9 +76,14 @@ class Database:
 
     def __init__(self, path: str = ":memory:") -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.create_collation("EMAIL_CASE", email_case)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(profiles)")}
+        if columns and "email_key" not in columns:
+            self._db.close()
+            raise ValueError(
+                f"{path} holds the state of an earlier version of the sandbox; remove it or give another --db."
+            )
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
 
@@ -104,15 +110,18 @@ class Database:
             self._db.close()
 
 
-def email_case(left: str, right: str) -> int:
-    """Emails compare with every letter's case folded, as target-klaviyo folds them (``str.lower``).
+def email_key(email: object) -> str | None:
+    """The email as profiles are matched on it: every letter's case folded, as target-klaviyo folds
+    them (``str.lower``).
 
     Klaviyo documents emails as case-insensitive without saying what that means beyond
     ASCII; SQLite's NOCASE folds only A-Z, which made ``JOSÉ.SILVA@`` and ``José.Silva@``
-    two people here while the target treats them as one. The sandbox follows the target.
+    two people here while the target treats them as one. The sandbox follows the target. The
+    folded form is stored beside the email, so a 10,000-profile job's look-ups and index
+    updates compare in SQLite rather than calling Python for each comparison (a collation
+    function did: about a third of applying a job).
     """
-    a, b = left.lower(), right.lower()
-    return (a > b) - (a < b)
+    return str(email).lower() if email else None
 
 
 _ID_PREFIX = uuid.uuid4().hex[:10].upper()

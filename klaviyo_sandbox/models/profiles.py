@@ -6,14 +6,13 @@ subscriptions and the import jobs that upsert 10,000 profiles at a time.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from typing import Any
 
 import msgspec
 
-from klaviyo_sandbox.models.database import iso, new_id
+from klaviyo_sandbox.models.database import email_key, iso, new_id
 
 IDENTIFIERS = ("email", "phone_number", "external_id")
 
@@ -51,13 +50,14 @@ def upsert_many(db: sqlite3.Connection, profiles: list[dict[str, Any]]) -> list[
             profile_id, current = match
         merged = merge_attributes(current, attributes)
         merged_by_id[profile_id] = merged
-        for key in _identity_keys(merged):
+        # A new profile is matched on what it was looked up by; a merged one may hold more.
+        for key in keys if match is None else _identity_keys(merged):
             known[key] = (profile_id, merged)
         results.append((profile_id, profile_id in created))
     now = iso(time.time())
     db.executemany(
-        "UPDATE profiles SET email = ?, phone_number = ?, external_id = ?, attributes = ?, updated = ?"
-        " WHERE id = ?",
+        "UPDATE profiles SET email = ?, email_key = ?, phone_number = ?, external_id = ?, attributes = ?,"
+        " updated = ? WHERE id = ?",
         [
             (*_identifiers(merged), _encode(merged), now, profile_id)
             for profile_id, merged in merged_by_id.items()
@@ -65,7 +65,8 @@ def upsert_many(db: sqlite3.Connection, profiles: list[dict[str, Any]]) -> list[
         ],
     )
     db.executemany(
-        "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO profiles (id, email, email_key, phone_number, external_id, attributes, created, updated)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (profile_id, *_identifiers(merged), _encode(merged), now, now)
             for profile_id, merged in merged_by_id.items()
@@ -86,15 +87,16 @@ def _lookup(
     known: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     unmatched = list(zip(profiles, identities, strict=True))
     for identifier in IDENTIFIERS:
-        values = list({str(p[identifier]) for p, _ in unmatched if p.get(identifier)})
+        values = list({value for _, keys in unmatched for name, value in keys if name == identifier})
+        column = "email_key" if identifier == "email" else identifier
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
             rows = db.execute(
-                f"SELECT id, attributes FROM profiles WHERE {identifier} IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                f"SELECT id, attributes FROM profiles WHERE {column} IN ({','.join('?' * len(chunk))})",  # noqa: S608
                 chunk,
             ).fetchall()
             for profile_id, attributes in rows:
-                merged = json.loads(attributes)
+                merged = msgspec.json.decode(attributes)
                 for key in _identity_keys(merged):
                     known.setdefault(key, (profile_id, merged))
         if known:
@@ -113,9 +115,11 @@ def _identity_keys(attributes: dict[str, Any]) -> list[tuple[str, str]]:
     for identifier in IDENTIFIERS:
         value = attributes.get(identifier)
         if value:
-            keys.append((identifier, str(value).lower() if identifier == "email" else str(value)))
+            keys.append((identifier, str(email_key(value)) if identifier == "email" else str(value)))
     return keys
 
 
-def _identifiers(attributes: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return attributes.get("email"), attributes.get("phone_number"), attributes.get("external_id")
+def _identifiers(attributes: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """The columns a profile is matched on: email, its folded form, phone number and external id."""
+    email = attributes.get("email")
+    return email, email_key(email), attributes.get("phone_number"), attributes.get("external_id")

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from klaviyo_sandbox.models.database import Database, iso, stamp
+from klaviyo_sandbox.models.database import Database, email_key, iso, stamp
 from klaviyo_sandbox.models.jobs import ImportJobs
 from klaviyo_sandbox.models.profiles import upsert_many
 
@@ -71,7 +71,7 @@ class SandboxStore:
         """Members in join order, from membership row ``after`` on (a cursor); only ``emails`` if given,
         only those who joined from a moment on if ``joined`` is (``greater-or-equal`` or ``greater-than``)."""
         self.import_jobs.finish_due()
-        only = "" if emails is None else f" AND p.email IN ({','.join('?' * len(emails))})"
+        only = "" if emails is None else f" AND p.email_key IN ({','.join('?' * len(emails))})"
         since: tuple[str, ...] = ()
         if joined is not None:
             # julianday reads the stored ISO 8601 moments whatever their fraction of a second.
@@ -79,7 +79,8 @@ class SandboxStore:
             since = (joined[1].astimezone(timezone.utc).isoformat(),)
         query = f"{MEMBER_SELECT} WHERE m.list_id = ? AND m.rowid > ?{only} ORDER BY m.rowid LIMIT ?"
         with self._database.locked() as db:
-            rows = db.execute(query, (list_id, after, *(emails or []), *since, limit)).fetchall()
+            keys = [email_key(email) for email in emails or []]
+            rows = db.execute(query, (list_id, after, *keys, *since, limit)).fetchall()
             suppressions = self._suppressions([row[1] for row in rows])
         return [
             {
@@ -222,8 +223,8 @@ class SandboxStore:
             ).fetchone()
             changed = {**json.loads(attributes), "email": email}
             db.execute(
-                "UPDATE profiles SET email = ?, attributes = ?, updated = ? WHERE id = ?",
-                (email, json.dumps(changed), iso(time.time()), profile_id),
+                "UPDATE profiles SET email = ?, email_key = ?, attributes = ?, updated = ? WHERE id = ?",
+                (email, email_key(email), json.dumps(changed), iso(time.time()), profile_id),
             )
 
     def get_profile(self, profile_id: str) -> dict[str, Any] | None:

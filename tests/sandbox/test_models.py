@@ -3,8 +3,11 @@ due, with no read asking for it, and stops when the store closes."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+
+import pytest
 
 from klaviyo_sandbox.models import SandboxStore
 
@@ -38,3 +41,32 @@ def test_closing_the_store_stops_the_job_thread():
     store.close()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_emails_match_with_every_letter_case_folded_across_jobs_and_member_filters():
+    """As target-klaviyo folds them (str.lower), not only A-Z: one person, whatever the case."""
+    store = SandboxStore()
+    store.ensure_list("L1")
+    store.import_jobs.create(["L1"], [{"email": "José.Silva@Example.com", "first_name": "José"}], {}, 0)
+    store.import_jobs.create(["L1"], [{"email": "JOSÉ.SILVA@EXAMPLE.COM", "last_name": "Silva"}], {}, 0)
+    store.import_jobs.finish_due()
+    (profile,) = store.profiles()
+    assert profile["attributes"] == {
+        "email": "JOSÉ.SILVA@EXAMPLE.COM",
+        "first_name": "José",
+        "last_name": "Silva",
+    }
+    assert [m["id"] for m in store.members("L1", emails=["josé.silva@example.com"])] == [profile["id"]]
+    store.change_email(profile["id"], "Other@Example.com")
+    assert store.members("L1", emails=["josé.silva@example.com"]) == []
+    assert [m["id"] for m in store.members("L1", emails=["OTHER@example.COM"])] == [profile["id"]]
+    store.close()
+
+
+def test_a_state_file_of_an_earlier_sandbox_is_refused_in_one_sentence(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE profiles (id TEXT PRIMARY KEY, email TEXT UNIQUE, attributes TEXT NOT NULL)")
+    old.close()
+    with pytest.raises(ValueError, match=r"holds the state of an earlier version of the sandbox; remove it"):
+        SandboxStore(str(path))
