@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,9 +57,14 @@ def write_stream(path: Path, records: int) -> None:
 
 
 def run_klaviyo(stream: Path, job_delay: float, in_flight: int | None, workdir: Path) -> dict:
-    settings = (
+    settings: dict[str, object] = (
         dict(SEGMENT_MAPPING) if in_flight is None else {**SEGMENT_MAPPING, "max_jobs_in_flight": in_flight}
     )
+    # A cold run, with the ledger as by default, but a new one each run: a ledger binds to its
+    # sandbox's URL, and one that knew the profiles would make the run send none.
+    ledger = workdir / "ledger"
+    shutil.rmtree(ledger, ignore_errors=True)
+    settings["ledger_path"] = str(ledger / "ledger.sqlite")
     options = ["--job-delay", str(job_delay), "--no-request-validation"]
     result, report = run_target(str(BIN / "target-klaviyo"), stream, workdir, options, **settings)
     return {

@@ -35,6 +35,7 @@ logger = logging.getLogger("target_klaviyo.ledger")
 class ConfirmedJob(Protocol):
     """What the ledger reads of a settled job (:class:`~target_klaviyo.delivery.jobs.SubmittedJob`)."""
 
+    id: str
     list_id: str
     keys: list[str]
 
@@ -59,6 +60,7 @@ class Ledger:
         self._members: dict[str, HashTable] = {}  # per list a mirror run read whole: its members
         self._created: Mapping[str, str | None] | None = None
         self._used: set[str] = set()  # the lists locked and read (see use)
+        self._claimed_at: dict[str, int] = {}  # per job accepted and not yet confirmed: when its claims were
 
     def load(self, created: Mapping[str, str | None] | None) -> None:
         """Open the ledger; ``created`` is when Klaviyo says each list was created (None in a dry run,
@@ -161,14 +163,15 @@ class Ledger:
             return  # a job settled after the run ended (past stop_grace_seconds): only sent again next time
         now = int(time.time())
         rows = [(person_of(job.keys[p]), job.digest(p), now, job.stream(p)) for p in positions]
-        self._store.confirm(job.list_id, rows, _claims(job, positions))
+        claimed_at = self._claimed_at.pop(job.id)
+        self._store.confirm(job.list_id, rows, _claims(job, positions), claimed_at)
 
     def submitted(self, job: ConfirmedJob) -> None:
         """Klaviyo accepted a job: the phone numbers and external ids in it may be its people's from now
         on, so the ledger records them at once (see :meth:`LedgerStore.claim`)."""
         if self._read_only or self._closed or self._store is None:
             return
-        self._store.claim(_claims(job, range(len(job.keys))))
+        self._claimed_at[job.id] = self._store.claim(_claims(job, range(len(job.keys))))
 
     def forget(self, leaving: Mapping[str, list[bytes]]) -> None:
         """Mirror will remove these people (:func:`person_of` their keys): drop them from the ledger, so

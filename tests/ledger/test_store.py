@@ -37,9 +37,9 @@ def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[s
     place = place_of(ledger_place())
     store = LedgerStore(place, URL, read_only=False)
     assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
-    store.confirm("L1", [row(1), row(2)], [])
-    store.confirm("L1", [row(2, digest=9, at=1_800_000_000)], [])  # the later confirmation wins
-    store.confirm("L2", [row(1)], [])
+    store.confirm("L1", [row(1), row(2)], [], 0)
+    store.confirm("L1", [row(2, digest=9, at=1_800_000_000)], [], 0)  # the later confirmation wins
+    store.confirm("L2", [row(1)], [], 0)
     store.close()
     again = LedgerStore(place, URL, read_only=True)
     assert sorted(all_rows(again, "L1")) == [
@@ -53,7 +53,7 @@ def test_a_new_ledger_keeps_what_was_confirmed(ledger_place: Callable[[], dict[s
 def test_a_list_created_again_starts_empty(ledger_place: Callable[[], dict[str, str]]) -> None:
     store = LedgerStore(place_of(ledger_place()), URL, read_only=False)
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
-    store.confirm("L1", [row(1)], [])
+    store.confirm("L1", [row(1)], [], 0)
     assert store.bind_list("L1", "2026-01-01T00:00:00+00:00") is False
     assert len(all_rows(store, "L1")) == 1
     assert store.bind_list("L1", "2026-06-01T00:00:00+00:00") is True
@@ -93,6 +93,24 @@ def test_missing_tables_are_a_damaged_ledger(ledger_place: Callable[[], dict[str
         LedgerStore(place, URL, read_only=True)
 
 
+def test_a_write_the_database_refuses_is_one_sentence(ledger_place: Callable[[], dict[str, str]]) -> None:
+    """Rows are written with the driver's own cursor: its errors, not only SQLAlchemy's, are the
+    ledger's sentence (here a table dropped under the run, on each backend)."""
+    place = place_of(ledger_place())
+    store = LedgerStore(place, URL, read_only=False)
+    engine = create_engine(place.url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE target_klaviyo_ledger_identifiers"))
+        connection.execute(text("DROP TABLE target_klaviyo_ledger_profiles"))
+    engine.dispose()
+    person = bytes([1]) * 16
+    with pytest.raises(LedgerError, match=r"^The ledger \(.*\) cannot be written: .+\.$"):
+        store.claim([(person, "phone_number", bytes([7]) * 16)])
+    with pytest.raises(LedgerError, match=r"^The ledger \(.*\) cannot be written: .+\.$"):
+        store.confirm("L1", [row(1)], [], 0)
+    store.close()
+
+
 def identifiers(store: LedgerStore) -> list[tuple[bytes, bytes]]:
     return sorted(tuple(found) for chunk in store.identifiers() for found in chunk)  # type: ignore[misc]
 
@@ -109,12 +127,15 @@ def test_a_person_holds_every_value_given_until_a_confirmed_job_gives_another_a_
     ada, bob = bytes([1]) * 16, bytes([2]) * 16
     x, y, z = bytes([7]) * 16, bytes([8]) * 16, bytes([9]) * 16
     store.claim([(ada, "phone_number", x), (ada, "external_id", z)])
-    store.claim([(ada, "phone_number", y)])  # accepted, not confirmed: Klaviyo may still apply it
+    accepted = store.claim([(ada, "phone_number", y)])  # accepted, not confirmed: Klaviyo may still apply it
     assert identifiers(store) == sorted([(x, ada), (y, ada), (z, ada)])
-    store.confirm("L1", [row(1)], [(ada, "phone_number", y)])  # the same day: x may still be given
+    store.confirm("L1", [row(1)], [(ada, "phone_number", y)], accepted)  # the same day: x may still be given
     assert identifiers(store) == sorted([(x, ada), (y, ada), (z, ada)])
     now[0] += STALE_AFTER_SECONDS + 1
-    store.confirm("L1", [row(1)], [(ada, "phone_number", y)])
+    store.confirm("L1", [row(1)], [(ada, "phone_number", y)], accepted)  # a job of that day: still
+    assert identifiers(store) == sorted([(x, ada), (y, ada), (z, ada)])
+    accepted = store.claim([(ada, "phone_number", y)])  # a job accepted a day later gives y again
+    store.confirm("L1", [row(1)], [(ada, "phone_number", y)], accepted)
     store.claim([(bob, "phone_number", x)])
     assert identifiers(store) == sorted([(y, ada), (z, ada), (x, bob)])
     store.close()
@@ -127,7 +148,7 @@ def test_a_ledger_without_the_identifiers_table_is_given_it_and_forgets_its_peop
     theirs: a ledger from before it sends everyone once more."""
     place = place_of(ledger_place())
     old = LedgerStore(place, URL, read_only=False)
-    old.confirm("L1", [row(1), row(2)], [])
+    old.confirm("L1", [row(1), row(2)], [], 0)
     old.close()
     engine = create_engine(place.url)
     with engine.begin() as connection:
@@ -235,7 +256,7 @@ def test_a_database_that_refuses_new_tables_is_one_sentence(
 def test_a_ledger_that_fails_while_read_is_one_sentence(ledger_place: Callable[[], dict[str, str]]) -> None:
     place = place_of(ledger_place())
     store = LedgerStore(place, URL, read_only=False)
-    store.confirm("L1", [row(1)], [])
+    store.confirm("L1", [row(1)], [], 0)
     engine = create_engine(place.url)
     with engine.begin() as connection:  # another hand drops the table the run reads
         connection.execute(text("DROP TABLE target_klaviyo_ledger_profiles"))
@@ -251,14 +272,14 @@ def test_profile_ids_and_the_members_read_are_kept_per_list(
     place = place_of(ledger_place())
     store = LedgerStore(place, URL, read_only=False)
     store.bind_list("L1", "2026-01-01T00:00:00+00:00")
-    store.confirm("L1", [row(1), row(2)], [])
+    store.confirm("L1", [row(1), row(2)], [], 0)
     assert store.read_through("L1") is None, "never read: the first mirror run reads the list whole"
     early, late = 1_600_000_000, 1_750_000_000  # profiles created before and after the confirmations
     store.learn(
         "L1", [(row(1)[0], "01ABC", early), (row(9)[0], "01NOT", early)], 1_700_000_000
     )  # 9: not in it
     store.learn("L1", [(row(2)[0], "01LATE", late)], None)  # created after Klaviyo confirmed person 2
-    store.confirm("L1", [row(1, digest=5)], [])  # a later confirmation keeps the id
+    store.confirm("L1", [row(1, digest=5)], [], 0)  # a later confirmation keeps the id
     store.learn("L1", [(row(1)[0], "01OTHER", early)], None)  # and a later read never replaces it
     assert sorted(tuple(found) for chunk in store.mirror_rows("L1") for found in chunk) == [
         (row(1)[0], "customers", "01ABC", 1_700_000_000),
@@ -276,7 +297,7 @@ def test_a_ledger_without_the_profile_id_columns_is_given_them(
     place = place_of(ledger_place())
     old = LedgerStore(place, URL, read_only=False)
     old.bind_list("L1", "2026-01-01T00:00:00+00:00")
-    old.confirm("L1", [row(1)], [])
+    old.confirm("L1", [row(1)], [], 0)
     old.close()
     engine = create_engine(place.url)
     with engine.begin() as connection:
