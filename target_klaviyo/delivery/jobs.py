@@ -43,6 +43,11 @@ def unexpected_answer(request: str, what: str) -> KlaviyoError:
 class JobEvents(Protocol):
     """What becomes of the profiles of a job; the run implements it and does the accounting."""
 
+    def job_posting(self, chunk: list[PendingProfile]) -> int:
+        """These profiles are about to be posted as a job: from the POST on, Klaviyo may hold them.
+        Returns the moment that was recorded (the ledger's claims; 0 without a ledger)."""
+        ...
+
     def job_submitted(self, job: SubmittedJob) -> None: ...
 
     def rejected(self, item: PendingProfile | SentProfile, reject: Reject) -> None: ...
@@ -74,9 +79,12 @@ class SubmittedJob:
     makes a :class:`SentProfile` only for one Klaviyo rejects.
     """
 
-    def __init__(self, job_id: str, chunk: list[PendingProfile], list_id: str = "") -> None:
+    def __init__(
+        self, job_id: str, chunk: list[PendingProfile], list_id: str = "", claimed_at: int = 0
+    ) -> None:
         self.id = job_id
         self.list_id = list_id
+        self.claimed_at = claimed_at  # when the ledger recorded what the job gives (JobEvents.job_posting)
         self.keys = [item.key for item in chunk]
         self.epochs = array("q", [item.epoch for item in chunk])
         self._streams = [item.stream for item in chunk]
@@ -134,6 +142,10 @@ class BulkImporter:
 
     def submit(self, list_id: str, chunk: list[PendingProfile]) -> list[SubmittedJob]:
         """Create a job, dropping the profiles Klaviyo points at until it accepts the rest."""
+        # Before the POST, not after Klaviyo's answer: a failure or a kill between the two must not
+        # leave Klaviyo holding values the ledger never heard of. Profiles Klaviyo then refuses were
+        # recorded for nothing, which only holds their values back (hostile review 14).
+        claimed_at = self.events.job_posting(chunk) if chunk else 0
         while chunk:
             try:
                 answer = self.client.post(IMPORT_JOB_CREATE.path, job_body(list_id, chunk))
@@ -153,7 +165,7 @@ class BulkImporter:
                 raise KlaviyoError(
                     f"Klaviyo accepted POST {IMPORT_JOB_CREATE.path} but returned no job id of the form it documents."
                 )
-            job = SubmittedJob(job_id, chunk, list_id)
+            job = SubmittedJob(job_id, chunk, list_id, claimed_at)
             self.events.job_submitted(job)
             logger.info("Submitted import job %s with %d profiles.", job_id, len(chunk))
             return [job]

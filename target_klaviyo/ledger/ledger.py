@@ -35,9 +35,9 @@ logger = logging.getLogger("target_klaviyo.ledger")
 class ConfirmedJob(Protocol):
     """What the ledger reads of a settled job (:class:`~target_klaviyo.delivery.jobs.SubmittedJob`)."""
 
-    id: str
     list_id: str
     keys: list[str]
+    claimed_at: int  # when claiming recorded what it gives
 
     def digest(self, position: int) -> bytes: ...
 
@@ -60,7 +60,6 @@ class Ledger:
         self._members: dict[str, HashTable] = {}  # per list a mirror run read whole: its members
         self._created: Mapping[str, str | None] | None = None
         self._used: set[str] = set()  # the lists locked and read (see use)
-        self._claimed_at: dict[str, int] = {}  # per job accepted and not yet confirmed: when its claims were
 
     def load(self, created: Mapping[str, str | None] | None) -> None:
         """Open the ledger; ``created`` is when Klaviyo says each list was created (None in a dry run,
@@ -163,15 +162,16 @@ class Ledger:
             return  # a job settled after the run ended (past stop_grace_seconds): only sent again next time
         now = int(time.time())
         rows = [(person_of(job.keys[p]), job.digest(p), now, job.stream(p)) for p in positions]
-        claimed_at = self._claimed_at.pop(job.id)
-        self._store.confirm(job.list_id, rows, _claims(job, positions), claimed_at)
+        claims = _claims((job.keys[p], job.identifiers(p)) for p in positions)
+        self._store.confirm(job.list_id, rows, claims, job.claimed_at)
 
-    def submitted(self, job: ConfirmedJob) -> None:
-        """Klaviyo accepted a job: the phone numbers and external ids in it may be its people's from now
-        on, so the ledger records them at once (see :meth:`LedgerStore.claim`)."""
+    def claiming(self, profiles: Iterable[tuple[str, bytes]]) -> int:
+        """These profiles (key, identifiers) are about to be posted as a job: the phone numbers and
+        external ids in them may be their people's from the POST on, so the ledger records them
+        first (see :meth:`LedgerStore.claim`). Returns when, for :meth:`confirmed`."""
         if self._read_only or self._closed or self._store is None:
-            return
-        self._claimed_at[job.id] = self._store.claim(_claims(job, range(len(job.keys))))
+            return 0
+        return self._store.claim(_claims(profiles))
 
     def forget(self, leaving: Mapping[str, list[bytes]]) -> None:
         """Mirror will remove these people (:func:`person_of` their keys): drop them from the ledger, so
@@ -254,12 +254,14 @@ class Ledger:
             self._store.close()
 
 
-def _claims(job: ConfirmedJob, positions: Iterable[int]) -> list[Claim]:
-    """Who the job gives which phone number and external id, as the ledger records it."""
+def _claims(profiles: Iterable[tuple[str, bytes]]) -> list[Claim]:
+    """Who these profiles (key, identifiers) give which phone number and external id, as the
+    ledger records it."""
     claims: list[Claim] = []
-    for position in positions:
-        identifiers = job.identifiers(position)
-        person = person_of(job.keys[position])
+    for key, identifiers in profiles:
+        if not identifiers:
+            continue
+        person = person_of(key)
         for index, name in enumerate(IDENTIFIERS):
             identifier = identifiers[HASH_BYTES * index : HASH_BYTES * (index + 1)]
             if identifier != NO_IDENTIFIER:

@@ -102,7 +102,7 @@ IDENTIFIERS = Table(
     Column("person", LargeBinary(16), primary_key=True),
     Column("attribute", String(16), primary_key=True),  # phone_number or external_id
     Column("identifier", LargeBinary(16), primary_key=True),
-    Column("claimed_at", BigInteger, nullable=False),  # when a job Klaviyo accepted last gave it
+    Column("claimed_at", BigInteger, nullable=False),  # when a job posted last gave it
     sqlite_with_rowid=False,
 )
 # A person keeps every value a job of theirs gave until a confirmed job gives another and a day has
@@ -512,7 +512,7 @@ class LedgerStore:
 
         ``claims`` are the values Klaviyo now holds for those people: their other values of the same
         attribute are dropped once stale (see STALE_AFTER_SECONDS), counted from ``claimed_at``, when
-        :meth:`claim` recorded the job's claims as Klaviyo accepted it: so they are never stale
+        :meth:`claim` recorded the job's claims before it was posted: so they are never stale
         themselves, and are not written again (writing them twice was a third of what the ledger
         cost a cold run).
         """
@@ -550,8 +550,8 @@ class LedgerStore:
             raise self._failed("written", error) from None
 
     def claim(self, claims: list[Claim]) -> int:
-        """A job Klaviyo accepted gives these values to these people: recorded at once, before Klaviyo
-        confirms it (a run killed meanwhile may have given them), beside any they hold already.
+        """A job about to be posted gives these values to these people: recorded before the POST, as
+        Klaviyo may apply the job whatever becomes of the run, beside any they hold already.
         Returns the time recorded, for :meth:`confirm`."""
         now = int(time.time())
         if not claims:
@@ -587,7 +587,7 @@ class LedgerStore:
 
         Through ``Connection.execute`` SQLAlchemy processes every value of every row in Python
         first, which cost more than the writes themselves: two writes for each profile of each job
-        (its claims when Klaviyo accepts the job, its row and claims when Klaviyo confirms it)
+        (its claims as it was posted, its row and claims when Klaviyo confirmed it)
         took 17 s of CPU for 200,000 profiles, half the run (benchmarks/results.md, 2026-12-08).
         The values are bytes, ints and str, which both drivers take as they are.
         """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from target_klaviyo.delivery.batch import PendingProfile, SentProfile
@@ -38,7 +38,7 @@ logger = logging.getLogger(
 class ProfileLedger(Protocol):
     """What the accountant tells the profile ledger (:class:`~target_klaviyo.ledger.ledger.Ledger`)."""
 
-    def submitted(self, job: SubmittedJob) -> None: ...
+    def claiming(self, profiles: Iterable[tuple[str, bytes]]) -> int: ...
 
     def confirmed(self, job: SubmittedJob, positions: list[int]) -> None: ...
 
@@ -131,10 +131,13 @@ class Outcomes:
 
     # The submitting and the settling thread (JobEvents)
 
+    def job_posting(self, chunk: list[PendingProfile]) -> int:
+        # The ledger, outside the lock, as for job_done: Klaviyo may have the job, whatever the run does.
+        if self._profiles is None:
+            return 0
+        return self._profiles.claiming((item.key, item.identifiers) for item in chunk)
+
     def job_submitted(self, job: SubmittedJob) -> None:
-        # The ledger first, outside the lock, as for job_done: Klaviyo has the job, whatever the run does.
-        if self._profiles is not None:
-            self._profiles.submitted(job)
         with self._lock:
             if self._open(f"Import job {job.id}'s submission"):
                 self.report.job_submitted(job.id)

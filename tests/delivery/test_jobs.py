@@ -41,6 +41,9 @@ class Recorder:
         self.report = report
         self.done: list[tuple[str, int, int]] = []
 
+    def job_posting(self, chunk: list[PendingProfile]) -> int:
+        return 0
+
     def job_submitted(self, job: SubmittedJob) -> None:
         self.report.job_submitted(job.id)
 

@@ -567,7 +567,7 @@ def test_a_number_its_holder_no_longer_has_is_free_for_someone_else_a_day_later(
     assert consent_of(sandbox) == {"a@example.com": (other, None), "b@example.com": (NUMBER, None)}
 
 
-def test_a_number_is_held_from_the_moment_klaviyo_accepts_the_job(
+def test_a_number_is_held_from_the_moment_its_job_is_posted(
     sandbox_factory, live, ledger_place: Place, tmp_path
 ):
     """A run killed before its job was confirmed may have given the number: it stays that person's."""
@@ -591,6 +591,28 @@ def test_a_number_is_held_from_the_moment_klaviyo_accepts_the_job(
         for p in job.body["data"]["attributes"]["profiles"]["data"]
     ]
     assert imported == [{"email": "b@example.com", "properties": {"id": 2}}]
+
+
+def test_a_number_the_ledger_cannot_record_is_never_posted(sandbox, tmp_path):
+    """The claim comes before the POST (hostile review 14): when the ledger cannot record that a
+    job gives a person a number, Klaviyo is never given the job, so the number cannot be Klaviyo's
+    for them behind the ledger's back, to be given to someone else later."""
+    ledger = tmp_path / "ledger.sqlite"
+    config = identified_config(sandbox, {"ledger_path": str(ledger)}, "phone_number")
+    shape = schema(properties=IDENTIFIED)
+    run(config, [shape, record(id=9, email="z@example.com")], tmp_path)
+    with contextlib.closing(sqlite3.connect(ledger)) as db, db:  # a write the database refuses
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON target_klaviyo_ledger_identifiers"
+            " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    jobs = len(bulk_jobs(sandbox))
+    result = run_cli(config, [shape, record(id=1, email="a@example.com", phone=NUMBER)], tmp_path)
+    assert result.returncode == 1
+    assert "cannot be written: disk I/O error." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(bulk_jobs(sandbox)) == jobs
+    assert set(members(sandbox)) == {"z@example.com"}
 
 
 def test_a_number_two_people_hold_in_the_ledger_is_left_out_for_both(sandbox, ledger_place: Place, tmp_path):
