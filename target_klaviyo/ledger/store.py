@@ -557,37 +557,29 @@ class LedgerStore:
         if not claims:
             return now
         assert not self._read_only
-        try:
-            with self._begin() as connection:
-                self._claim(connection, claims, now)
-        except self._write_errors() as error:
-            raise self._failed("written", error) from None
-        return now
-
-    def _claim(self, connection: Connection, claims: list[Claim], now: int) -> None:
-        if not claims:
-            return
         insert = self._insert(IDENTIFIERS)
         statement = insert.on_conflict_do_update(
             index_elements=[IDENTIFIERS.c.person, IDENTIFIERS.c.attribute, IDENTIFIERS.c.identifier],
             set_={"claimed_at": insert.excluded.claimed_at},
         )
-        self._write(
-            connection,
-            statement,
-            [
-                {"person": person, "attribute": attribute, "identifier": identifier, "claimed_at": now}
-                for person, attribute, identifier in claims
-            ],
-        )
+        rows = [
+            {"person": person, "attribute": attribute, "identifier": identifier, "claimed_at": now}
+            for person, attribute, identifier in claims
+        ]
+        try:
+            with self._begin() as connection:
+                self._write(connection, statement, rows)
+        except self._write_errors() as error:
+            raise self._failed("written", error) from None
+        return now
 
     @staticmethod
     def _write(connection: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
         """Write rows with the driver's own ``executemany``, in the connection's transaction.
 
         Through ``Connection.execute`` SQLAlchemy processes every value of every row in Python
-        first, which cost more than the writes themselves: two writes for each profile of each job
-        (its claims as it was posted, its row and claims when Klaviyo confirmed it)
+        first, which cost more than the writes themselves: each profile's claims as its job was
+        posted and its row when Klaviyo confirmed it (with the claims then written a second time)
         took 17 s of CPU for 200,000 profiles, half the run (benchmarks/results.md, 2026-12-08).
         The values are bytes, ints and str, which both drivers take as they are.
         """
